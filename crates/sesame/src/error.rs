@@ -1,0 +1,91 @@
+//! Errors of the core crate and of stores.
+
+use std::error::Error as StdError;
+
+/// A boxed error from a store's backend, kept as the source of [`StoreError`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An error from a session store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time. Requests should fail with
+    /// 503; the store client reconnects by itself.
+    #[error("session store unavailable: {message}")]
+    Unavailable {
+        /// What happened, without any token.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The store answered with something that is not a valid session record.
+    #[error("session store returned malformed data: {0}")]
+    Corrupt(String),
+    /// A save was refused because it would exceed a configured limit; nothing was written.
+    #[error("session limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// The store refused the operation for another reason it explained.
+    #[error("session store error: {message}")]
+    Backend {
+        /// The store's explanation.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl StoreError {
+    /// Whether the error means the store is unreachable (as opposed to a refusal or bad data).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// An [`StoreError::Unavailable`] with a source.
+    pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Unavailable { message: message.into(), source: Some(source.into()) }
+    }
+}
+
+/// An error of the session layer, as seen by a handler.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value could not be encoded or decoded.
+    #[error("session value {name:?}: {message}")]
+    Value {
+        /// Attribute name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A configuration was rejected when it was built.
+    #[error("invalid session configuration: {0}")]
+    Config(String),
+    /// The operating system's random generator failed.
+    #[error("random generator failed: {0}")]
+    Random(String),
+    /// The operation needs a logged-in session.
+    #[error("this session is not logged in")]
+    NotLoggedIn,
+    /// The authentication is older than the caller accepts; ask the user to log in again.
+    #[error("authentication is too old for this operation; log in again")]
+    StaleAuthentication,
+    /// An argument was rejected (for example an empty or oversized principal).
+    #[error("{0}")]
+    Invalid(String),
+    /// The session was destroyed earlier in this request.
+    #[error("the session was destroyed in this request")]
+    Destroyed,
+}
+
+impl Error {
+    /// Whether the underlying store is unreachable.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_unavailable())
+    }
+}

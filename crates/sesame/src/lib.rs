@@ -1,0 +1,38 @@
+//! # sesame — distributed sessions for Rust web services
+//!
+//! This is the core crate: everything that does not depend on a particular store or web
+//! framework. Stores live in their own crates (`sesame-redis`), and so do framework
+//! integrations (`sesame-axum`).
+//!
+//! ## Layout
+//!
+//! - [`token`]: tokens (256 random bits + hash tag + check value), storage keys derived from a
+//!   digest of the token, redacted `Debug`.
+//! - [`config`]: [`SessionConfig`] — idle and absolute timeouts, touch coalescing, limits,
+//!   per-user cap; validated when built.
+//! - [`session`]: [`Session`], the per-request handle — lazy load, typed get/insert/remove
+//!   with change tracking, `cycle_id`, `login`, `logout`, and the commit that writes a delta.
+//! - [`manager`]: [`SessionManager`] — a store plus a config; opens sessions, admin operations,
+//!   counters.
+//! - [`store`]: the [`Store`] trait every backend implements, and [`Record`]/[`Delta`].
+//! - [`memory`]: [`MemoryStore`], the embedded default.
+//! - [`value`]: attribute value encoding (JSON, LZ4 when it helps).
+//! - [`error`]: [`Error`] and [`StoreError`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod manager;
+pub mod memory;
+pub mod session;
+pub mod store;
+pub mod token;
+pub mod value;
+
+pub use config::{CapPolicy, Policy, SessionConfig, SessionConfigBuilder};
+pub use error::{BoxError, Error, StoreError};
+pub use manager::{now_ms, SessionManager, Stats};
+pub use memory::MemoryStore;
+pub use session::{Session, TokenAction};
+pub use store::{Delta, Loaded, Record, SaveOutcome, SessionInfo, Store, Taken};
+pub use token::{InvalidToken, SessionKey, SessionToken, Tag, TokenCodec, TokenSecret, TOKEN_LEN};
