@@ -1,1 +1,31 @@
-//! placeholder
+//! # sesame-redis — the Redis store of sesame
+//!
+//! ## Layout
+//!
+//! - [`store`]: [`RedisStore`] and its builder — one multiplexed connection that reconnects
+//!   by itself; every operation is one Lua script called by SHA (reloaded on `NOSCRIPT`).
+//! - `record`: the stored form of a session, one MessagePack array per key (see
+//!   `docs/STORAGE.md` for the format and why it beat a hash per session).
+//! - `lua/`: the scripts — `load` (read + coalesced touch), `save` (server-side merge of a
+//!   delta), `create` (create-if-absent + per-user index + cap), `take` (remove for rotation
+//!   or logout), `list` and `revoke` (per-user index).
+//!
+//! Keys: `<prefix>:{<tag>}:s:<id>` for a session, `<prefix>:{<tag>}:u:<principal>` for a
+//! principal's index (a sorted set of ids scored by absolute deadline). A logged-in session's
+//! tag is its principal's, so a user's sessions and index share one Redis Cluster slot.
+#![forbid(unsafe_code)]
+
+mod record;
+pub mod store;
+
+pub use store::{RedisStore, RedisStoreBuilder};
+
+/// Encodes a record as stored, for tools and benchmarks that write sessions directly.
+pub fn encode_record(r: &sesame::Record) -> Vec<u8> {
+    record::encode(r)
+}
+
+/// Decodes a stored record; hostile bytes give an error.
+pub fn decode_record(bytes: &[u8]) -> Result<sesame::Record, String> {
+    record::decode(bytes)
+}

@@ -1,0 +1,33 @@
+-- Create a session if its key is free; for a logged-in session, add it to its principal's
+-- index (pruning dead members) and apply the per-user cap. All keys share one hash tag.
+-- KEYS[1] session key, KEYS[2] (optional) the principal's index
+-- ARGV[1] record, ARGV[2] ttl ms, ARGV[3] now ms, ARGV[4] absolute deadline ms,
+-- ARGV[5] session id, ARGV[6] max sessions per user (0: none), ARGV[7] '1' to refuse at the
+-- cap instead of evicting the oldest, ARGV[8] session key prefix of this tag.
+-- Returns 1 created, 0 key taken, -1 refused by the cap (nothing written).
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if KEYS[2] then
+  local base = ARGV[8]
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+  local live = {}
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if redis.call('EXISTS', base .. id) == 1 then
+      live[#live + 1] = id
+    else
+      redis.call('ZREM', KEYS[2], id)
+    end
+  end
+  local max = tonumber(ARGV[6])
+  if max > 0 and #live >= max then
+    if ARGV[7] == '1' then return -1 end
+    for j = 1, #live - max + 1 do
+      redis.call('DEL', base .. live[j])
+      redis.call('ZREM', KEYS[2], live[j])
+    end
+  end
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[2], last[2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1

@@ -1,0 +1,269 @@
+//! The stored form of a session: one MessagePack array per session key.
+//!
+//! ```text
+//! [ version, created_ms, absolute_ms, principal | false, auth_ms | false, { name: value, ... } ]
+//! ```
+//!
+//! Values are the attribute bytes made by the core's value codec (header byte + payload),
+//! written with MessagePack `str` framing (raw bytes, not necessarily UTF-8), because Redis's
+//! built-in `cmsgpack`, which the save script uses to merge deltas into this array, does not
+//! read `bin`. `cmsgpack` writes an empty map back as an empty array; the decoder here accepts
+//! both forms, and `bin` too. Absent fields are `false`, never `nil`, because a
+//! `nil` would leave a hole in the Lua table and change how `cmsgpack` re-encodes it.
+//!
+//! The decoder never panics and never trusts a length: hostile bytes give an error.
+
+use std::collections::BTreeMap;
+
+use sesame::Record;
+
+/// Encodes a record.
+pub(crate) fn encode(r: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        32 + r.attrs.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>(),
+    );
+    // Writing into a Vec cannot fail; the results are ignored for that reason.
+    let _ = rmp::encode::write_array_len(&mut out, 6);
+    let _ = rmp::encode::write_uint(&mut out, r.version);
+    let _ = rmp::encode::write_uint(&mut out, r.created_ms);
+    let _ = rmp::encode::write_uint(&mut out, r.absolute_ms);
+    match &r.principal {
+        Some(p) => {
+            let _ = rmp::encode::write_str(&mut out, p);
+        }
+        None => {
+            let _ = rmp::encode::write_bool(&mut out, false);
+        }
+    }
+    match r.auth_ms {
+        Some(t) => {
+            let _ = rmp::encode::write_uint(&mut out, t);
+        }
+        None => {
+            let _ = rmp::encode::write_bool(&mut out, false);
+        }
+    }
+    let n = u32::try_from(r.attrs.len()).unwrap_or(u32::MAX);
+    let _ = rmp::encode::write_map_len(&mut out, n);
+    for (k, v) in &r.attrs {
+        let _ = rmp::encode::write_str(&mut out, k);
+        // `str` framing with raw bytes: Redis's cmsgpack does not read `bin`.
+        let _ = rmp::encode::write_str_len(&mut out, u32::try_from(v.len()).unwrap_or(u32::MAX));
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// Decodes a record, accepting what both this module and Redis's `cmsgpack` write.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
+    let mut c = Cursor { b: bytes, pos: 0 };
+    let n = c.array_len()?.ok_or("record is not an array")?;
+    if n != 6 {
+        return Err(format!("record has {n} fields, expected 6"));
+    }
+    let version = c.uint()?;
+    let created_ms = c.uint()?;
+    let absolute_ms = c.uint()?;
+    let principal = match c.peek()? {
+        0xc2 | 0xc0 => {
+            c.pos += 1;
+            None
+        }
+        _ => Some(String::from_utf8(c.bytes()?.to_vec()).map_err(|_| "principal is not UTF-8")?),
+    };
+    let auth_ms = match c.peek()? {
+        0xc2 | 0xc0 => {
+            c.pos += 1;
+            None
+        }
+        _ => Some(c.uint()?),
+    };
+    let mut attrs = BTreeMap::new();
+    let n = match c.map_len()? {
+        Some(n) => n,
+        None => match c.array_len()? {
+            Some(0) => 0,
+            _ => return Err("attributes are not a map".into()),
+        },
+    };
+    for _ in 0..n {
+        let k = String::from_utf8(c.bytes()?.to_vec()).map_err(|_| "attribute name is not UTF-8")?;
+        let v = c.bytes()?.to_vec();
+        attrs.insert(k, v);
+    }
+    if c.pos != bytes.len() {
+        return Err("trailing bytes after the record".into());
+    }
+    Ok(Record { created_ms, absolute_ms, principal, auth_ms, version, attrs })
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Result<u8, String> {
+        self.b.get(self.pos).copied().ok_or_else(|| "record is truncated".to_string())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).ok_or("length overflow")?;
+        let s = self.b.get(self.pos..end).ok_or("record is truncated")?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64, String> {
+        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    fn uint(&mut self) -> Result<u64, String> {
+        let m = self.peek()?;
+        self.pos += 1;
+        match m {
+            0x00..=0x7f => Ok(u64::from(m)),
+            0xcc => self.be(1),
+            0xcd => self.be(2),
+            0xce => self.be(4),
+            0xcf => self.be(8),
+            // Signed encodings of non-negative numbers (some encoders use them).
+            0xd0 | 0xd1 | 0xd2 | 0xd3 => {
+                let n = 1usize << (m - 0xd0);
+                let raw = self.be(n)?;
+                let shift = 64 - 8 * n as u32;
+                let v = ((raw << shift) as i64) >> shift;
+                u64::try_from(v).map_err(|_| "negative number in record".to_string())
+            }
+            0xcb => {
+                let f = f64::from_bits(self.be(8)?);
+                if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 {
+                    Ok(f as u64)
+                } else {
+                    Err("non-integral number in record".into())
+                }
+            }
+            _ => Err(format!("expected a number, found marker 0x{m:02x}")),
+        }
+    }
+
+    /// A str or bin payload.
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let m = self.peek()?;
+        self.pos += 1;
+        let n = match m {
+            0xa0..=0xbf => usize::from(m & 0x1f),
+            0xd9 | 0xc4 => self.be(1)? as usize,
+            0xda | 0xc5 => self.be(2)? as usize,
+            0xdb | 0xc6 => self.be(4)? as usize,
+            _ => return Err(format!("expected a string, found marker 0x{m:02x}")),
+        };
+        self.take(n)
+    }
+
+    fn array_len(&mut self) -> Result<Option<usize>, String> {
+        let m = self.peek()?;
+        let n = match m {
+            0x90..=0x9f => {
+                self.pos += 1;
+                usize::from(m & 0x0f)
+            }
+            0xdc => {
+                self.pos += 1;
+                self.be(2)? as usize
+            }
+            0xdd => {
+                self.pos += 1;
+                self.be(4)? as usize
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(n))
+    }
+
+    fn map_len(&mut self) -> Result<Option<usize>, String> {
+        let m = self.peek()?;
+        let n = match m {
+            0x80..=0x8f => {
+                self.pos += 1;
+                usize::from(m & 0x0f)
+            }
+            0xde => {
+                self.pos += 1;
+                self.be(2)? as usize
+            }
+            0xdf => {
+                self.pos += 1;
+                self.be(4)? as usize
+            }
+            _ => return Ok(None),
+        };
+        // Each entry takes at least two bytes: refuse lengths the input cannot hold.
+        if n > self.b.len().saturating_sub(self.pos) / 2 {
+            return Err("map length exceeds the record".into());
+        }
+        Ok(Some(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Record {
+        let mut attrs = BTreeMap::new();
+        attrs.insert("a".to_string(), vec![1, b'"', b'x', b'"']);
+        attrs.insert("bin".to_string(), vec![0xff; 300]);
+        Record {
+            created_ms: 1_763_683_200_000,
+            absolute_ms: 1_763_726_400_000,
+            principal: Some("alice".into()),
+            auth_ms: Some(1_763_683_200_001),
+            version: 7,
+            attrs,
+        }
+    }
+
+    // Records round-trip, with and without optional fields and attributes.
+    #[test]
+    fn round_trip() {
+        let r = sample();
+        assert_eq!(decode(&encode(&r)).unwrap(), r);
+        let empty = Record { created_ms: 1, absolute_ms: 2, ..Record::default() };
+        assert_eq!(decode(&encode(&empty)).unwrap(), empty);
+    }
+
+    // The cmsgpack forms (empty attributes as an empty array, nil for absent) decode too.
+    #[test]
+    fn accepts_lua_forms() {
+        let bytes = [0x96, 0x01, 0x02, 0x03, 0xc0, 0xc0, 0x90];
+        let r = decode(&bytes).unwrap();
+        assert_eq!((r.version, r.created_ms, r.absolute_ms), (1, 2, 3));
+        assert!(r.attrs.is_empty() && r.principal.is_none());
+    }
+
+    // Every truncation and random garbage give an error, never a panic.
+    #[test]
+    fn hostile_bytes() {
+        let full = encode(&sample());
+        for n in 0..full.len() {
+            assert!(decode(&full[..n]).is_err(), "truncated at {n}");
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..3000usize {
+            let bytes: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode(&bytes);
+            let mut prefixed = vec![0x96];
+            prefixed.extend_from_slice(&bytes);
+            let _ = decode(&prefixed);
+        }
+        assert!(decode(&[0x96, 1, 2, 3, 0xc0, 0xc0, 0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! Test support for sesame: real `redis-server` processes on free loopback ports.
+//!
+//! Everything here is synchronous and std-only, so it can be used from plain
+//! `#[test]` functions as well as from `#[tokio::test]` code.
+//!
+//! # Map of the crate
+//!
+//! - [`RedisServer`] (module `server`): owns one `redis-server` child process
+//!   running in its own temporary directory, bound to `127.0.0.1` on a free port.
+//!   It can be stopped and restarted on the same port and directory, queried with
+//!   `redis-cli` ([`RedisServer::cli`]) and inspected through `INFO commandstats`
+//!   ([`RedisServer::info_commandstats`], [`RedisServer::total_commands`]).
+//!   Dropping it kills the process and removes the directory.
+//! - [`RedisOptions`] (module `server`): password, extra ACL user, append-only
+//!   persistence, TLS and verbatim extra arguments.
+//! - [`free_port`] (module `port`): picks a free loopback port (and checks that
+//!   `port + 10000`, the cluster bus port, is free as well).
+//! - [`TestkitError`] (module `error`): every failure, with the tail of the server
+//!   log in its message.
+//! - module `tls`: generates a throwaway CA and a server certificate for
+//!   `127.0.0.1` / `localhost` with `rcgen`.
+//! - module `client`: [`RedisServer::cli`], the stats helpers and the readiness
+//!   probe (`INFO server` over raw RESP, checking the `process_id` is our child).
+//! - [`conformance`]: the store conformance suite and the
+//!   [`conformance_tests!`] macro that runs it against one backend.
+//! - module `proc`: runs short-lived helper processes (`redis-cli`) with a timeout.
+//!
+//! # Example
+//!
+//! ```no_run
+//! let server = sesame_testkit::RedisServer::start();
+//! assert_eq!(server.cli(&["PING"]).unwrap(), "PONG");
+//! println!("connect to {}", server.url());
+//! ```
+
+pub mod conformance;
+mod client;
+mod error;
+mod port;
+mod proc;
+mod server;
+mod tls;
+
+pub use error::TestkitError;
+pub use port::free_port;
+pub use server::{RedisOptions, RedisServer};
+
+/// The core crate, re-exported for the conformance macro.
+pub use sesame;
