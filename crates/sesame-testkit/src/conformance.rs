@@ -5,7 +5,7 @@
 //! `#[tokio::test]`s for one backend. Checks use random principals and tags, so they never
 //! see each other's sessions.
 // Test code: a failed expectation must fail the test loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;
