@@ -1,4 +1,5 @@
 //! The store conformance suite against the Redis store on a real, freshly spawned redis-server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::sync::Arc;
 
 use sesame_redis::RedisStore;

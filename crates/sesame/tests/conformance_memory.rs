@@ -1,4 +1,5 @@
 //! The store conformance suite against the in-memory store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::sync::Arc;
 
 use sesame::MemoryStore;
