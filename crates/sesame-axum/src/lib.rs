@@ -1,1 +1,23 @@
-//! placeholder
+//! # sesame-axum — sessions for axum and tower
+//!
+//! ## Layout
+//!
+//! - [`layer`]: [`SessionLayer`] — reads the token from the cookie (rejecting malformed ones
+//!   without a store call), puts a lazy [`sesame::Session`] in the request, and after the
+//!   handler commits the changes and sets or clears the cookie (with `Cache-Control:
+//!   no-store` and `Vary: Cookie`). A failed commit becomes a 503/500, never a silent loss.
+//! - [`extract`]: the [`Session`] extractor.
+//! - [`cookie`]: [`CookieConfig`] — `__Host-` name, `Secure`, `HttpOnly`, `SameSite=Lax`,
+//!   `Path=/`, no `Domain`, no `Max-Age` unless persistent; validated when built.
+//! - [`error`]: [`SessionError`], a session error as a response (503 when the store is down).
+#![forbid(unsafe_code)]
+
+pub mod cookie;
+pub mod error;
+pub mod extract;
+pub mod layer;
+
+pub use cookie::{CookieConfig, CookieConfigBuilder, SameSite};
+pub use error::SessionError;
+pub use extract::{MissingSessionLayer, Session};
+pub use layer::{SessionLayer, SessionService};

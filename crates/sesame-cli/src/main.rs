@@ -1,2 +1,102 @@
-//! placeholder
-fn main() {}
+//! The `sesame` command.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sesame::SessionConfig;
+use sesame_axum::CookieConfig;
+use sesame_cli::demo::{self, DemoOptions};
+
+/// sesame: distributed sessions for Rust web services, on Redis.
+#[derive(Parser, Debug)]
+#[command(name = "sesame", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the demo web app: several app instances behind a round-robin balancer.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    /// Address of the balancer.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Number of app instances.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    instances: u16,
+    /// Store URL (redis://[user:pass@]host:port, rediss://...). Default: in-memory store.
+    #[arg(long)]
+    store: Option<String>,
+    /// Idle timeout in seconds.
+    #[arg(long, default_value_t = 1800)]
+    idle_timeout: u64,
+    /// Absolute timeout in seconds.
+    #[arg(long, default_value_t = 43200)]
+    absolute_timeout: u64,
+    /// Maximum concurrent sessions per user (the oldest is logged out beyond it).
+    #[arg(long)]
+    max_sessions_per_user: Option<u32>,
+    /// Use the production cookie (`__Host-` name, Secure). Needs HTTPS in front of the demo;
+    /// by default the demo, served over plain HTTP, uses a non-Secure `sesame_demo` cookie.
+    #[arg(long)]
+    secure_cookie: bool,
+}
+
+fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
+    let mut b = SessionConfig::builder()
+        .idle_timeout(Duration::from_secs(a.idle_timeout))
+        .absolute_timeout(Duration::from_secs(a.absolute_timeout));
+    if let Some(n) = a.max_sessions_per_user {
+        b = b.max_sessions_per_user(n);
+    }
+    if let Ok(secret) = std::env::var("SESAME_TOKEN_SECRET") {
+        b = b.token_secret(secret.into_bytes());
+    }
+    let config = b.build().map_err(|e| e.to_string())?;
+    let cookie = if a.secure_cookie {
+        CookieConfig::builder().build()
+    } else {
+        CookieConfig::builder().name("sesame_demo").secure(false).build()
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(DemoOptions {
+        listen: a.listen,
+        instances: usize::from(a.instances),
+        store: a.store,
+        config,
+        cookie,
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => match demo_options(a) {
+            Ok(opts) => demo::run(opts).await,
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sesame: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! One demo app instance: the seeds' login / request / logout flow as a JSON API and a page.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sesame::SessionManager;
+use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
+
+const PAGE: &str = include_str!("index.html");
+const MAX_CART: usize = 50;
+
+#[derive(Clone)]
+struct Instance {
+    name: String,
+}
+
+/// A handler's error: a session error or a plain status with a message.
+enum ApiError {
+    Session(SessionError),
+    Status(StatusCode, String),
+}
+
+impl From<sesame::Error> for ApiError {
+    fn from(e: sesame::Error) -> Self {
+        ApiError::Session(SessionError(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Session(e) => e.into_response(),
+            ApiError::Status(s, m) => (s, Json(json!({ "error": m }))).into_response(),
+        }
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn bad(m: &str) -> ApiError {
+    ApiError::Status(StatusCode::BAD_REQUEST, m.to_string())
+}
+
+/// Builds the router of one instance named `name`.
+pub fn app(name: &str, manager: SessionManager, cookie: CookieConfig) -> Router {
+    let served_by = HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("instance"));
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/api/login", post(login))
+        .route("/api/me", get(me))
+        .route("/api/cart", post(cart_add))
+        .route("/api/cart/{item}", delete(cart_remove))
+        .route("/api/sessions", get(sessions))
+        .route("/api/sessions/revoke-others", post(revoke_others))
+        .route("/api/sessions/{id}/revoke", post(revoke_one))
+        .route("/api/logout", post(logout))
+        .with_state(Instance { name: name.to_string() })
+        .layer(SessionLayer::new(manager).with_cookie(cookie))
+        .layer(axum::middleware::map_response(move |mut res: Response| {
+            let v = served_by.clone();
+            async move {
+                res.headers_mut().insert("x-served-by", v);
+                res
+            }
+        }))
+}
+
+fn valid_username(u: &str) -> bool {
+    (1..=64).contains(&u.len())
+        && u.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+}
+
+async fn login(State(i): State<Instance>, session: Session, Json(body): Json<Login>) -> ApiResult {
+    if !valid_username(&body.username) {
+        return Err(bad("username: 1 to 64 letters, digits or . _ @ -"));
+    }
+    session.login(&body.username).await?;
+    session.insert("login_instance", &i.name).await?;
+    Ok(Json(json!({ "user": body.username, "instance": i.name })))
+}
+
+async fn user(session: &Session) -> Result<String, ApiError> {
+    session
+        .principal()
+        .await?
+        .ok_or_else(|| ApiError::Status(StatusCode::UNAUTHORIZED, "not logged in".into()))
+}
+
+async fn me(State(i): State<Instance>, session: Session) -> ApiResult {
+    let user = user(&session).await?;
+    let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+    session.insert("visits", &visits).await?;
+    let cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
+    Ok(Json(json!({
+        "user": user,
+        "instance": i.name,
+        "visits": visits,
+        "cart": cart,
+        "created_at": session.created_ms().await?,
+        "expires_at": session.expires_ms().await?,
+    })))
+}
+
+#[derive(Deserialize)]
+struct Item {
+    item: String,
+}
+
+async fn cart_add(session: Session, Json(body): Json<Item>) -> ApiResult {
+    user(&session).await?;
+    let item = body.item.trim().to_string();
+    if item.is_empty() || item.len() > 64 {
+        return Err(bad("item: 1 to 64 characters"));
+    }
+    let mut cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
+    if !cart.contains(&item) {
+        if cart.len() >= MAX_CART {
+            return Err(bad("the cart is full"));
+        }
+        cart.push(item);
+        session.insert("cart", &cart).await?;
+    }
+    Ok(Json(json!({ "cart": cart })))
+}
+
+async fn cart_remove(session: Session, Path(item): Path<String>) -> ApiResult {
+    user(&session).await?;
+    let mut cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
+    cart.retain(|c| *c != item);
+    session.insert("cart", &cart).await?;
+    Ok(Json(json!({ "cart": cart })))
+}
+
+async fn sessions(session: Session) -> ApiResult {
+    user(&session).await?;
+    let me = session.id().await?;
+    let list: Vec<Value> = session
+        .list_sessions()
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "current": Some(&s.id) == me.as_ref(),
+                "id": s.id,
+                "created_at": s.created_ms,
+                "expires_at": s.expires_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": list })))
+}
+
+async fn revoke_one(session: Session, Path(id): Path<String>) -> ApiResult {
+    user(&session).await?;
+    if session.id().await?.as_deref() == Some(id.as_str()) {
+        return Err(bad("use logout to end the current session"));
+    }
+    if !session.revoke_session(&id).await? {
+        return Err(ApiError::Status(StatusCode::NOT_FOUND, "no such session".into()));
+    }
+    Ok(Json(json!({ "revoked": 1 })))
+}
+
+async fn revoke_others(session: Session) -> ApiResult {
+    user(&session).await?;
+    let n = session.revoke_other_sessions().await?;
+    Ok(Json(json!({ "revoked": n })))
+}
+
+async fn logout(session: Session) -> ApiResult {
+    session.logout().await?;
+    Ok(Json(json!({ "ok": true })))
+}

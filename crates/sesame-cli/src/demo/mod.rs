@@ -1,0 +1,115 @@
+//! `sesame demo`: several app instances, each with its own store client, behind a built-in
+//! round-robin balancer on one port.
+
+mod app;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use sesame::{MemoryStore, SessionConfig, SessionManager, Store};
+use sesame_axum::CookieConfig;
+use sesame_redis::RedisStore;
+use tower::ServiceExt;
+
+pub use app::app;
+
+/// Options of `sesame demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Address of the balancer.
+    pub listen: SocketAddr,
+    /// Number of app instances.
+    pub instances: usize,
+    /// Store URL; `None` for the in-memory store.
+    pub store: Option<String>,
+    /// Session configuration.
+    pub config: SessionConfig,
+    /// Cookie configuration.
+    pub cookie: CookieConfig,
+}
+
+/// Opens a store client for `url` (`None`: a new in-memory store).
+pub async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>, String> {
+    match url {
+        None | Some("memory") | Some("memory://") => Ok(Arc::new(MemoryStore::new())),
+        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => RedisStore::connect(u)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| format!("cannot use store {}: {e}", redact(u))),
+        Some(u) if u.starts_with("redis+sentinel://") || u.starts_with("redis+cluster://") => {
+            Err(format!("{}: Sentinel and Cluster URLs are not supported yet", redact(u)))
+        }
+        Some(u) => Err(format!(
+            "unknown store URL {}: use redis://host:port, rediss://host:port or leave it out for the in-memory store",
+            redact(u)
+        )),
+    }
+}
+
+/// Hides the password of a URL for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}://***@{}", &url[..s], &url[a + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// Builds the instances and the balancer in front of them.
+pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
+    let n = opts.instances.clamp(1, 64);
+    let shared_memory = match opts.store.as_deref() {
+        None | Some("memory") | Some("memory://") => Some(open_store(None).await?),
+        _ => None,
+    };
+    let mut instances = Vec::with_capacity(n);
+    for i in 0..n {
+        let store = match &shared_memory {
+            // In-memory sessions are shared by being in the same process.
+            Some(s) => s.clone(),
+            None => open_store(opts.store.as_deref()).await?,
+        };
+        let manager = SessionManager::new(store, opts.config.clone());
+        instances.push(app(&format!("app-{}", i + 1), manager, opts.cookie.clone()));
+    }
+    Ok(balancer(instances))
+}
+
+/// Sends each request to the next router in turn.
+pub fn balancer(instances: Vec<Router>) -> Router {
+    let instances = Arc::new(instances);
+    let next = Arc::new(AtomicUsize::new(0));
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let i = next.fetch_add(1, Ordering::Relaxed) % instances.len().max(1);
+        let router = instances.get(i).cloned().unwrap_or_default();
+        router.oneshot(req)
+    });
+    Router::new().fallback_service(svc)
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(opts: DemoOptions) -> Result<(), String> {
+    let router = build(&opts).await?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let store = opts.store.as_deref().map_or("in-memory store".to_string(), redact);
+    tracing::info!("sesame demo: {} instances on {store}", opts.instances.clamp(1, 64));
+    eprintln!(
+        "sesame demo: {} app instances on {store}, behind a round-robin balancer\n  open http://{addr}/  (Ctrl-C to stop)",
+        opts.instances.clamp(1, 64)
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}

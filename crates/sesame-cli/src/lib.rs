@@ -1,0 +1,11 @@
+//! # sesame-cli — the `sesame` command
+//!
+//! ## Layout
+//!
+//! - [`demo`]: `sesame demo` — the demo web app ([`demo::app`], one instance), the round-robin
+//!   balancer ([`demo::balancer`]) and the runner; in-memory store by default, Redis with
+//!   `--store redis://...`.
+//! - `main.rs`: argument parsing.
+#![forbid(unsafe_code)]
+
+pub mod demo;
