@@ -122,7 +122,9 @@ impl CookieConfigBuilder {
             return bad("the name must be 1 to 128 token characters (no spaces, ';', '=' ...)");
         }
         if !c.path.starts_with('/') || !is_attr_value(&c.path) {
-            return bad("the path must start with '/' and hold no ';', spaces or control characters");
+            return bad(
+                "the path must start with '/' and hold no ';', spaces or control characters",
+            );
         }
         if let Some(d) = &c.domain {
             if d.is_empty() || !is_attr_value(d) {
@@ -186,7 +188,10 @@ impl CookieConfig {
 
     /// The `Set-Cookie` value that makes the client forget the cookie.
     pub(crate) fn clear(&self) -> Option<HeaderValue> {
-        let mut s = format!("{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT", self.name);
+        let mut s = format!(
+            "{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            self.name
+        );
         self.attributes(&mut s);
         HeaderValue::from_str(&s).ok()
     }
@@ -197,7 +202,9 @@ impl CookieConfig {
         for h in headers.get_all(http::header::COOKIE) {
             let Ok(s) = h.to_str() else { continue };
             for pair in s.split(';') {
-                let Some((k, v)) = pair.trim().split_once('=') else { continue };
+                let Some((k, v)) = pair.trim().split_once('=') else {
+                    continue;
+                };
                 if k == self.name {
                     let v = v.trim_matches('"');
                     if k.len() + v.len() > MAX_COOKIE_BYTES {
@@ -225,9 +232,21 @@ mod tests {
             "__Host-sesame=tok; Path=/; Secure; HttpOnly; SameSite=Lax"
         );
         let cl = c.clear().unwrap();
-        assert!(cl.to_str().unwrap().starts_with("__Host-sesame=; Max-Age=0"));
-        let p = CookieConfig::builder().name("s").persistent(true).build().unwrap();
-        assert!(p.set("t", 60).unwrap().to_str().unwrap().contains("Max-Age=60"));
+        assert!(cl
+            .to_str()
+            .unwrap()
+            .starts_with("__Host-sesame=; Max-Age=0"));
+        let p = CookieConfig::builder()
+            .name("s")
+            .persistent(true)
+            .build()
+            .unwrap();
+        assert!(p
+            .set("t", 60)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=60"));
     }
 
     // Attribute injection and impossible prefixes are start-up errors.
@@ -240,10 +259,18 @@ mod tests {
         assert!(b().path("/; Domain=evil").build().is_err());
         assert!(b().path("nope").build().is_err());
         assert!(b().name("x").domain("a.com; x").build().is_err());
-        assert!(b().domain("example.com").build().is_err(), "__Host- with Domain");
+        assert!(
+            b().domain("example.com").build().is_err(),
+            "__Host- with Domain"
+        );
         assert!(b().secure(false).build().is_err(), "__Host- without Secure");
         assert!(b().name("__Secure-x").secure(false).build().is_err());
-        assert!(b().name("x").secure(false).same_site(SameSite::None).build().is_err());
+        assert!(b()
+            .name("x")
+            .secure(false)
+            .same_site(SameSite::None)
+            .build()
+            .is_err());
         assert!(b().name("x").secure(false).build().is_ok());
     }
 
@@ -252,7 +279,10 @@ mod tests {
     fn finds_cookie() {
         let c = CookieConfig::default();
         let mut h = http::HeaderMap::new();
-        h.append(http::header::COOKIE, HeaderValue::from_static("a=1; __Host-sesame=abc; b=2"));
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-sesame=abc; b=2"),
+        );
         assert_eq!(c.find(&h), Some("abc"));
         let mut h = http::HeaderMap::new();
         let big = format!("__Host-sesame={}", "x".repeat(5000));

@@ -46,7 +46,10 @@ pub struct SessionLayer {
 impl SessionLayer {
     /// A layer over `manager` with the default (secure) cookie.
     pub fn new(manager: SessionManager) -> SessionLayer {
-        SessionLayer { manager, cookie: CookieConfig::default() }
+        SessionLayer {
+            manager,
+            cookie: CookieConfig::default(),
+        }
     }
 
     /// Uses this cookie configuration (built, hence validated, with [`CookieConfig::builder`]).
@@ -60,7 +63,11 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService { inner, manager: self.manager.clone(), cookie: self.cookie.clone() }
+        SessionService {
+            inner,
+            manager: self.manager.clone(),
+            cookie: self.cookie.clone(),
+        }
     }
 }
 

@@ -20,7 +20,11 @@ use sesame::Record;
 /// Encodes a record.
 pub(crate) fn encode(r: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        32 + r.attrs.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>(),
+        32 + r
+            .attrs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>(),
     );
     // Writing into a Vec cannot fail; the results are ignored for that reason.
     let _ = rmp::encode::write_array_len(&mut out, 6);
@@ -87,14 +91,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
         },
     };
     for _ in 0..n {
-        let k = String::from_utf8(c.bytes()?.to_vec()).map_err(|_| "attribute name is not UTF-8")?;
+        let k =
+            String::from_utf8(c.bytes()?.to_vec()).map_err(|_| "attribute name is not UTF-8")?;
         let v = c.bytes()?.to_vec();
         attrs.insert(k, v);
     }
     if c.pos != bytes.len() {
         return Err("trailing bytes after the record".into());
     }
-    Ok(Record { created_ms, absolute_ms, principal, auth_ms, version, attrs })
+    Ok(Record {
+        created_ms,
+        absolute_ms,
+        principal,
+        auth_ms,
+        version,
+        attrs,
+    })
 }
 
 struct Cursor<'a> {
@@ -104,7 +116,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn peek(&self) -> Result<u8, String> {
-        self.b.get(self.pos).copied().ok_or_else(|| "record is truncated".to_string())
+        self.b
+            .get(self.pos)
+            .copied()
+            .ok_or_else(|| "record is truncated".to_string())
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
@@ -115,7 +130,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn be(&mut self, n: usize) -> Result<u64, String> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
     fn uint(&mut self) -> Result<u64, String> {
@@ -229,7 +247,11 @@ mod tests {
     fn round_trip() {
         let r = sample();
         assert_eq!(decode(&encode(&r)).unwrap(), r);
-        let empty = Record { created_ms: 1, absolute_ms: 2, ..Record::default() };
+        let empty = Record {
+            created_ms: 1,
+            absolute_ms: 2,
+            ..Record::default()
+        };
         assert_eq!(decode(&encode(&empty)).unwrap(), empty);
     }
 

@@ -33,8 +33,8 @@
 //! println!("connect to {}", server.url());
 //! ```
 
-pub mod conformance;
 mod client;
+pub mod conformance;
 mod error;
 mod port;
 mod proc;

@@ -63,9 +63,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
 
 /// Collects what a [`drain`] thread read.
 fn join(handle: Option<thread::JoinHandle<String>>) -> String {
-    handle
-        .and_then(|h| h.join().ok())
-        .unwrap_or_default()
+    handle.and_then(|h| h.join().ok()).unwrap_or_default()
 }
 
 #[cfg(test)]

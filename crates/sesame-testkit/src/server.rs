@@ -125,7 +125,11 @@ impl RedisServer {
     /// credentials when set (`redis://:PASS@…`, or `redis://USER:PASS@…` when
     /// an ACL user is configured).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         let auth = match self.credentials() {
             None => String::new(),
             Some((None, pass)) => format!(":{}@", percent_encode(pass)),
@@ -223,7 +227,14 @@ impl RedisServer {
         let port = self.port.to_string();
         match &self.tls {
             None => push(&["--port", &port]),
-            Some(_) => push(&["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"]),
+            Some(_) => push(&[
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-auth-clients",
+                "no",
+            ]),
         }
         push(&["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"]);
         if self.opts.appendonly {
@@ -235,7 +246,15 @@ impl RedisServer {
             push(&["--requirepass", pass]);
         }
         if let Some((user, pass)) = &self.opts.acl_user {
-            push(&["--user", user, "on", &format!(">{pass}"), "~*", "&*", "+@all"]);
+            push(&[
+                "--user",
+                user,
+                "on",
+                &format!(">{pass}"),
+                "~*",
+                "&*",
+                "+@all",
+            ]);
         }
         let mut paths = vec![
             ("--dir", self.dir.path()),
@@ -338,7 +357,9 @@ impl RedisServer {
     /// The part of the log written after byte `offset`.
     fn log_since(&self, offset: u64) -> String {
         let bytes = fs::read(&self.log_path).unwrap_or_default();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
         String::from_utf8_lossy(&bytes[start..]).into_owned()
     }
 }

@@ -160,7 +160,11 @@ fn drop_kills_the_process() {
         }),
         "redis-server {pid} still alive after drop"
     );
-    assert!(!dir.exists(), "temporary directory {} not removed", dir.display());
+    assert!(
+        !dir.exists(),
+        "temporary directory {} not removed",
+        dir.display()
+    );
 }
 
 // Proves start_again on a port someone else holds retries, then reports PortInUse with the log.
@@ -171,7 +175,10 @@ fn start_again_on_a_taken_port_reports_port_in_use() {
     let _squatter = TcpListener::bind(("127.0.0.1", server.port())).unwrap();
     let started = Instant::now();
     let err = server.start_again().unwrap_err();
-    assert!(started.elapsed() >= Duration::from_secs(2), "gave up too early");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "gave up too early"
+    );
     assert!(matches!(err, TestkitError::PortInUse { .. }), "{err:?}");
     assert!(err.to_string().contains("Address already in use"), "{err}");
     assert!(!server.is_running());

@@ -52,12 +52,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 fn decompress(rest: &[u8]) -> Result<Vec<u8>, String> {
-    let (len, packed) = rest.split_at_checked(4).ok_or("truncated compressed value")?;
+    let (len, packed) = rest
+        .split_at_checked(4)
+        .ok_or("truncated compressed value")?;
     let mut n = [0u8; 4];
     n.copy_from_slice(len);
     let n = u32::from_le_bytes(n) as usize;
     if n > MAX_VALUE_BYTES {
-        return Err(format!("compressed value claims {n} bytes, more than allowed"));
+        return Err(format!(
+            "compressed value claims {n} bytes, more than allowed"
+        ));
     }
     let mut out = vec![0u8; n];
     let got = lz4_flex::decompress_into(packed, &mut out).map_err(|e| e.to_string())?;
@@ -94,8 +98,9 @@ mod tests {
         assert!(decode::<String>(&[JSON_LZ4, 0xff, 0xff, 0xff, 0xff, 0]).is_err());
         assert!(decode::<String>(&[JSON_LZ4, 10, 0, 0, 0, 0xff, 0xff]).is_err());
         for seed in 0u32..2000 {
-            let bytes: Vec<u8> =
-                (0..(seed % 40)).map(|i| (seed.wrapping_mul(2654435761) >> (i % 24)) as u8).collect();
+            let bytes: Vec<u8> = (0..(seed % 40))
+                .map(|i| (seed.wrapping_mul(2654435761) >> (i % 24)) as u8)
+                .collect();
             let _ = decode::<serde_json::Value>(&bytes);
         }
     }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every check of the project: formatting, clippy with warnings as errors, and all tests.
+# Tests start their own redis-server processes on free loopback ports; this script installs
+# Redis when it is missing and it can (Debian/Ubuntu as root), or says what to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_redis=0
+command -v redis-server >/dev/null 2>&1 || need_redis=1
+command -v redis-cli >/dev/null 2>&1 || need_redis=1
+if [ "$need_redis" = 1 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "== installing redis-server and redis-tools with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+  else
+    echo "error: redis-server and redis-cli (Redis 7) are needed by the tests." >&2
+    echo "       Debian/Ubuntu: sudo apt-get install redis-server redis-tools" >&2
+    echo "       macOS: brew install redis" >&2
+    exit 1
+  fi
+fi
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "== installing the $component component with rustup"
+    rustup component add "$component"
+  fi
+done
+
+echo "== redis: $(redis-server --version)"
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
