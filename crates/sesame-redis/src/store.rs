@@ -101,11 +101,13 @@ impl RedisStoreBuilder {
             source: None,
         })?
         .map_err(map_err)?;
-        Ok(RedisStore {
+        let store = RedisStore {
             conn,
             prefix: self.prefix,
             scripts: std::sync::Arc::new(Scripts::new()),
-        })
+        };
+        store.load_scripts().await?;
+        Ok(store)
     }
 }
 
@@ -254,6 +256,17 @@ impl RedisStore {
         let mut k = self.index_base(Tag::for_principal(principal));
         k.push_str(principal);
         k
+    }
+
+    /// Loads every script into the server's script cache, so the first calls need no
+    /// `NOSCRIPT` retry. (After a server restart, calls reload scripts by themselves.)
+    pub async fn load_scripts(&self) -> Result<(), StoreError> {
+        let s = &self.scripts;
+        let mut conn = self.conn.clone();
+        for script in [&s.load, &s.save, &s.create, &s.take, &s.list, &s.revoke] {
+            script.load_async(&mut conn).await.map_err(map_err)?;
+        }
+        Ok(())
     }
 
     async fn run(&self, inv: redis::ScriptInvocation<'_>) -> Result<Value, StoreError> {

@@ -1,0 +1,323 @@
+//! The session layer over real HTTP (reqwest against an axum server on a loopback port),
+//! backed by a real, freshly spawned redis-server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sesame::{SessionConfig, SessionManager, Tag};
+use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
+use sesame_redis::RedisStore;
+use sesame_testkit::{RedisOptions, RedisServer};
+
+const COOKIE: &str = "__Host-sesame";
+
+async fn set(session: Session, Path((k, v)): Path<(String, String)>) -> Result<(), SessionError> {
+    session.insert(&k, &v).await?;
+    Ok(())
+}
+
+async fn dump(session: Session) -> Result<Json<Value>, SessionError> {
+    Ok(Json(json!({
+        "x": session.get::<String>("x").await?,
+        "y": session.get::<String>("y").await?,
+        "user": session.principal().await?,
+    })))
+}
+
+async fn login(session: Session, Path(user): Path<String>) -> Result<(), SessionError> {
+    session.login(&user).await?;
+    Ok(())
+}
+
+async fn logout(session: Session) -> Result<(), SessionError> {
+    session.logout().await?;
+    Ok(())
+}
+
+fn router(manager: SessionManager) -> Router {
+    Router::new()
+        .route("/set/{k}/{v}", post(set))
+        .route("/get", get(dump))
+        .route("/login/{user}", post(login))
+        .route("/logout", post(logout))
+        .route("/plain", get(|| async { "no session here" }))
+        .layer(SessionLayer::new(manager).with_cookie(CookieConfig::default()))
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+async fn app(server: &RedisServer, config: SessionConfig) -> SocketAddr {
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    serve(router(SessionManager::new(Arc::new(store), config))).await
+}
+
+struct Resp {
+    status: StatusCode,
+    token: Option<String>,
+    set_cookie: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn call(c: &Client, method: &str, url: String, token: Option<&str>) -> Resp {
+    let mut rb = c.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        rb = rb.header("cookie", format!("{COOKIE}={t}"));
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let set_cookie = headers
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    let token = set_cookie.as_ref().and_then(|s| {
+        let v = s.strip_prefix(&format!("{COOKIE}="))?.split(';').next()?;
+        (!v.is_empty()).then(|| v.to_string())
+    });
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Resp {
+        status,
+        token,
+        set_cookie,
+        headers,
+        body,
+    }
+}
+
+fn short_config() -> SessionConfig {
+    SessionConfig::builder().build().unwrap()
+}
+
+// Two instances sharing one Redis: a login on A is known on B, the token changes at login
+// (the old one is dead), and a logout on B ends the session on A too.
+#[tokio::test]
+async fn login_on_one_instance_logout_on_another() {
+    let redis = RedisServer::start();
+    let a = app(&redis, short_config()).await;
+    let b = app(&redis, short_config()).await;
+    let c = Client::new();
+    let r = call(&c, "POST", format!("http://{a}/set/x/anon"), None).await;
+    let t0 = r.token.expect("an anonymous session was created");
+    let r = call(&c, "POST", format!("http://{b}/login/alice"), Some(&t0)).await;
+    assert_eq!(r.status, 200);
+    let t1 = r.token.expect("login sets a new token");
+    assert_ne!(t0, t1);
+    let sc = r.set_cookie.unwrap();
+    assert!(sc.contains("Secure") && sc.contains("HttpOnly") && sc.contains("SameSite=Lax"));
+    assert!(sc.contains("Path=/") && !sc.contains("Domain") && !sc.contains("Max-Age"));
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["vary"], "Cookie");
+    let me = call(&c, "GET", format!("http://{a}/get"), Some(&t1)).await;
+    assert_eq!(
+        me.body,
+        json!({"x": "anon", "y": null, "user": "alice"}),
+        "data kept, user known on A"
+    );
+    let old = call(&c, "GET", format!("http://{a}/get"), Some(&t0)).await;
+    assert_eq!(old.body["user"], Value::Null, "the pre-login token is dead");
+    assert_eq!(old.body["x"], Value::Null);
+    let out = call(&c, "POST", format!("http://{b}/logout"), Some(&t1)).await;
+    assert_eq!(out.status, 200);
+    let sc = out.set_cookie.expect("logout clears the cookie");
+    assert!(sc.starts_with(&format!("{COOKIE}=;")) && sc.contains("Max-Age=0"));
+    for host in [a, b] {
+        let r = call(&c, "GET", format!("http://{host}/get"), Some(&t1)).await;
+        assert_eq!(r.body["user"], Value::Null, "logged out everywhere");
+    }
+}
+
+// Hundreds of rounds of two concurrent requests changing different attributes of one
+// session: both changes persist every time (no lost update).
+#[tokio::test]
+async fn concurrent_requests_changing_different_attributes_all_persist() {
+    let redis = RedisServer::start();
+    let a = app(&redis, short_config()).await;
+    let b = app(&redis, short_config()).await;
+    let c = Client::new();
+    let t = call(&c, "POST", format!("http://{a}/set/x/0"), None)
+        .await
+        .token
+        .unwrap();
+    for i in 1..=300 {
+        let (r1, r2) = tokio::join!(
+            call(&c, "POST", format!("http://{a}/set/x/{i}"), Some(&t)),
+            call(&c, "POST", format!("http://{b}/set/y/{i}"), Some(&t)),
+        );
+        assert_eq!((r1.status, r2.status), (StatusCode::OK, StatusCode::OK));
+        assert!(r1.token.is_none() && r2.token.is_none(), "no new session");
+        let r = call(&c, "GET", format!("http://{a}/get"), Some(&t)).await;
+        assert_eq!(r.body["x"], i.to_string(), "round {i}");
+        assert_eq!(r.body["y"], i.to_string(), "round {i}");
+    }
+}
+
+// Tampered, truncated, oversized and garbage cookies get no session, set no cookie, and cause
+// no Redis command at all; so does a request whose handler never touches the session.
+#[tokio::test]
+async fn bad_cookies_cause_no_redis_command() {
+    let redis = RedisServer::start();
+    let a = app(&redis, short_config()).await;
+    let c = Client::new();
+    let good = call(&c, "POST", format!("http://{a}/set/x/1"), None)
+        .await
+        .token
+        .unwrap();
+    let mut tampered = good.clone().into_bytes();
+    tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let bad = [
+        tampered,
+        good[..63].to_string(),
+        good[..20].to_string(),
+        format!("{good}A"),
+        "A".repeat(4000),
+        "%00%ff<script>".to_string(),
+        good.replace(|ch: char| ch.is_ascii_digit(), "+"),
+        String::new(),
+    ];
+    redis.reset_stats().unwrap();
+    for t in &bad {
+        let r = call(&c, "GET", format!("http://{a}/get"), Some(t)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["x"], Value::Null, "no session for {t:.20}");
+        assert!(r.set_cookie.is_none(), "a read sets no cookie");
+    }
+    let r = call(&c, "GET", format!("http://{a}/plain"), Some(&good)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        redis.total_commands().unwrap(),
+        0,
+        "{:?}",
+        redis.info_commandstats().unwrap()
+    );
+    // A valid token does reach Redis: one script call, and nothing written for a pure read.
+    let r = call(&c, "GET", format!("http://{a}/get"), Some(&good)).await;
+    assert_eq!(r.body["x"], "1");
+    let stats = redis.info_commandstats().unwrap();
+    assert_eq!(stats.get("evalsha").copied(), Some(1), "{stats:?}");
+    assert!(
+        !stats.contains_key("set") && !stats.contains_key("pexpire"),
+        "{stats:?}"
+    );
+}
+
+// A well-formed token the server never issued is not adopted: writing through it creates a
+// session under a new server-made token.
+#[tokio::test]
+async fn unknown_token_is_never_adopted() {
+    let redis = RedisServer::start();
+    let a = app(&redis, short_config()).await;
+    let c = Client::new();
+    let forged = sesame::TokenCodec::default()
+        .generate(Tag::random().unwrap())
+        .unwrap()
+        .expose();
+    let r = call(&c, "POST", format!("http://{a}/set/x/1"), Some(&forged)).await;
+    let issued = r.token.expect("a new session");
+    assert_ne!(issued, forged);
+    let r = call(&c, "GET", format!("http://{a}/get"), Some(&forged)).await;
+    assert_eq!(r.body["x"], Value::Null);
+}
+
+// Redis stopped: requests that need the session get 503 with a clear message (never an
+// anonymous session); Redis back: the same app serves the same session again by itself.
+#[tokio::test]
+async fn redis_down_gives_503_then_recovers() {
+    let mut redis = RedisServer::start_with(RedisOptions {
+        appendonly: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let a = app(&redis, short_config()).await;
+    let c = Client::new();
+    let t = call(&c, "POST", format!("http://{a}/login/bob"), None)
+        .await
+        .token
+        .unwrap();
+    redis.stop();
+    for path in ["get", "login/bob"] {
+        let method = if path == "get" { "GET" } else { "POST" };
+        let r = call(&c, method, format!("http://{a}/{path}"), Some(&t)).await;
+        assert_eq!(r.status, 503, "{path}: {:?}", r.body);
+        assert!(r.body["error"].as_str().unwrap().contains("unavailable"));
+        assert!(
+            r.set_cookie.is_none(),
+            "no cookie change while the store is down"
+        );
+    }
+    let r = call(&c, "GET", format!("http://{a}/plain"), Some(&t)).await;
+    assert_eq!(
+        r.status, 200,
+        "requests that do not use the session still work"
+    );
+    redis.start_again().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = call(&c, "GET", format!("http://{a}/get"), Some(&t)).await;
+        if r.status == 200 {
+            assert_eq!(r.body["user"], "bob", "the same session after recovery");
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(Instant::now() < deadline, "no recovery: {}", redis.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// Over HTTP: activity keeps a session past its idle timeout, idleness ends it, and the
+// absolute timeout ends it however active it is.
+#[tokio::test]
+async fn idle_and_absolute_timeouts() {
+    let redis = RedisServer::start();
+    let config = SessionConfig::builder()
+        .idle_timeout(Duration::from_secs(1))
+        .absolute_timeout(Duration::from_millis(2500))
+        .touch_after(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let a = app(&redis, config).await;
+    let c = Client::new();
+    let t = call(&c, "POST", format!("http://{a}/set/x/1"), None)
+        .await
+        .token
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1800) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = call(&c, "GET", format!("http://{a}/get"), Some(&t)).await;
+        assert_eq!(
+            r.body["x"],
+            "1",
+            "alive at {:?}: activity extends the idle window",
+            start.elapsed()
+        );
+    }
+    // Still active, but the absolute deadline (2.5 s) passes.
+    while start.elapsed() < Duration::from_millis(2700) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        call(&c, "GET", format!("http://{a}/get"), Some(&t)).await;
+    }
+    let r = call(&c, "GET", format!("http://{a}/get"), Some(&t)).await;
+    assert_eq!(r.body["x"], Value::Null, "absolute timeout");
+    // Idle timeout: a fresh session left alone for longer than 1 s.
+    let t2 = call(&c, "POST", format!("http://{a}/set/x/2"), None)
+        .await
+        .token
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let r = call(&c, "GET", format!("http://{a}/get"), Some(&t2)).await;
+    assert_eq!(r.body["x"], Value::Null, "idle timeout");
+}
