@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 
 use sesame::Record;
 
+/// Longest possible session life: the configuration caps the absolute timeout at a year.
+const MAX_LIFETIME_MS: u64 = 366 * 24 * 3600 * 1000;
+
 /// Encodes a record.
 pub(crate) fn encode(r: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(
@@ -98,6 +101,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
     }
     if c.pos != bytes.len() {
         return Err("trailing bytes after the record".into());
+    }
+    if absolute_ms < created_ms || absolute_ms - created_ms > MAX_LIFETIME_MS {
+        return Err("the record's deadlines are impossible".into());
     }
     Ok(Record {
         created_ms,

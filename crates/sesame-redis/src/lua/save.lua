@@ -10,7 +10,8 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return { 0 } end
 local ok, r = pcall(cmsgpack.unpack, raw)
 if not ok or type(r) ~= 'table' or type(r[1]) ~= 'number' or type(r[3]) ~= 'number'
-    or type(r[6]) ~= 'table' then
+    or type(r[6]) ~= 'table' or type(r[2]) ~= 'number' or r[3] < r[2]
+    or r[3] - r[2] > 31622400000 then
   return redis.error_reply('SESAME_CORRUPT session record cannot be decoded')
 end
 local now = tonumber(ARGV[1])
