@@ -21,3 +21,8 @@ pub use cookie::{CookieConfig, CookieConfigBuilder, SameSite};
 pub use error::SessionError;
 pub use extract::{MissingSessionLayer, Session};
 pub use layer::{SessionLayer, SessionService};
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
