@@ -267,3 +267,45 @@ async fn binary_runs_with_no_setup() {
     assert_ne!(me.served_by, r.served_by, "two instances take turns");
     child.kill().await.unwrap();
 }
+
+// `--store redis://...`: every instance gets its own Redis client and they share sessions;
+// an unknown store URL is a clear start-up error that does not echo a password.
+#[tokio::test]
+async fn demo_on_redis_store() {
+    let redis = RedisServer::start();
+    let opts = DemoOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        instances: 2,
+        store: Some(redis.url()),
+        config: SessionConfig::default(),
+        cookie: cookie(),
+    };
+    let addr = serve(demo::build(&opts).await.unwrap()).await;
+    let c = Client::new();
+    let login = Some(json!({"username": "fay"}));
+    let r = call(&c, "POST", format!("http://{addr}/api/login"), None, login).await;
+    let me = call(
+        &c,
+        "GET",
+        format!("http://{addr}/api/me"),
+        r.token.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(me.body["user"], "fay");
+    assert_ne!(me.served_by, r.served_by);
+    assert_eq!(
+        redis.cli(&["DBSIZE"]).unwrap(),
+        "2",
+        "the session and the user's index"
+    );
+    let bad = DemoOptions {
+        store: Some("mongodb://u:secret@h".into()),
+        ..opts
+    };
+    let e = demo::build(&bad).await.err().unwrap();
+    assert!(
+        e.contains("unknown store URL") && !e.contains("secret"),
+        "{e}"
+    );
+}
