@@ -188,10 +188,7 @@ impl CookieConfig {
 
     /// The `Set-Cookie` value that makes the client forget the cookie.
     pub(crate) fn clear(&self) -> Option<HeaderValue> {
-        let mut s = format!(
-            "{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-            self.name
-        );
+        let mut s = format!("{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT", self.name);
         self.attributes(&mut s);
         HeaderValue::from_str(&s).ok()
     }
@@ -232,21 +229,9 @@ mod tests {
             "__Host-sesame=tok; Path=/; Secure; HttpOnly; SameSite=Lax"
         );
         let cl = c.clear().unwrap();
-        assert!(cl
-            .to_str()
-            .unwrap()
-            .starts_with("__Host-sesame=; Max-Age=0"));
-        let p = CookieConfig::builder()
-            .name("s")
-            .persistent(true)
-            .build()
-            .unwrap();
-        assert!(p
-            .set("t", 60)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .contains("Max-Age=60"));
+        assert!(cl.to_str().unwrap().starts_with("__Host-sesame=; Max-Age=0"));
+        let p = CookieConfig::builder().name("s").persistent(true).build().unwrap();
+        assert!(p.set("t", 60).unwrap().to_str().unwrap().contains("Max-Age=60"));
     }
 
     // Attribute injection and impossible prefixes are start-up errors.
@@ -259,18 +244,10 @@ mod tests {
         assert!(b().path("/; Domain=evil").build().is_err());
         assert!(b().path("nope").build().is_err());
         assert!(b().name("x").domain("a.com; x").build().is_err());
-        assert!(
-            b().domain("example.com").build().is_err(),
-            "__Host- with Domain"
-        );
+        assert!(b().domain("example.com").build().is_err(), "__Host- with Domain");
         assert!(b().secure(false).build().is_err(), "__Host- without Secure");
         assert!(b().name("__Secure-x").secure(false).build().is_err());
-        assert!(b()
-            .name("x")
-            .secure(false)
-            .same_site(SameSite::None)
-            .build()
-            .is_err());
+        assert!(b().name("x").secure(false).same_site(SameSite::None).build().is_err());
         assert!(b().name("x").secure(false).build().is_ok());
     }
 
@@ -279,10 +256,7 @@ mod tests {
     fn finds_cookie() {
         let c = CookieConfig::default();
         let mut h = http::HeaderMap::new();
-        h.append(
-            http::header::COOKIE,
-            HeaderValue::from_static("a=1; __Host-sesame=abc; b=2"),
-        );
+        h.append(http::header::COOKIE, HeaderValue::from_static("a=1; __Host-sesame=abc; b=2"));
         assert_eq!(c.find(&h), Some("abc"));
         let mut h = http::HeaderMap::new();
         let big = format!("__Host-sesame={}", "x".repeat(5000));

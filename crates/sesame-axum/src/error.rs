@@ -47,10 +47,8 @@ impl IntoResponse for SessionError {
         };
         let mut res = (status, Json(serde_json::json!({ "error": message }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
         }
         res
     }

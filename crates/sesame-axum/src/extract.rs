@@ -38,11 +38,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = MissingSessionLayer;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<sesame::Session>()
-            .cloned()
-            .map(Session)
-            .ok_or(MissingSessionLayer)
+        parts.extensions.get::<sesame::Session>().cloned().map(Session).ok_or(MissingSessionLayer)
     }
 }

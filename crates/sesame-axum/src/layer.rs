@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -40,21 +41,18 @@ use crate::error::SessionError;
 #[derive(Clone, Debug)]
 pub struct SessionLayer {
     manager: SessionManager,
-    cookie: CookieConfig,
+    cookie: Arc<CookieConfig>,
 }
 
 impl SessionLayer {
     /// A layer over `manager` with the default (secure) cookie.
     pub fn new(manager: SessionManager) -> SessionLayer {
-        SessionLayer {
-            manager,
-            cookie: CookieConfig::default(),
-        }
+        SessionLayer { manager, cookie: CookieConfig::default() }
     }
 
     /// Uses this cookie configuration (built, hence validated, with [`CookieConfig::builder`]).
     pub fn with_cookie(mut self, cookie: CookieConfig) -> SessionLayer {
-        self.cookie = cookie;
+        self.cookie = Arc::new(cookie);
         self
     }
 }
@@ -63,11 +61,7 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService {
-            inner,
-            manager: self.manager.clone(),
-            cookie: self.cookie.clone(),
-        }
+        SessionService { inner, manager: self.manager.clone(), cookie: self.cookie.clone() }
     }
 }
 
@@ -76,7 +70,7 @@ impl<S> Layer<S> for SessionLayer {
 pub struct SessionService<S> {
     inner: S,
     manager: SessionManager,
-    cookie: CookieConfig,
+    cookie: Arc<CookieConfig>,
 }
 
 impl<S, B> Service<Request<B>> for SessionService<S>

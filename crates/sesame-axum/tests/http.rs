@@ -79,22 +79,14 @@ async fn call(c: &Client, method: &str, url: String, token: Option<&str>) -> Res
     let r = rb.send().await.unwrap();
     let status = r.status();
     let headers = r.headers().clone();
-    let set_cookie = headers
-        .get("set-cookie")
-        .map(|v| v.to_str().unwrap().to_string());
+    let set_cookie = headers.get("set-cookie").map(|v| v.to_str().unwrap().to_string());
     let token = set_cookie.as_ref().and_then(|s| {
         let v = s.strip_prefix(&format!("{COOKIE}="))?.split(';').next()?;
         (!v.is_empty()).then(|| v.to_string())
     });
     let text = r.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Resp {
-        status,
-        token,
-        set_cookie,
-        headers,
-        body,
-    }
+    Resp { status, token, set_cookie, headers, body }
 }
 
 fn short_config() -> SessionConfig {
@@ -147,10 +139,7 @@ async fn concurrent_requests_changing_different_attributes_all_persist() {
     let a = app(&redis, short_config()).await;
     let b = app(&redis, short_config()).await;
     let c = Client::new();
-    let t = call(&c, "POST", format!("http://{a}/set/x/0"), None)
-        .await
-        .token
-        .unwrap();
+    let t = call(&c, "POST", format!("http://{a}/set/x/0"), None).await.token.unwrap();
     for i in 1..=300 {
         let (r1, r2) = tokio::join!(
             call(&c, "POST", format!("http://{a}/set/x/{i}"), Some(&t)),
@@ -171,10 +160,7 @@ async fn bad_cookies_cause_no_redis_command() {
     let redis = RedisServer::start();
     let a = app(&redis, short_config()).await;
     let c = Client::new();
-    let good = call(&c, "POST", format!("http://{a}/set/x/1"), None)
-        .await
-        .token
-        .unwrap();
+    let good = call(&c, "POST", format!("http://{a}/set/x/1"), None).await.token.unwrap();
     let mut tampered = good.clone().into_bytes();
     tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
@@ -197,21 +183,13 @@ async fn bad_cookies_cause_no_redis_command() {
     }
     let r = call(&c, "GET", format!("http://{a}/plain"), Some(&good)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        redis.total_commands().unwrap(),
-        0,
-        "{:?}",
-        redis.info_commandstats().unwrap()
-    );
+    assert_eq!(redis.total_commands().unwrap(), 0, "{:?}", redis.info_commandstats().unwrap());
     // A valid token does reach Redis: one script call, and nothing written for a pure read.
     let r = call(&c, "GET", format!("http://{a}/get"), Some(&good)).await;
     assert_eq!(r.body["x"], "1");
     let stats = redis.info_commandstats().unwrap();
     assert_eq!(stats.get("evalsha").copied(), Some(1), "{stats:?}");
-    assert!(
-        !stats.contains_key("set") && !stats.contains_key("pexpire"),
-        "{stats:?}"
-    );
+    assert!(!stats.contains_key("set") && !stats.contains_key("pexpire"), "{stats:?}");
 }
 
 // A well-formed token the server never issued is not adopted: writing through it creates a
@@ -221,10 +199,7 @@ async fn unknown_token_is_never_adopted() {
     let redis = RedisServer::start();
     let a = app(&redis, short_config()).await;
     let c = Client::new();
-    let forged = sesame::TokenCodec::default()
-        .generate(Tag::random().unwrap())
-        .unwrap()
-        .expose();
+    let forged = sesame::TokenCodec::default().generate(Tag::random().unwrap()).unwrap().expose();
     let r = call(&c, "POST", format!("http://{a}/set/x/1"), Some(&forged)).await;
     let issued = r.token.expect("a new session");
     assert_ne!(issued, forged);
@@ -236,33 +211,21 @@ async fn unknown_token_is_never_adopted() {
 // anonymous session); Redis back: the same app serves the same session again by itself.
 #[tokio::test]
 async fn redis_down_gives_503_then_recovers() {
-    let mut redis = RedisServer::start_with(RedisOptions {
-        appendonly: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let mut redis =
+        RedisServer::start_with(RedisOptions { appendonly: true, ..Default::default() }).unwrap();
     let a = app(&redis, short_config()).await;
     let c = Client::new();
-    let t = call(&c, "POST", format!("http://{a}/login/bob"), None)
-        .await
-        .token
-        .unwrap();
+    let t = call(&c, "POST", format!("http://{a}/login/bob"), None).await.token.unwrap();
     redis.stop();
     for path in ["get", "login/bob"] {
         let method = if path == "get" { "GET" } else { "POST" };
         let r = call(&c, method, format!("http://{a}/{path}"), Some(&t)).await;
         assert_eq!(r.status, 503, "{path}: {:?}", r.body);
         assert!(r.body["error"].as_str().unwrap().contains("unavailable"));
-        assert!(
-            r.set_cookie.is_none(),
-            "no cookie change while the store is down"
-        );
+        assert!(r.set_cookie.is_none(), "no cookie change while the store is down");
     }
     let r = call(&c, "GET", format!("http://{a}/plain"), Some(&t)).await;
-    assert_eq!(
-        r.status, 200,
-        "requests that do not use the session still work"
-    );
+    assert_eq!(r.status, 200, "requests that do not use the session still work");
     redis.start_again().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -290,10 +253,7 @@ async fn idle_and_absolute_timeouts() {
         .unwrap();
     let a = app(&redis, config).await;
     let c = Client::new();
-    let t = call(&c, "POST", format!("http://{a}/set/x/1"), None)
-        .await
-        .token
-        .unwrap();
+    let t = call(&c, "POST", format!("http://{a}/set/x/1"), None).await.token.unwrap();
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1800) {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -313,10 +273,7 @@ async fn idle_and_absolute_timeouts() {
     let r = call(&c, "GET", format!("http://{a}/get"), Some(&t)).await;
     assert_eq!(r.body["x"], Value::Null, "absolute timeout");
     // Idle timeout: a fresh session left alone for longer than 1 s.
-    let t2 = call(&c, "POST", format!("http://{a}/set/x/2"), None)
-        .await
-        .token
-        .unwrap();
+    let t2 = call(&c, "POST", format!("http://{a}/set/x/2"), None).await.token.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let r = call(&c, "GET", format!("http://{a}/get"), Some(&t2)).await;
     assert_eq!(r.body["x"], Value::Null, "idle timeout");

@@ -64,10 +64,7 @@ fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
     let cookie = if a.secure_cookie {
         CookieConfig::builder().build()
     } else {
-        CookieConfig::builder()
-            .name("sesame_demo")
-            .secure(false)
-            .build()
+        CookieConfig::builder().name("sesame_demo").secure(false).build()
     }
     .map_err(|e| e.to_string())?;
     Ok(DemoOptions {

@@ -16,11 +16,7 @@ use sesame_testkit::RedisServer;
 const COOKIE: &str = "sesame_demo";
 
 fn cookie() -> CookieConfig {
-    CookieConfig::builder()
-        .name(COOKIE)
-        .secure(false)
-        .build()
-        .unwrap()
+    CookieConfig::builder().name(COOKIE).secure(false).build().unwrap()
 }
 
 async fn serve(router: axum::Router) -> SocketAddr {
@@ -55,22 +51,12 @@ async fn call(
     let status = r.status().as_u16();
     let served_by = r.headers()["x-served-by"].to_str().unwrap().to_string();
     let token = r.headers().get("set-cookie").and_then(|v| {
-        let v = v
-            .to_str()
-            .ok()?
-            .strip_prefix(&format!("{COOKIE}="))?
-            .split(';')
-            .next()?;
+        let v = v.to_str().ok()?.strip_prefix(&format!("{COOKIE}="))?.split(';').next()?;
         (!v.is_empty()).then(|| v.to_string())
     });
     let text = r.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Resp {
-        status,
-        token,
-        served_by,
-        body,
-    }
+    Resp { status, token, served_by, body }
 }
 
 async fn redis_instance(redis: &RedisServer, name: &str) -> SocketAddr {
@@ -88,25 +74,13 @@ async fn instances_share_sessions_through_redis() {
     let a = redis_instance(&redis, "A").await;
     let b = redis_instance(&redis, "B").await;
     let c = Client::new();
-    let r = call(
-        &c,
-        "POST",
-        format!("http://{a}/api/cart"),
-        None,
-        Some(json!({"item": "tea"})),
-    )
-    .await;
+    let r =
+        call(&c, "POST", format!("http://{a}/api/cart"), None, Some(json!({"item": "tea"}))).await;
     assert_eq!((r.status, r.served_by.as_str()), (200, "A"));
     let anon = r.token.unwrap();
     let login = json!({"username": "carol"});
-    let r = call(
-        &c,
-        "POST",
-        format!("http://{b}/api/login"),
-        Some(&anon),
-        Some(login.clone()),
-    )
-    .await;
+    let r =
+        call(&c, "POST", format!("http://{b}/api/login"), Some(&anon), Some(login.clone())).await;
     assert_eq!(r.body, json!({"user": "carol", "instance": "B"}));
     let t1 = r.token.unwrap();
     assert_ne!(t1, anon);
@@ -114,78 +88,29 @@ async fn instances_share_sessions_through_redis() {
     assert_eq!(me.status, 200);
     assert_eq!(me.body["user"], "carol");
     assert_eq!(me.body["instance"], "A");
-    assert_eq!(
-        me.body["cart"],
-        json!(["tea"]),
-        "the anonymous cart is kept at login"
-    );
+    assert_eq!(me.body["cart"], json!(["tea"]), "the anonymous cart is kept at login");
     assert_eq!(me.body["visits"], 1);
     assert!(me.body["expires_at"].as_u64().unwrap() > me.body["created_at"].as_u64().unwrap());
     let old = call(&c, "GET", format!("http://{b}/api/me"), Some(&anon), None).await;
     assert_eq!(old.status, 401, "the pre-login token is dead");
     // A second device.
-    let t2 = call(
-        &c,
-        "POST",
-        format!("http://{a}/api/login"),
-        None,
-        Some(login),
-    )
-    .await
-    .token
-    .unwrap();
-    let list = call(
-        &c,
-        "GET",
-        format!("http://{b}/api/sessions"),
-        Some(&t2),
-        None,
-    )
-    .await;
+    let t2 =
+        call(&c, "POST", format!("http://{a}/api/login"), None, Some(login)).await.token.unwrap();
+    let list = call(&c, "GET", format!("http://{b}/api/sessions"), Some(&t2), None).await;
     let sessions = list.body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
-    let r = call(
-        &c,
-        "POST",
-        format!("http://{b}/api/sessions/revoke-others"),
-        Some(&t2),
-        None,
-    )
-    .await;
+    let r =
+        call(&c, "POST", format!("http://{b}/api/sessions/revoke-others"), Some(&t2), None).await;
     assert_eq!(r.body["revoked"], 1);
-    assert_eq!(
-        call(&c, "GET", format!("http://{a}/api/me"), Some(&t1), None)
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        call(&c, "GET", format!("http://{a}/api/me"), Some(&t2), None)
-            .await
-            .status,
-        200
-    );
-    let r = call(
-        &c,
-        "POST",
-        format!("http://{b}/api/logout"),
-        Some(&t2),
-        None,
-    )
-    .await;
+    assert_eq!(call(&c, "GET", format!("http://{a}/api/me"), Some(&t1), None).await.status, 401);
+    assert_eq!(call(&c, "GET", format!("http://{a}/api/me"), Some(&t2), None).await.status, 200);
+    let r = call(&c, "POST", format!("http://{b}/api/logout"), Some(&t2), None).await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        call(&c, "GET", format!("http://{a}/api/me"), Some(&t2), None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(call(&c, "GET", format!("http://{a}/api/me"), Some(&t2), None).await.status, 401);
     let bad = json!({"username": "a b"});
     assert_eq!(
-        call(&c, "POST", format!("http://{a}/api/login"), None, Some(bad))
-            .await
-            .status,
+        call(&c, "POST", format!("http://{a}/api/login"), None, Some(bad)).await.status,
         400
     );
 }
@@ -204,10 +129,7 @@ async fn balancer_round_robins_over_instances() {
     let addr = serve(demo::build(&opts).await.unwrap()).await;
     let c = Client::new();
     let login = Some(json!({"username": "dan"}));
-    let t = call(&c, "POST", format!("http://{addr}/api/login"), None, login)
-        .await
-        .token
-        .unwrap();
+    let t = call(&c, "POST", format!("http://{addr}/api/login"), None, login).await.token.unwrap();
     let mut served = Vec::new();
     for i in 1..=6 {
         let r = call(&c, "GET", format!("http://{addr}/api/me"), Some(&t), None).await;
@@ -229,13 +151,7 @@ async fn balancer_round_robins_over_instances() {
 async fn binary_runs_with_no_setup() {
     let port = sesame_testkit::free_port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--instances",
-            "2",
-        ])
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--instances", "2"])
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -255,14 +171,7 @@ async fn binary_runs_with_no_setup() {
     let login = Some(json!({"username": "eve"}));
     let r = call(&c, "POST", format!("{base}/api/login"), None, login).await;
     assert_eq!(r.status, 200);
-    let me = call(
-        &c,
-        "GET",
-        format!("{base}/api/me"),
-        r.token.as_deref(),
-        None,
-    )
-    .await;
+    let me = call(&c, "GET", format!("{base}/api/me"), r.token.as_deref(), None).await;
     assert_eq!(me.body["user"], "eve");
     assert_ne!(me.served_by, r.served_by, "two instances take turns");
     child.kill().await.unwrap();
@@ -284,28 +193,11 @@ async fn demo_on_redis_store() {
     let c = Client::new();
     let login = Some(json!({"username": "fay"}));
     let r = call(&c, "POST", format!("http://{addr}/api/login"), None, login).await;
-    let me = call(
-        &c,
-        "GET",
-        format!("http://{addr}/api/me"),
-        r.token.as_deref(),
-        None,
-    )
-    .await;
+    let me = call(&c, "GET", format!("http://{addr}/api/me"), r.token.as_deref(), None).await;
     assert_eq!(me.body["user"], "fay");
     assert_ne!(me.served_by, r.served_by);
-    assert_eq!(
-        redis.cli(&["DBSIZE"]).unwrap(),
-        "2",
-        "the session and the user's index"
-    );
-    let bad = DemoOptions {
-        store: Some("mongodb://u:secret@h".into()),
-        ..opts
-    };
+    assert_eq!(redis.cli(&["DBSIZE"]).unwrap(), "2", "the session and the user's index");
+    let bad = DemoOptions { store: Some("mongodb://u:secret@h".into()), ..opts };
     let e = demo::build(&bad).await.err().unwrap();
-    assert!(
-        e.contains("unknown store URL") && !e.contains("secret"),
-        "{e}"
-    );
+    assert!(e.contains("unknown store URL") && !e.contains("secret"), "{e}");
 }

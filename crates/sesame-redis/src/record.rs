@@ -22,13 +22,8 @@ const MAX_LIFETIME_MS: u64 = 366 * 24 * 3600 * 1000;
 
 /// Encodes a record.
 pub(crate) fn encode(r: &Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        32 + r
-            .attrs
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 8)
-            .sum::<usize>(),
-    );
+    let mut out =
+        Vec::with_capacity(32 + r.attrs.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>());
     // Writing into a Vec cannot fail; the results are ignored for that reason.
     let _ = rmp::encode::write_array_len(&mut out, 6);
     let _ = rmp::encode::write_uint(&mut out, r.version);
@@ -105,14 +100,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
     if absolute_ms < created_ms || absolute_ms - created_ms > MAX_LIFETIME_MS {
         return Err("the record's deadlines are impossible".into());
     }
-    Ok(Record {
-        created_ms,
-        absolute_ms,
-        principal,
-        auth_ms,
-        version,
-        attrs,
-    })
+    Ok(Record { created_ms, absolute_ms, principal, auth_ms, version, attrs })
 }
 
 struct Cursor<'a> {
@@ -122,10 +110,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn peek(&self) -> Result<u8, String> {
-        self.b
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| "record is truncated".to_string())
+        self.b.get(self.pos).copied().ok_or_else(|| "record is truncated".to_string())
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
@@ -136,10 +121,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn be(&mut self, n: usize) -> Result<u64, String> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
     fn uint(&mut self) -> Result<u64, String> {
@@ -253,11 +235,7 @@ mod tests {
     fn round_trip() {
         let r = sample();
         assert_eq!(decode(&encode(&r)).unwrap(), r);
-        let empty = Record {
-            created_ms: 1,
-            absolute_ms: 2,
-            ..Record::default()
-        };
+        let empty = Record { created_ms: 1, absolute_ms: 2, ..Record::default() };
         assert_eq!(decode(&encode(&empty)).unwrap(), empty);
     }
 

@@ -64,9 +64,7 @@ impl RedisStoreBuilder {
     /// reached now; once connected, the store reconnects by itself.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
-            return Err(backend(
-                "the key prefix must be non-empty and contain no braces",
-            ));
+            return Err(backend("the key prefix must be non-empty and contain no braces"));
         }
         if self.url.starts_with("rediss://") {
             // Pick ring as rustls's provider unless the application installed one already.
@@ -75,10 +73,7 @@ impl RedisStoreBuilder {
         let client = match self.ca_pem {
             Some(pem) => redis::Client::build_with_tls(
                 self.url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                },
+                redis::TlsCertificates { client_tls: None, root_cert: Some(pem) },
             ),
             None => redis::Client::open(self.url.as_str()),
         }
@@ -101,11 +96,8 @@ impl RedisStoreBuilder {
             source: None,
         })?
         .map_err(map_err)?;
-        let store = RedisStore {
-            conn,
-            prefix: self.prefix,
-            scripts: std::sync::Arc::new(Scripts::new()),
-        };
+        let store =
+            RedisStore { conn, prefix: self.prefix, scripts: std::sync::Arc::new(Scripts::new()) };
         store.load_scripts().await?;
         Ok(store)
     }
@@ -144,17 +136,12 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
     }
 }
 
 fn backend(message: &str) -> StoreError {
-    StoreError::Backend {
-        message: message.to_string(),
-        source: None,
-    }
+    StoreError::Backend { message: message.to_string(), source: None }
 }
 
 /// Maps a client error: anything that means "Redis is not there right now" is
@@ -178,17 +165,11 @@ pub(crate) fn map_err(e: RedisError) -> StoreError {
                 )
         );
     if unavailable {
-        StoreError::Unavailable {
-            message: e.to_string(),
-            source: Some(Box::new(e)),
-        }
+        StoreError::Unavailable { message: e.to_string(), source: Some(Box::new(e)) }
     } else if e.to_string().contains("SESAME_CORRUPT") {
         StoreError::Corrupt(e.to_string())
     } else {
-        StoreError::Backend {
-            message: e.to_string(),
-            source: Some(Box::new(e)),
-        }
+        StoreError::Backend { message: e.to_string(), source: Some(Box::new(e)) }
     }
 }
 
@@ -284,13 +265,9 @@ impl Store for RedisStore {
         now_ms: u64,
         policy: &Policy,
     ) -> Result<bool, StoreError> {
-        let ttl = policy
-            .idle_ms
-            .min(record.absolute_ms.saturating_sub(now_ms));
+        let ttl = policy.idle_ms.min(record.absolute_ms.saturating_sub(now_ms));
         if ttl == 0 {
-            return Err(backend(
-                "refusing to create a session that is already expired",
-            ));
+            return Err(backend("refusing to create a session that is already expired"));
         }
         let mut inv = self.scripts.create.key(self.session_key(key));
         if let Some(p) = &record.principal {
@@ -302,11 +279,7 @@ impl Store for RedisStore {
             .arg(record.absolute_ms)
             .arg(key.id())
             .arg(policy.max_sessions_per_user.unwrap_or(0))
-            .arg(if policy.cap_policy == CapPolicy::Refuse {
-                "1"
-            } else {
-                "0"
-            })
+            .arg(if policy.cap_policy == CapPolicy::Refuse { "1" } else { "0" })
             .arg(self.session_base(key.tag()));
         let v = self.run(inv).await?;
         match int(&v) {
@@ -327,9 +300,7 @@ impl Store for RedisStore {
         policy: &Policy,
     ) -> Result<Option<Loaded>, StoreError> {
         let mut inv = self.scripts.load.key(self.session_key(key));
-        inv.arg(policy.idle_ms)
-            .arg(policy.touch_after_ms)
-            .arg(now_ms);
+        inv.arg(policy.idle_ms).arg(policy.touch_after_ms).arg(now_ms);
         let v = self.run(inv).await?;
         match &v {
             Value::Nil => Ok(None),
@@ -347,10 +318,7 @@ impl Store for RedisStore {
                     if record.absolute_ms <= now_ms {
                         return Ok(None);
                     }
-                    Ok(Some(Loaded {
-                        record,
-                        idle_deadline_ms,
-                    }))
+                    Ok(Some(Loaded { record, idle_deadline_ms }))
                 }
                 _ => Err(unexpected("load", &v)),
             },
@@ -387,26 +355,19 @@ impl Store for RedisStore {
             (Some(1), Some(n)) => Ok(SaveOutcome::Saved(int(n).unwrap_or(0) as u64)),
             (Some(2), Some(n)) => Ok(SaveOutcome::Conflict(int(n).unwrap_or(0) as u64)),
             (Some(3), Some(msg)) => Err(StoreError::LimitExceeded(
-                blob(msg)
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default(),
+                blob(msg).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
             )),
             _ => Err(unexpected("save", &v)),
         }
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(matches!(
-            self.take(key, sesame::now_ms()).await?,
-            Taken::Taken(_)
-        ))
+        Ok(matches!(self.take(key, sesame::now_ms()).await?, Taken::Taken(_)))
     }
 
     async fn take(&self, key: &SessionKey, now_ms: u64) -> Result<Taken, StoreError> {
         let mut inv = self.scripts.take.key(self.session_key(key));
-        inv.arg(self.index_base(key.tag()))
-            .arg(key.id())
-            .arg(now_ms);
+        inv.arg(self.index_base(key.tag())).arg(key.id()).arg(now_ms);
         let v = self.run(inv).await?;
         match &v {
             Value::Nil => Ok(Taken::Missing),
@@ -421,8 +382,7 @@ impl Store for RedisStore {
         now_ms: u64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         let mut inv = self.scripts.list.key(self.index_key(principal));
-        inv.arg(now_ms)
-            .arg(self.session_base(Tag::for_principal(principal)));
+        inv.arg(now_ms).arg(self.session_base(Tag::for_principal(principal)));
         let v = self.run(inv).await?;
         let Value::Array(items) = &v else {
             return Err(unexpected("list", &v));
@@ -439,11 +399,7 @@ impl Store for RedisStore {
             if r.absolute_ms <= now_ms {
                 continue;
             }
-            let idle = if ttl >= 0 {
-                now_ms.saturating_add(ttl as u64)
-            } else {
-                r.absolute_ms
-            };
+            let idle = if ttl >= 0 { now_ms.saturating_add(ttl as u64) } else { r.absolute_ms };
             out.push(SessionInfo {
                 id: String::from_utf8_lossy(id).into_owned(),
                 created_ms: r.created_ms,
@@ -457,13 +413,9 @@ impl Store for RedisStore {
 
     async fn revoke(&self, principal: &str, id: &str) -> Result<bool, StoreError> {
         let mut inv = self.scripts.revoke.key(self.index_key(principal));
-        inv.arg(self.session_base(Tag::for_principal(principal)))
-            .arg("one")
-            .arg(id);
+        inv.arg(self.session_base(Tag::for_principal(principal))).arg("one").arg(id);
         let v = self.run(inv).await?;
-        int(&v)
-            .map(|n| n > 0)
-            .ok_or_else(|| unexpected("revoke", &v))
+        int(&v).map(|n| n > 0).ok_or_else(|| unexpected("revoke", &v))
     }
 
     async fn revoke_all(&self, principal: &str, keep: Option<&str>) -> Result<u64, StoreError> {
@@ -472,8 +424,6 @@ impl Store for RedisStore {
             .arg("all")
             .arg(keep.unwrap_or(""));
         let v = self.run(inv).await?;
-        int(&v)
-            .map(|n| n.max(0) as u64)
-            .ok_or_else(|| unexpected("revoke_all", &v))
+        int(&v).map(|n| n.max(0) as u64).ok_or_else(|| unexpected("revoke_all", &v))
     }
 }

@@ -27,15 +27,10 @@ async fn hostile_bytes_in_redis_are_an_error() {
         &[0x96, 0x01],
         &[0x96, 1, 2, 3, 0xc0, 0xc0, 0xdf, 0xff, 0xff, 0xff, 0xff],
         &[0x96, 0xa1, b'x', 2, 3, 0xc0, 0xc0, 0x80],
-        &[
-            0x96, 1, 2, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0, 0x80,
-        ],
+        &[0x96, 1, 2, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0, 0x80],
     ];
     for bytes in hostile {
-        let k = TokenCodec::default()
-            .generate(Tag::random().unwrap())
-            .unwrap()
-            .key();
+        let k = TokenCodec::default().generate(Tag::random().unwrap()).unwrap().key();
         let redis_key = s.session_key(&k);
         let mut conn = redis::Client::open(server.url()).unwrap();
         let _: () = redis::cmd("SET")
@@ -51,10 +46,7 @@ async fn hostile_bytes_in_redis_are_an_error() {
             Ok(None) => {}
             other => panic!("load of {bytes:?}: {other:?}"),
         }
-        let d = Delta {
-            set: vec![("a".into(), b"1".to_vec())],
-            ..Delta::default()
-        };
+        let d = Delta { set: vec![("a".into(), b"1".to_vec())], ..Delta::default() };
         let r = s.save(&k, &d, sesame::now_ms(), &p).await;
         assert!(
             r.is_err() || matches!(r, Ok(sesame::SaveOutcome::Missing)),
@@ -77,17 +69,10 @@ async fn redis_never_holds_a_token() {
     let mut tokens = Vec::new();
     for i in 0..20 {
         let who = principal();
-        let tag = if i % 2 == 0 {
-            Tag::for_principal(&who)
-        } else {
-            Tag::random().unwrap()
-        };
+        let tag = if i % 2 == 0 { Tag::for_principal(&who) } else { Tag::random().unwrap() };
         let t = codec.generate(tag).unwrap();
         let r = record((i % 2 == 0).then_some(who.as_str()), &[("a", b"\x01\"v\"")]);
-        assert!(s
-            .create(&t.key(), &r, sesame::now_ms(), &policy())
-            .await
-            .unwrap());
+        assert!(s.create(&t.key(), &r, sesame::now_ms(), &policy()).await.unwrap());
         tokens.push(t.expose());
     }
     let keys = server.cli(&["--scan"]).unwrap();
@@ -101,17 +86,10 @@ async fn redis_never_holds_a_token() {
         };
         dump.push_str(&content);
     }
-    assert_eq!(
-        keys.lines().count(),
-        30,
-        "20 sessions + 10 user indexes: {keys}"
-    );
+    assert_eq!(keys.lines().count(), 30, "20 sessions + 10 user indexes: {keys}");
     for t in &tokens {
         assert!(!dump.contains(t.as_str()), "token found in Redis");
-        assert!(
-            !dump.contains(&t[8..48]),
-            "token's random part found in Redis"
-        );
+        assert!(!dump.contains(&t[8..48]), "token's random part found in Redis");
     }
 }
 
@@ -122,48 +100,24 @@ async fn index_keys_do_not_outlive_sessions() {
     let server = RedisServer::start();
     let s = store(&server).await;
     let who = principal();
-    let k = TokenCodec::default()
-        .generate(Tag::for_principal(&who))
-        .unwrap()
-        .key();
+    let k = TokenCodec::default().generate(Tag::for_principal(&who)).unwrap().key();
     let mut r = record(Some(&who), &[]);
     r.absolute_ms = sesame::now_ms() + 1_500;
     s.create(&k, &r, sesame::now_ms(), &policy()).await.unwrap();
     let index = s.index_key(&who);
     let pttl: i64 = server.cli(&["PTTL", &index]).unwrap().parse().unwrap();
-    assert!(
-        pttl > 0 && pttl <= 1_500,
-        "index TTL follows the absolute deadline: {pttl}"
-    );
+    assert!(pttl > 0 && pttl <= 1_500, "index TTL follows the absolute deadline: {pttl}");
     tokio::time::sleep(Duration::from_millis(1_700)).await;
     assert_eq!(server.cli(&["EXISTS", &index]).unwrap(), "0");
     assert_eq!(server.cli(&["DBSIZE"]).unwrap(), "0", "nothing left behind");
-    let k2 = TokenCodec::default()
-        .generate(Tag::for_principal(&who))
-        .unwrap()
-        .key();
-    s.create(&k2, &record(Some(&who), &[]), sesame::now_ms(), &policy())
-        .await
-        .unwrap();
+    let k2 = TokenCodec::default().generate(Tag::for_principal(&who)).unwrap().key();
+    s.create(&k2, &record(Some(&who), &[]), sesame::now_ms(), &policy()).await.unwrap();
     assert_eq!(s.revoke_all(&who, None).await.unwrap(), 1);
-    assert_eq!(
-        server.cli(&["DBSIZE"]).unwrap(),
-        "0",
-        "revoke-all leaves no index key"
-    );
-    let k3 = TokenCodec::default()
-        .generate(Tag::for_principal(&who))
-        .unwrap()
-        .key();
-    s.create(&k3, &record(Some(&who), &[]), sesame::now_ms(), &policy())
-        .await
-        .unwrap();
+    assert_eq!(server.cli(&["DBSIZE"]).unwrap(), "0", "revoke-all leaves no index key");
+    let k3 = TokenCodec::default().generate(Tag::for_principal(&who)).unwrap().key();
+    s.create(&k3, &record(Some(&who), &[]), sesame::now_ms(), &policy()).await.unwrap();
     assert!(s.destroy(&k3).await.unwrap());
-    assert_eq!(
-        server.cli(&["DBSIZE"]).unwrap(),
-        "0",
-        "logout leaves no index key"
-    );
+    assert_eq!(server.cli(&["DBSIZE"]).unwrap(), "0", "logout leaves no index key");
 }
 
 // A user and password in the URL are used (ACL user and requirepass); a wrong password is a
@@ -177,60 +131,31 @@ async fn password_and_acl_user() {
     })
     .unwrap();
     let s = RedisStore::connect(&server.url()).await.unwrap();
-    let k = TokenCodec::default()
-        .generate(Tag::random().unwrap())
-        .unwrap()
-        .key();
-    assert!(s
-        .create(&k, &record(None, &[]), sesame::now_ms(), &policy())
-        .await
-        .unwrap());
+    let k = TokenCodec::default().generate(Tag::random().unwrap()).unwrap().key();
+    assert!(s.create(&k, &record(None, &[]), sesame::now_ms(), &policy()).await.unwrap());
     let url = format!("redis://:pw-default@127.0.0.1:{}", server.port());
     let s2 = RedisStore::connect(&url).await.unwrap();
-    assert!(s2
-        .load(&k, sesame::now_ms(), &policy())
-        .await
-        .unwrap()
-        .is_some());
+    assert!(s2.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_some());
     let bad = format!("redis://app:wrong@127.0.0.1:{}", server.port());
     let e = RedisStore::connect(&bad).await.unwrap_err();
-    assert!(
-        !e.to_string().contains("wrong"),
-        "no password in the message: {e}"
-    );
+    assert!(!e.to_string().contains("wrong"), "no password in the message: {e}");
 }
 
 // rediss:// with the server's CA works end to end.
 #[tokio::test]
 async fn tls() {
-    let server = RedisServer::start_with(RedisOptions {
-        tls: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let server = RedisServer::start_with(RedisOptions { tls: true, ..Default::default() }).unwrap();
     assert!(server.url().starts_with("rediss://"));
     let s = RedisStore::builder(server.url())
         .ca_cert_pem(server.ca_cert_pem().unwrap().into_bytes())
         .connect()
         .await
         .unwrap();
-    let k = TokenCodec::default()
-        .generate(Tag::random().unwrap())
-        .unwrap()
-        .key();
+    let k = TokenCodec::default().generate(Tag::random().unwrap()).unwrap().key();
     assert!(s
-        .create(
-            &k,
-            &record(None, &[("a", b"1")]),
-            sesame::now_ms(),
-            &policy()
-        )
+        .create(&k, &record(None, &[("a", b"1")]), sesame::now_ms(), &policy())
         .await
         .unwrap());
-    let l = s
-        .load(&k, sesame::now_ms(), &policy())
-        .await
-        .unwrap()
-        .unwrap();
+    let l = s.load(&k, sesame::now_ms(), &policy()).await.unwrap().unwrap();
     assert_eq!(l.record.attrs["a"], b"1");
 }

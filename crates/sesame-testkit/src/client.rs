@@ -57,10 +57,7 @@ impl RedisServer {
                 Ok(done.stdout.trim_end_matches(['\r', '\n']).to_owned())
             }
             Some(status) => Err(cli_error(format!("exited with {status}"), done.stderr)),
-            None => Err(cli_error(
-                format!("no answer within {CLI_TIMEOUT:?}"),
-                done.stderr,
-            )),
+            None => Err(cli_error(format!("no answer within {CLI_TIMEOUT:?}"), done.stderr)),
         }
     }
 
@@ -68,10 +65,8 @@ impl RedisServer {
     /// `config|resetstat`) → number of calls.
     pub fn info_commandstats(&self) -> Result<BTreeMap<String, u64>, TestkitError> {
         let text = self.cli(&["INFO", "commandstats"])?;
-        parse_commandstats(&text).map_err(|message| TestkitError::Unexpected {
-            message,
-            log_tail: self.diagnostics(),
-        })
+        parse_commandstats(&text)
+            .map_err(|message| TestkitError::Unexpected { message, log_tail: self.diagnostics() })
     }
 
     /// Sum of all calls in `INFO commandstats`, excluding `info` and `config`
@@ -241,9 +236,6 @@ mod tests {
 
     #[test]
     fn encodes_resp_arrays() {
-        assert_eq!(
-            encode_command(&["AUTH", "pw"]),
-            b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n".to_vec()
-        );
+        assert_eq!(encode_command(&["AUTH", "pw"]), b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n".to_vec());
     }
 }

@@ -54,19 +54,13 @@ pub fn record(principal: Option<&str>, attrs: &[(&str, &[u8])]) -> Record {
         principal: principal.map(str::to_string),
         auth_ms: principal.map(|_| t),
         version: 1,
-        attrs: attrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_vec()))
-            .collect(),
+        attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
     }
 }
 
 async fn create_user_session(store: &DynStore, p: &str, pol: &Policy) -> SessionKey {
     let k = key(Tag::for_principal(p));
-    assert!(store
-        .create(&k, &record(Some(p), &[]), now(), pol)
-        .await
-        .unwrap());
+    assert!(store.create(&k, &record(Some(p), &[]), now(), pol).await.unwrap());
     k
 }
 
@@ -76,31 +70,17 @@ pub async fn create_then_load(store: DynStore) {
     let r = record(None, &[("a", b"\x01\"x\""), ("b", &[0u8, 255, 7])]);
     let t = now();
     assert!(store.create(&k, &r, t, &policy()).await.unwrap());
-    let l = store
-        .load(&k, now(), &policy())
-        .await
-        .unwrap()
-        .expect("session present");
+    let l = store.load(&k, now(), &policy()).await.unwrap().expect("session present");
     assert_eq!(l.record, r);
     assert!(l.idle_deadline_ms >= t + 58_000 && l.idle_deadline_ms <= now() + 60_000);
-    assert!(store
-        .load(&key(Tag::random().unwrap()), now(), &policy())
-        .await
-        .unwrap()
-        .is_none());
+    assert!(store.load(&key(Tag::random().unwrap()), now(), &policy()).await.unwrap().is_none());
 }
 
 /// Creating on a key that is taken writes nothing and reports it.
 pub async fn create_is_create_if_absent(store: DynStore) {
     let k = key(Tag::random().unwrap());
-    assert!(store
-        .create(&k, &record(None, &[("a", b"1")]), now(), &policy())
-        .await
-        .unwrap());
-    assert!(!store
-        .create(&k, &record(None, &[("a", b"2")]), now(), &policy())
-        .await
-        .unwrap());
+    assert!(store.create(&k, &record(None, &[("a", b"1")]), now(), &policy()).await.unwrap());
+    assert!(!store.create(&k, &record(None, &[("a", b"2")]), now(), &policy()).await.unwrap());
     let l = store.load(&k, now(), &policy()).await.unwrap().unwrap();
     assert_eq!(l.record.attrs["a"], b"1");
 }
@@ -115,24 +95,15 @@ pub async fn save_merges_delta(store: DynStore) {
         remove: vec!["a".into(), "nope".into()],
         expected_version: None,
     };
-    assert_eq!(
-        store.save(&k, &d, now(), &policy()).await.unwrap(),
-        SaveOutcome::Saved(2)
-    );
+    assert_eq!(store.save(&k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Saved(2));
     let l = store.load(&k, now(), &policy()).await.unwrap().unwrap();
     let names: Vec<&str> = l.record.attrs.keys().map(String::as_str).collect();
     assert_eq!(names, ["b", "c"]);
     assert_eq!(l.record.attrs["b"], b"22");
     assert_eq!(l.record.version, 2);
     // Removing every attribute leaves a valid, empty session.
-    let d = Delta {
-        remove: vec!["b".into(), "c".into()],
-        ..Delta::default()
-    };
-    assert_eq!(
-        store.save(&k, &d, now(), &policy()).await.unwrap(),
-        SaveOutcome::Saved(3)
-    );
+    let d = Delta { remove: vec!["b".into(), "c".into()], ..Delta::default() };
+    assert_eq!(store.save(&k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Saved(3));
     let l = store.load(&k, now(), &policy()).await.unwrap().unwrap();
     assert!(l.record.attrs.is_empty());
 }
@@ -140,60 +111,27 @@ pub async fn save_merges_delta(store: DynStore) {
 /// A save to a session that does not exist writes nothing and says so.
 pub async fn save_missing_writes_nothing(store: DynStore) {
     let k = key(Tag::random().unwrap());
-    let d = Delta {
-        set: vec![("a".into(), b"1".to_vec())],
-        ..Delta::default()
-    };
-    assert_eq!(
-        store.save(&k, &d, now(), &policy()).await.unwrap(),
-        SaveOutcome::Missing
-    );
+    let d = Delta { set: vec![("a".into(), b"1".to_vec())], ..Delta::default() };
+    assert_eq!(store.save(&k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Missing);
     assert!(store.load(&k, now(), &policy()).await.unwrap().is_none());
 }
 
 /// Compare-and-set refuses a stale version and writes nothing.
 pub async fn save_compare_and_set(store: DynStore) {
     let k = key(Tag::random().unwrap());
-    store
-        .create(&k, &record(None, &[("a", b"1")]), now(), &policy())
-        .await
-        .unwrap();
-    let stale = Delta {
-        set: vec![("a".into(), b"2".to_vec())],
-        remove: vec![],
-        expected_version: Some(9),
-    };
-    assert_eq!(
-        store.save(&k, &stale, now(), &policy()).await.unwrap(),
-        SaveOutcome::Conflict(1)
-    );
-    let ok = Delta {
-        expected_version: Some(1),
-        ..stale
-    };
-    assert_eq!(
-        store.save(&k, &ok, now(), &policy()).await.unwrap(),
-        SaveOutcome::Saved(2)
-    );
-    assert_eq!(
-        store
-            .load(&k, now(), &policy())
-            .await
-            .unwrap()
-            .unwrap()
-            .record
-            .attrs["a"],
-        b"2"
-    );
+    store.create(&k, &record(None, &[("a", b"1")]), now(), &policy()).await.unwrap();
+    let stale =
+        Delta { set: vec![("a".into(), b"2".to_vec())], remove: vec![], expected_version: Some(9) };
+    assert_eq!(store.save(&k, &stale, now(), &policy()).await.unwrap(), SaveOutcome::Conflict(1));
+    let ok = Delta { expected_version: Some(1), ..stale };
+    assert_eq!(store.save(&k, &ok, now(), &policy()).await.unwrap(), SaveOutcome::Saved(2));
+    assert_eq!(store.load(&k, now(), &policy()).await.unwrap().unwrap().record.attrs["a"], b"2");
 }
 
 /// A save over the size or attribute-count limit is refused whole; nothing partial is written.
 pub async fn save_over_limits_is_refused_whole(store: DynStore) {
     let k = key(Tag::random().unwrap());
-    store
-        .create(&k, &record(None, &[("a", b"1")]), now(), &policy())
-        .await
-        .unwrap();
+    store.create(&k, &record(None, &[("a", b"1")]), now(), &policy()).await.unwrap();
     let mut pol = policy();
     pol.max_attributes = 3;
     pol.max_record_bytes = 300;
@@ -204,10 +142,7 @@ pub async fn save_over_limits_is_refused_whole(store: DynStore) {
     let e = store.save(&k, &many, now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     let big = Delta {
-        set: vec![
-            ("b".into(), vec![b'y'; 400]),
-            ("a".into(), b"changed".to_vec()),
-        ],
+        set: vec![("b".into(), vec![b'y'; 400]), ("a".into(), b"changed".to_vec())],
         ..Delta::default()
     };
     let e = store.save(&k, &big, now(), &pol).await.unwrap_err();
@@ -226,44 +161,19 @@ pub async fn idle_timeout_and_coalesced_touch(store: DynStore) {
     pol.touch_after_ms = 500;
     let k = key(Tag::random().unwrap());
     let t0 = now();
-    store
-        .create(&k, &record(None, &[]), t0, &pol)
-        .await
-        .unwrap();
-    let first = store
-        .load(&k, now(), &pol)
-        .await
-        .unwrap()
-        .unwrap()
-        .idle_deadline_ms;
-    assert!(
-        first <= t0 + 1_500 + 50,
-        "an early read must not push the deadline"
-    );
+    store.create(&k, &record(None, &[]), t0, &pol).await.unwrap();
+    let first = store.load(&k, now(), &pol).await.unwrap().unwrap().idle_deadline_ms;
+    assert!(first <= t0 + 1_500 + 50, "an early read must not push the deadline");
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let pushed = store
-        .load(&k, now(), &pol)
-        .await
-        .unwrap()
-        .unwrap()
-        .idle_deadline_ms;
-    assert!(
-        pushed >= t0 + 700 + 1_400,
-        "a read after touch_after pushes the deadline"
-    );
+    let pushed = store.load(&k, now(), &pol).await.unwrap().unwrap().idle_deadline_ms;
+    assert!(pushed >= t0 + 700 + 1_400, "a read after touch_after pushes the deadline");
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     // 1.7 s after creation: alive only because of the touch at 0.7 s.
     assert!(store.load(&k, now(), &pol).await.unwrap().is_some());
     let idle = key(Tag::random().unwrap());
-    store
-        .create(&idle, &record(None, &[]), now(), &pol)
-        .await
-        .unwrap();
+    store.create(&idle, &record(None, &[]), now(), &pol).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_700)).await;
-    assert!(
-        store.load(&idle, now(), &pol).await.unwrap().is_none(),
-        "idle session expired"
-    );
+    assert!(store.load(&idle, now(), &pol).await.unwrap().is_none(), "idle session expired");
 }
 
 /// The absolute deadline ends a session however active it is.
@@ -276,28 +186,16 @@ pub async fn absolute_timeout(store: DynStore) {
     r.absolute_ms = now() + 1_000;
     store.create(&k, &r, now(), &pol).await.unwrap();
     let l = store.load(&k, now(), &pol).await.unwrap().unwrap();
-    assert!(
-        l.idle_deadline_ms <= r.absolute_ms,
-        "TTL capped by the absolute deadline"
-    );
-    let d = Delta {
-        set: vec![("a".into(), b"1".to_vec())],
-        ..Delta::default()
-    };
+    assert!(l.idle_deadline_ms <= r.absolute_ms, "TTL capped by the absolute deadline");
+    let d = Delta { set: vec![("a".into(), b"1".to_vec())], ..Delta::default() };
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(store.load(&k, now(), &pol).await.unwrap().is_some());
-        assert!(matches!(
-            store.save(&k, &d, now(), &pol).await.unwrap(),
-            SaveOutcome::Saved(_)
-        ));
+        assert!(matches!(store.save(&k, &d, now(), &pol).await.unwrap(), SaveOutcome::Saved(_)));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(store.load(&k, now(), &pol).await.unwrap().is_none());
-    assert_eq!(
-        store.save(&k, &d, now(), &pol).await.unwrap(),
-        SaveOutcome::Missing
-    );
+    assert_eq!(store.save(&k, &d, now(), &pol).await.unwrap(), SaveOutcome::Missing);
 }
 
 /// Taking a session returns it and kills the key; destroy reports whether it existed.
@@ -310,10 +208,7 @@ pub async fn take_and_destroy(store: DynStore) {
     }
     assert!(store.load(&k, now(), &policy()).await.unwrap().is_none());
     assert_eq!(store.take(&k, now()).await.unwrap(), Taken::Missing);
-    assert!(
-        store.list_user(&p, now()).await.unwrap().is_empty(),
-        "index entry removed"
-    );
+    assert!(store.list_user(&p, now()).await.unwrap().is_empty(), "index entry removed");
     let k2 = create_user_session(&store, &p, &policy()).await;
     assert!(store.destroy(&k2).await.unwrap());
     assert!(!store.destroy(&k2).await.unwrap());
@@ -329,20 +224,11 @@ pub async fn list_user_sessions(store: DynStore) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     create_user_session(&store, &q, &policy()).await;
-    let listed: Vec<String> = store
-        .list_user(&p, now())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let listed: Vec<String> =
+        store.list_user(&p, now()).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(listed, ids);
     assert_eq!(store.list_user(&q, now()).await.unwrap().len(), 1);
-    assert!(store
-        .list_user(&principal(), now())
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.list_user(&principal(), now()).await.unwrap().is_empty());
 }
 
 /// Revoking one session by id works for its owner only; revoke-all keeps the one asked.
@@ -352,15 +238,8 @@ pub async fn revoke_one_and_all(store: DynStore) {
     let b = create_user_session(&store, &p, &policy()).await;
     let c = create_user_session(&store, &p, &policy()).await;
     let other = create_user_session(&store, &q, &policy()).await;
-    assert!(
-        !store.revoke(&p, &other.id()).await.unwrap(),
-        "not p's session"
-    );
-    assert!(store
-        .load(&other, now(), &policy())
-        .await
-        .unwrap()
-        .is_some());
+    assert!(!store.revoke(&p, &other.id()).await.unwrap(), "not p's session");
+    assert!(store.load(&other, now(), &policy()).await.unwrap().is_some());
     assert!(!store.revoke(&p, "AAAAAAAAAAAAAAAAAAAAAA").await.unwrap());
     assert!(store.revoke(&p, &a.id()).await.unwrap());
     assert!(!store.revoke(&p, &a.id()).await.unwrap());
@@ -371,11 +250,7 @@ pub async fn revoke_one_and_all(store: DynStore) {
     assert_eq!(store.revoke_all(&p, None).await.unwrap(), 1);
     assert!(store.load(&c, now(), &policy()).await.unwrap().is_none());
     assert!(store.list_user(&p, now()).await.unwrap().is_empty());
-    assert!(store
-        .load(&other, now(), &policy())
-        .await
-        .unwrap()
-        .is_some());
+    assert!(store.load(&other, now(), &policy()).await.unwrap().is_some());
 }
 
 /// At the per-user cap the oldest session is evicted (default policy).
@@ -388,17 +263,9 @@ pub async fn cap_evicts_oldest(store: DynStore) {
     let b = create_user_session(&store, &p, &pol).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let c = create_user_session(&store, &p, &pol).await;
-    assert!(
-        store.load(&a, now(), &pol).await.unwrap().is_none(),
-        "oldest evicted"
-    );
-    let ids: Vec<String> = store
-        .list_user(&p, now())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    assert!(store.load(&a, now(), &pol).await.unwrap().is_none(), "oldest evicted");
+    let ids: Vec<String> =
+        store.list_user(&p, now()).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, [b.id(), c.id()]);
 }
 
@@ -411,10 +278,7 @@ pub async fn cap_refuses(store: DynStore) {
     create_user_session(&store, &p, &pol).await;
     create_user_session(&store, &p, &pol).await;
     let k = key(Tag::for_principal(&p));
-    let e = store
-        .create(&k, &record(Some(&p), &[]), now(), &pol)
-        .await
-        .unwrap_err();
+    let e = store.create(&k, &record(Some(&p), &[]), now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     assert!(store.load(&k, now(), &pol).await.unwrap().is_none());
     assert_eq!(store.list_user(&p, now()).await.unwrap().len(), 2);
@@ -443,18 +307,12 @@ pub async fn index_forgets_expired_sessions(store: DynStore) {
 /// Concurrent saves of different attributes of one session all persist.
 pub async fn concurrent_saves_all_persist(store: DynStore) {
     let k = key(Tag::random().unwrap());
-    store
-        .create(&k, &record(None, &[]), now(), &policy())
-        .await
-        .unwrap();
+    store.create(&k, &record(None, &[]), now(), &policy()).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..40 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let d = Delta {
-                set: vec![(format!("a{i}"), vec![i as u8])],
-                ..Delta::default()
-            };
+            let d = Delta { set: vec![(format!("a{i}"), vec![i as u8])], ..Delta::default() };
             store.save(&k, &d, now(), &policy()).await.unwrap()
         }));
     }

@@ -44,9 +44,7 @@ fn try_free_port() -> std::io::Result<u16> {
     const ATTEMPTS: usize = 200;
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
     for _ in 0..ATTEMPTS {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
         if port == DEFAULT_REDIS_PORT || handed_out.contains(&port) {
             continue;
         }

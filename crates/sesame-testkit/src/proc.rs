@@ -21,11 +21,8 @@ pub(crate) struct Finished {
 /// A process still running at the deadline is killed (this child only) and
 /// reported with `status: None`.
 pub(crate) fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::io::Result<Finished> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     // Drain both pipes on threads so a chatty child never blocks on a full pipe.
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
@@ -44,11 +41,7 @@ pub(crate) fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::io::
         thread::sleep(Duration::from_millis(5));
     };
 
-    Ok(Finished {
-        status,
-        stdout: join(stdout),
-        stderr: join(stderr),
-    })
+    Ok(Finished { status, stdout: join(stdout), stderr: join(stderr) })
 }
 
 /// Reads a pipe to its end on a new thread.

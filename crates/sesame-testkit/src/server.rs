@@ -83,19 +83,14 @@ impl RedisServer {
     /// If the chosen port turns out to be taken, another free port is tried
     /// (up to 5 ports in all).
     pub fn start_with(opts: RedisOptions) -> Result<RedisServer, TestkitError> {
-        let dir = tempfile::Builder::new()
-            .prefix("sesame-redis-")
-            .tempdir()
-            .map_err(|source| TestkitError::Io {
+        let dir = tempfile::Builder::new().prefix("sesame-redis-").tempdir().map_err(|source| {
+            TestkitError::Io {
                 context: "cannot create a temporary directory".to_owned(),
                 source,
                 log_tail: format_tail(""),
-            })?;
-        let tls = if opts.tls {
-            Some(TlsFiles::generate(dir.path())?)
-        } else {
-            None
-        };
+            }
+        })?;
+        let tls = if opts.tls { Some(TlsFiles::generate(dir.path())?) } else { None };
         let mut server = RedisServer {
             opts,
             port: 0,
@@ -125,11 +120,7 @@ impl RedisServer {
     /// credentials when set (`redis://:PASS@…`, or `redis://USER:PASS@…` when
     /// an ACL user is configured).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
         let auth = match self.credentials() {
             None => String::new(),
             Some((None, pass)) => format!(":{}@", percent_encode(pass)),
@@ -227,14 +218,7 @@ impl RedisServer {
         let port = self.port.to_string();
         match &self.tls {
             None => push(&["--port", &port]),
-            Some(_) => push(&[
-                "--port",
-                "0",
-                "--tls-port",
-                &port,
-                "--tls-auth-clients",
-                "no",
-            ]),
+            Some(_) => push(&["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"]),
         }
         push(&["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"]);
         if self.opts.appendonly {
@@ -246,20 +230,9 @@ impl RedisServer {
             push(&["--requirepass", pass]);
         }
         if let Some((user, pass)) = &self.opts.acl_user {
-            push(&[
-                "--user",
-                user,
-                "on",
-                &format!(">{pass}"),
-                "~*",
-                "&*",
-                "+@all",
-            ]);
+            push(&["--user", user, "on", &format!(">{pass}"), "~*", "&*", "+@all"]);
         }
-        let mut paths = vec![
-            ("--dir", self.dir.path()),
-            ("--logfile", self.log_path.as_path()),
-        ];
+        let mut paths = vec![("--dir", self.dir.path()), ("--logfile", self.log_path.as_path())];
         if let Some(tls) = &self.tls {
             paths.push(("--tls-cert-file", &tls.cert_path));
             paths.push(("--tls-key-file", &tls.key_path));
@@ -341,10 +314,7 @@ impl RedisServer {
     /// The error for a child that exited while starting.
     fn early_exit_error(&self, status: ExitStatus, log_offset: u64) -> TestkitError {
         if self.log_since(log_offset).contains(BUSY_MARKER) {
-            TestkitError::PortInUse {
-                port: self.port,
-                log_tail: self.diagnostics(),
-            }
+            TestkitError::PortInUse { port: self.port, log_tail: self.diagnostics() }
         } else {
             TestkitError::Start {
                 port: self.port,
@@ -357,9 +327,7 @@ impl RedisServer {
     /// The part of the log written after byte `offset`.
     fn log_since(&self, offset: u64) -> String {
         let bytes = fs::read(&self.log_path).unwrap_or_default();
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
         String::from_utf8_lossy(&bytes[start..]).into_owned()
     }
 }
@@ -374,9 +342,7 @@ impl Drop for RedisServer {
 
 /// Reads a file as text, replacing invalid UTF-8; empty when unreadable.
 fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
+    fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

@@ -30,9 +30,7 @@ impl TlsFiles {
 
         let ca_key = KeyPair::generate().map_err(cert_err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "sesame-testkit CA");
+        ca_params.distinguished_name.push(DnType::CommonName, "sesame-testkit CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -45,22 +43,15 @@ impl TlsFiles {
         let mut server_params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
                 .map_err(cert_err)?;
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        server_params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        server_params.distinguished_name.push(DnType::CommonName, "localhost");
+        server_params.key_usages =
+            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         // Redis also presents this certificate when acting as a client
         // (replication, cluster bus), hence both purposes.
-        server_params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let server_cert = server_params
-            .signed_by(&server_key, &ca_cert, &ca_key)
-            .map_err(cert_err)?;
+        server_params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let server_cert =
+            server_params.signed_by(&server_key, &ca_cert, &ca_key).map_err(cert_err)?;
 
         let files = Self {
             ca_pem: ca_cert.pem(),

@@ -54,11 +54,9 @@ fn two_servers_get_different_ports() {
 // Proves stop + start_again keeps the port, and appendonly keeps data across a SIGKILL.
 #[test]
 fn restart_keeps_port_and_appendonly_data() {
-    let mut server = RedisServer::start_with(RedisOptions {
-        appendonly: true,
-        ..RedisOptions::default()
-    })
-    .unwrap();
+    let mut server =
+        RedisServer::start_with(RedisOptions { appendonly: true, ..RedisOptions::default() })
+            .unwrap();
     let port = server.port();
     assert_eq!(server.cli(&["SET", "k", "v"]).unwrap(), "OK");
 
@@ -84,10 +82,7 @@ fn password_server_refuses_unauthenticated_ping() {
     .unwrap();
     let reply = unauthenticated_ping(server.port()).unwrap();
     assert!(reply.starts_with("-NOAUTH"), "unexpected reply {reply:?}");
-    assert_eq!(
-        server.url(),
-        format!("redis://:s3cret@127.0.0.1:{}", server.port())
-    );
+    assert_eq!(server.url(), format!("redis://:s3cret@127.0.0.1:{}", server.port()));
     assert_eq!(server.cli(&["PING"]).unwrap(), "PONG");
 }
 
@@ -102,26 +97,21 @@ fn acl_user_is_used_for_url_and_cli() {
     .unwrap();
     assert_eq!(server.cli(&["ACL", "WHOAMI"]).unwrap(), "app");
     assert_eq!(server.cli(&["SET", "x", "1"]).unwrap(), "OK");
-    assert_eq!(
-        server.url(),
-        format!("redis://app:apppw@127.0.0.1:{}", server.port())
-    );
+    assert_eq!(server.url(), format!("redis://app:apppw@127.0.0.1:{}", server.port()));
 }
 
 // Proves a TLS server serves PING over TLS with the generated CA, and not over plain TCP.
 #[test]
 fn tls_server_answers_ping_over_tls() {
-    let server = match RedisServer::start_with(RedisOptions {
-        tls: true,
-        ..RedisOptions::default()
-    }) {
-        Ok(server) => server,
-        Err(err) if err.to_string().contains("TLS") && err.to_string().contains("support") => {
-            eprintln!("skipping: this redis-server has no TLS support: {err}");
-            return;
-        }
-        Err(err) => panic!("{err}"),
-    };
+    let server =
+        match RedisServer::start_with(RedisOptions { tls: true, ..RedisOptions::default() }) {
+            Ok(server) => server,
+            Err(err) if err.to_string().contains("TLS") && err.to_string().contains("support") => {
+                eprintln!("skipping: this redis-server has no TLS support: {err}");
+                return;
+            }
+            Err(err) => panic!("{err}"),
+        };
     assert_eq!(server.cli(&["PING"]).unwrap(), "PONG");
     assert!(server.url().starts_with("rediss://127.0.0.1:"));
     let ca = server.ca_cert_pem().unwrap();
@@ -160,11 +150,7 @@ fn drop_kills_the_process() {
         }),
         "redis-server {pid} still alive after drop"
     );
-    assert!(
-        !dir.exists(),
-        "temporary directory {} not removed",
-        dir.display()
-    );
+    assert!(!dir.exists(), "temporary directory {} not removed", dir.display());
 }
 
 // Proves start_again on a port someone else holds retries, then reports PortInUse with the log.
@@ -175,10 +161,7 @@ fn start_again_on_a_taken_port_reports_port_in_use() {
     let _squatter = TcpListener::bind(("127.0.0.1", server.port())).unwrap();
     let started = Instant::now();
     let err = server.start_again().unwrap_err();
-    assert!(
-        started.elapsed() >= Duration::from_secs(2),
-        "gave up too early"
-    );
+    assert!(started.elapsed() >= Duration::from_secs(2), "gave up too early");
     assert!(matches!(err, TestkitError::PortInUse { .. }), "{err:?}");
     assert!(err.to_string().contains("Address already in use"), "{err}");
     assert!(!server.is_running());

@@ -80,11 +80,7 @@ impl SessionConfig {
     /// assert_eq!(config.policy().idle_ms, 15 * 60 * 1000);
     /// ```
     pub fn builder() -> SessionConfigBuilder {
-        SessionConfigBuilder {
-            config: SessionConfig::default(),
-            touch_after: None,
-            secret: None,
-        }
+        SessionConfigBuilder { config: SessionConfig::default(), touch_after: None, secret: None }
     }
 
     /// The store-facing policy.
@@ -182,9 +178,7 @@ impl SessionConfigBuilder {
         let mut c = self.config;
         let p = &mut c.policy;
         if p.idle_ms < 1000 {
-            return Err(Error::Config(
-                "idle timeout must be at least one second".into(),
-            ));
+            return Err(Error::Config("idle timeout must be at least one second".into()));
         }
         if p.absolute_ms < p.idle_ms {
             return Err(Error::Config(format!(
@@ -193,9 +187,7 @@ impl SessionConfigBuilder {
             )));
         }
         if p.absolute_ms > 366 * 24 * 3600 * 1000 {
-            return Err(Error::Config(
-                "absolute timeout must be at most one year".into(),
-            ));
+            return Err(Error::Config("absolute timeout must be at most one year".into()));
         }
         p.touch_after_ms = match self.touch_after {
             Some(d) => millis(d),
@@ -208,17 +200,13 @@ impl SessionConfigBuilder {
             )));
         }
         if p.max_record_bytes < 256 {
-            return Err(Error::Config(
-                "max_session_bytes must be at least 256".into(),
-            ));
+            return Err(Error::Config("max_session_bytes must be at least 256".into()));
         }
         if p.max_attributes == 0 {
             return Err(Error::Config("max_attributes must be at least 1".into()));
         }
         if p.max_sessions_per_user == Some(0) {
-            return Err(Error::Config(
-                "max_sessions_per_user must be at least 1".into(),
-            ));
+            return Err(Error::Config("max_sessions_per_user must be at least 1".into()));
         }
         if let Some(secret) = self.secret {
             c.tokens = TokenCodec::new(Some(TokenSecret::new(secret)?));
@@ -258,10 +246,7 @@ mod tests {
         let c = SessionConfig::builder().build().unwrap();
         assert_eq!(c.policy().touch_after_ms, 60_000);
         assert!(!c.has_token_secret());
-        let c = SessionConfig::builder()
-            .idle_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
+        let c = SessionConfig::builder().idle_timeout(Duration::from_secs(2)).build().unwrap();
         assert_eq!(c.policy().touch_after_ms, 1000);
     }
 }

@@ -44,10 +44,7 @@ impl StoreError {
 
     /// An [`StoreError::Unavailable`] with a source.
     pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
-        StoreError::Unavailable {
-            message: message.into(),
-            source: Some(source.into()),
-        }
+        StoreError::Unavailable { message: message.into(), source: Some(source.into()) }
     }
 }
 

@@ -65,20 +65,14 @@ pub struct SessionManager {
 
 impl fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionManager")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("SessionManager").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
 impl SessionManager {
     /// A manager over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: SessionConfig) -> SessionManager {
-        SessionManager {
-            store,
-            config: Arc::new(config),
-            counters: Arc::default(),
-        }
+        SessionManager { store, config: Arc::new(config), counters: Arc::default() }
     }
 
     /// The store.

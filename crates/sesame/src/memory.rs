@@ -113,12 +113,8 @@ impl Inner {
     }
 
     fn sweep(&mut self, now: u64) {
-        let dead: Vec<SessionKey> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| !e.live(now))
-            .map(|(k, _)| *k)
-            .collect();
+        let dead: Vec<SessionKey> =
+            self.sessions.iter().filter(|(_, e)| !e.live(now)).map(|(k, _)| *k).collect();
         for k in dead {
             self.remove(&k);
         }
@@ -162,19 +158,10 @@ impl Store for MemoryStore {
                     }
                 }
             }
-            g.users
-                .entry(p.clone())
-                .or_default()
-                .insert(key.id(), record.absolute_ms);
+            g.users.entry(p.clone()).or_default().insert(key.id(), record.absolute_ms);
         }
         let idle_deadline_ms = (now_ms + policy.idle_ms).min(record.absolute_ms);
-        g.sessions.insert(
-            *key,
-            Entry {
-                record: record.clone(),
-                idle_deadline_ms,
-            },
-        );
+        g.sessions.insert(*key, Entry { record: record.clone(), idle_deadline_ms });
         Ok(true)
     }
 
@@ -188,16 +175,11 @@ impl Store for MemoryStore {
         let Some(e) = g.get_live(key, now_ms) else {
             return Ok(None);
         };
-        let since_touch = policy
-            .idle_ms
-            .saturating_sub(e.idle_deadline_ms.saturating_sub(now_ms));
+        let since_touch = policy.idle_ms.saturating_sub(e.idle_deadline_ms.saturating_sub(now_ms));
         if since_touch >= policy.touch_after_ms {
             e.idle_deadline_ms = (now_ms + policy.idle_ms).min(e.record.absolute_ms);
         }
-        Ok(Some(Loaded {
-            record: e.record.clone(),
-            idle_deadline_ms: e.idle_deadline_ms,
-        }))
+        Ok(Some(Loaded { record: e.record.clone(), idle_deadline_ms: e.idle_deadline_ms }))
     }
 
     async fn save(
@@ -280,11 +262,7 @@ impl Store for MemoryStore {
         let mut g = self.inner.lock();
         let tag = Tag::for_principal(principal);
         let ids: Vec<String> = match g.users.get(principal) {
-            Some(m) => m
-                .keys()
-                .filter(|id| Some(id.as_str()) != keep)
-                .cloned()
-                .collect(),
+            Some(m) => m.keys().filter(|id| Some(id.as_str()) != keep).cloned().collect(),
             None => return Ok(0),
         };
         let mut n = 0;

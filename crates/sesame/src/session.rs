@@ -90,11 +90,7 @@ pub fn check_principal(p: &str) -> Result<(), Error> {
 
 impl Session {
     pub(crate) fn new(manager: SessionManager, incoming: Option<SessionToken>) -> Session {
-        let current = if incoming.is_some() {
-            Current::Unloaded
-        } else {
-            Current::Absent
-        };
+        let current = if incoming.is_some() { Current::Unloaded } else { Current::Absent };
         Session {
             inner: Arc::new(Inner {
                 manager,
@@ -156,23 +152,17 @@ impl Session {
         };
         match bytes {
             None => Ok(None),
-            Some(b) => value::decode(b).map(Some).map_err(|message| Error::Value {
-                name: name.to_string(),
-                message,
-            }),
+            Some(b) => value::decode(b)
+                .map(Some)
+                .map_err(|message| Error::Value { name: name.to_string(), message }),
         }
     }
 
     /// Sets an attribute. Setting the value it already has changes nothing.
     pub async fn insert<T: Serialize + ?Sized>(&self, name: &str, v: &T) -> Result<(), Error> {
         check_name(name)?;
-        let bytes =
-            value::encode(v, self.inner.manager.config().compress_above()).map_err(|message| {
-                Error::Value {
-                    name: name.to_string(),
-                    message,
-                }
-            })?;
+        let bytes = value::encode(v, self.inner.manager.config().compress_above())
+            .map_err(|message| Error::Value { name: name.to_string(), message })?;
         let mut st = self.loaded().await?;
         let stored = match &st.current {
             Current::Present { loaded, .. } => loaded.record.attrs.get(name) == Some(&bytes),
@@ -330,12 +320,7 @@ impl Session {
     /// Revokes every other session of this session's principal ("log out other devices").
     pub async fn revoke_other_sessions(&self) -> Result<u64, Error> {
         let (p, me) = self.stored_principal().await?;
-        Ok(self
-            .inner
-            .manager
-            .store()
-            .revoke_all(&p, me.as_deref())
-            .await?)
+        Ok(self.inner.manager.store().revoke_all(&p, me.as_deref()).await?)
     }
 
     /// Writes what changed and reports what to tell the client. Called once by the transport
@@ -353,23 +338,12 @@ impl Session {
             }
             st.current = Current::Absent;
             st.incoming = None;
-            return Ok(if had {
-                TokenAction::Clear
-            } else {
-                TokenAction::Keep
-            });
+            return Ok(if had { TokenAction::Clear } else { TokenAction::Keep });
         }
         let changes = std::mem::take(&mut st.changes);
         let delta = Delta {
-            set: changes
-                .iter()
-                .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-                .collect(),
-            remove: changes
-                .iter()
-                .filter(|(_, v)| v.is_none())
-                .map(|(k, _)| k.clone())
-                .collect(),
+            set: changes.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect(),
+            remove: changes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect(),
             expected_version: None,
         };
         let rotate = std::mem::take(&mut st.rotate);
@@ -434,10 +408,7 @@ impl Session {
             if m.store().create(&key, &record, now, policy).await? {
                 m.note_created();
                 let idle_deadline_ms = now + policy.idle_ms;
-                let loaded = Loaded {
-                    record: record.clone(),
-                    idle_deadline_ms,
-                };
+                let loaded = Loaded { record: record.clone(), idle_deadline_ms };
                 let expires_ms = loaded.expires_ms();
                 st.current = Current::Present { key, loaded };
                 st.incoming = Some(token.clone());
@@ -445,8 +416,6 @@ impl Session {
             }
             tracing::warn!("session key collision on create; drawing a new token");
         }
-        Err(Error::Random(
-            "three token collisions in a row; the random source is broken".into(),
-        ))
+        Err(Error::Random("three token collisions in a row; the random source is broken".into()))
     }
 }

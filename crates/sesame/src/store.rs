@@ -43,10 +43,7 @@ impl Record {
     /// The size this record counts against [`Policy::max_record_bytes`]: the sum of attribute
     /// names and values plus the principal. Every store uses this same measure.
     pub fn counted_bytes(&self) -> usize {
-        self.attrs
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
+        self.attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
             + self.principal.as_ref().map_or(0, String::len)
     }
 

@@ -106,18 +106,14 @@ pub struct TokenCodec {
 
 impl Default for TokenCodec {
     fn default() -> Self {
-        TokenCodec {
-            secret: TokenSecret::public_default(),
-        }
+        TokenCodec { secret: TokenSecret::public_default() }
     }
 }
 
 impl TokenCodec {
     /// A codec keyed by `secret`, or by the public default when `None`.
     pub fn new(secret: Option<TokenSecret>) -> TokenCodec {
-        TokenCodec {
-            secret: secret.unwrap_or_else(TokenSecret::public_default),
-        }
+        TokenCodec { secret: secret.unwrap_or_else(TokenSecret::public_default) }
     }
 
     fn mac(&self, body: &[u8]) -> Result<[u8; MAC_LEN], Error> {
@@ -151,9 +147,7 @@ impl TokenCodec {
             Ok(RAW_LEN) => {}
             _ => return Err(InvalidToken::Alphabet),
         }
-        let expected = self
-            .mac(&raw[..BODY_LEN])
-            .map_err(|_| InvalidToken::Check)?;
+        let expected = self.mac(&raw[..BODY_LEN]).map_err(|_| InvalidToken::Check)?;
         if bool::from(expected.ct_eq(&raw[BODY_LEN..])) {
             Ok(SessionToken { raw })
         } else {
@@ -200,10 +194,7 @@ impl SessionToken {
         let h = Sha256::digest(&self.raw[..BODY_LEN]);
         let mut digest = [0u8; 16];
         digest.copy_from_slice(&h[..16]);
-        SessionKey {
-            tag: self.tag(),
-            digest,
-        }
+        SessionKey { tag: self.tag(), digest }
     }
 }
 
@@ -323,9 +314,7 @@ mod tests {
     // Debug output never contains the token.
     #[test]
     fn debug_is_redacted() {
-        let t = TokenCodec::default()
-            .generate(Tag::random().unwrap())
-            .unwrap();
+        let t = TokenCodec::default().generate(Tag::random().unwrap()).unwrap();
         let d = format!("{t:?}");
         assert!(!d.contains(&t.expose()));
         assert!(!d.contains(&t.expose()[4..20]));
@@ -334,9 +323,7 @@ mod tests {
     // Ids round-trip through from_parts and reject malformed input.
     #[test]
     fn key_ids() {
-        let t = TokenCodec::default()
-            .generate(Tag::for_principal("alice"))
-            .unwrap();
+        let t = TokenCodec::default().generate(Tag::for_principal("alice")).unwrap();
         let k = t.key();
         assert_eq!(SessionKey::from_parts(k.tag(), &k.id()), Some(k));
         assert_eq!(SessionKey::from_parts(k.tag(), "short"), None);

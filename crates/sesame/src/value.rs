@@ -52,16 +52,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 fn decompress(rest: &[u8]) -> Result<Vec<u8>, String> {
-    let (len, packed) = rest
-        .split_at_checked(4)
-        .ok_or("truncated compressed value")?;
+    let (len, packed) = rest.split_at_checked(4).ok_or("truncated compressed value")?;
     let mut n = [0u8; 4];
     n.copy_from_slice(len);
     let n = u32::from_le_bytes(n) as usize;
     if n > MAX_VALUE_BYTES {
-        return Err(format!(
-            "compressed value claims {n} bytes, more than allowed"
-        ));
+        return Err(format!("compressed value claims {n} bytes, more than allowed"));
     }
     let mut out = vec![0u8; n];
     let got = lz4_flex::decompress_into(packed, &mut out).map_err(|e| e.to_string())?;

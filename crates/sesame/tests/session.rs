@@ -102,11 +102,7 @@ async fn lazy_and_no_write_without_change() {
     assert_eq!(m.open(None).commit().await.unwrap(), TokenAction::Keep);
     let s = m.open(None);
     assert_eq!(s.get::<u32>("n").await.unwrap(), None);
-    assert_eq!(
-        s.commit().await.unwrap(),
-        TokenAction::Keep,
-        "nothing to create"
-    );
+    assert_eq!(s.commit().await.unwrap(), TokenAction::Keep, "nothing to create");
     assert_eq!(store.calls(), 0);
     let s = m.open(None);
     s.insert("n", &1u32).await.unwrap();
@@ -166,22 +162,14 @@ async fn login_rotates_and_records_auth_time() {
     ));
     let s = m.open(Some(&t));
     assert_eq!(s.principal().await.unwrap().as_deref(), Some("alice"));
-    assert_eq!(
-        s.get::<Vec<String>>("cart").await.unwrap().unwrap(),
-        ["tea"]
-    );
-    s.require_recent_auth(Duration::from_secs(60))
-        .await
-        .unwrap();
+    assert_eq!(s.get::<Vec<String>>("cart").await.unwrap().unwrap(), ["tea"]);
+    s.require_recent_auth(Duration::from_secs(60)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(matches!(
         s.require_recent_auth(Duration::from_millis(10)).await,
         Err(Error::StaleAuthentication)
     ));
-    assert!(
-        !m.open(Some(&anon)).exists().await.unwrap(),
-        "pre-login token dead"
-    );
+    assert!(!m.open(Some(&anon)).exists().await.unwrap(), "pre-login token dead");
     assert!(m.open(None).login("").await.is_err());
     assert!(m.open(None).login("a\nb").await.is_err());
     assert!(m.open(None).login(&"x".repeat(300)).await.is_err());
@@ -215,9 +203,7 @@ async fn invalid_and_unknown_tokens_are_counted() {
     }
     assert_eq!(store.calls(), 0);
     assert_eq!(m.stats().invalid_tokens, 4);
-    let unknown = sesame::TokenCodec::default()
-        .generate(sesame::Tag::random().unwrap())
-        .unwrap();
+    let unknown = sesame::TokenCodec::default().generate(sesame::Tag::random().unwrap()).unwrap();
     let s = m.open(Some(&unknown.expose()));
     s.insert("a", &1).await.unwrap();
     let issued = token(s.commit().await.unwrap());
@@ -234,37 +220,24 @@ async fn create_collision_draws_a_new_token() {
     let s = m.open(None);
     s.insert("a", &1).await.unwrap();
     let t = token(s.commit().await.unwrap());
-    assert_eq!(
-        store.calls(),
-        3,
-        "two refused creates, then one that succeeded"
-    );
+    assert_eq!(store.calls(), 3, "two refused creates, then one that succeeded");
     assert!(m.open(Some(&t.expose())).exists().await.unwrap());
     store.refuse_creates.store(3, Ordering::SeqCst);
     let s = m.open(None);
     s.insert("a", &1).await.unwrap();
-    assert!(
-        s.commit().await.is_err(),
-        "three collisions in a row are an error, not a join"
-    );
+    assert!(s.commit().await.is_err(), "three collisions in a row are an error, not a join");
 }
 
 // A session over the configured size is refused at commit with a limit error; nothing is written.
 #[tokio::test]
 async fn oversized_session_is_refused() {
-    let config = SessionConfig::builder()
-        .max_session_bytes(1024)
-        .compress_above(1 << 20)
-        .build()
-        .unwrap();
+    let config =
+        SessionConfig::builder().max_session_bytes(1024).compress_above(1 << 20).build().unwrap();
     let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
     let s = m.open(None);
     s.insert("big", &"x".repeat(2000)).await.unwrap();
     let e = s.commit().await.unwrap_err();
-    assert!(
-        matches!(e, Error::Store(StoreError::LimitExceeded(_))),
-        "{e}"
-    );
+    assert!(matches!(e, Error::Store(StoreError::LimitExceeded(_))), "{e}");
     let s = m.open(None);
     s.insert("ok", "small").await.unwrap();
     let t = token(s.commit().await.unwrap()).expose();
@@ -272,20 +245,13 @@ async fn oversized_session_is_refused() {
     s.insert("big", &"x".repeat(2000)).await.unwrap();
     assert!(s.commit().await.is_err());
     let s = m.open(Some(&t));
-    assert_eq!(
-        s.get::<String>("big").await.unwrap(),
-        None,
-        "nothing partial written"
-    );
+    assert_eq!(s.get::<String>("big").await.unwrap(), None, "nothing partial written");
 }
 
 // The per-user cap applies at login: beyond it the oldest session is logged out.
 #[tokio::test]
 async fn cap_per_user_at_login() {
-    let config = SessionConfig::builder()
-        .max_sessions_per_user(2)
-        .build()
-        .unwrap();
+    let config = SessionConfig::builder().max_sessions_per_user(2).build().unwrap();
     let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
     let mut tokens = Vec::new();
     for _ in 0..3 {

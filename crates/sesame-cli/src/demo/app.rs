@@ -58,9 +58,7 @@ pub fn app(name: &str, manager: SessionManager, cookie: CookieConfig) -> Router 
         .route("/api/sessions/revoke-others", post(revoke_others))
         .route("/api/sessions/{id}/revoke", post(revoke_one))
         .route("/api/logout", post(logout))
-        .with_state(Instance {
-            name: name.to_string(),
-        })
+        .with_state(Instance { name: name.to_string() })
         .layer(SessionLayer::new(manager).with_cookie(cookie))
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let v = served_by.clone();
@@ -73,8 +71,7 @@ pub fn app(name: &str, manager: SessionManager, cookie: CookieConfig) -> Router 
 
 fn valid_username(u: &str) -> bool {
     (1..=64).contains(&u.len())
-        && u.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+        && u.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
 }
 
 #[derive(Deserialize)]
@@ -167,10 +164,7 @@ async fn revoke_one(session: Session, Path(id): Path<String>) -> ApiResult {
         return Err(bad("use logout to end the current session"));
     }
     if !session.revoke_session(&id).await? {
-        return Err(ApiError::Status(
-            StatusCode::NOT_FOUND,
-            "no such session".into(),
-        ));
+        return Err(ApiError::Status(StatusCode::NOT_FOUND, "no such session".into()));
     }
     Ok(Json(json!({ "revoked": 1 })))
 }

@@ -98,14 +98,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let store = opts
-        .store
-        .as_deref()
-        .map_or("in-memory store".to_string(), redact);
-    tracing::info!(
-        "sesame demo: {} instances on {store}",
-        opts.instances.clamp(1, 64)
-    );
+    let store = opts.store.as_deref().map_or("in-memory store".to_string(), redact);
+    tracing::info!("sesame demo: {} instances on {store}", opts.instances.clamp(1, 64));
     eprintln!(
         "sesame demo: {} app instances on {store}, behind a round-robin balancer\n  open http://{addr}/  (Ctrl-C to stop)",
         opts.instances.clamp(1, 64)
