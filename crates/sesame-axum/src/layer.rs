@@ -47,7 +47,7 @@ pub struct SessionLayer {
 impl SessionLayer {
     /// A layer over `manager` with the default (secure) cookie.
     pub fn new(manager: SessionManager) -> SessionLayer {
-        SessionLayer { manager, cookie: CookieConfig::default() }
+        SessionLayer { manager, cookie: Arc::new(CookieConfig::default()) }
     }
 
     /// Uses this cookie configuration (built, hence validated, with [`CookieConfig::builder`]).
