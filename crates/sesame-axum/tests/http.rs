@@ -278,3 +278,24 @@ async fn idle_and_absolute_timeouts() {
     let r = call(&c, "GET", format!("http://{a}/get"), Some(&t2)).await;
     assert_eq!(r.body["x"], Value::Null, "idle timeout");
 }
+
+// Hostile bytes stored under a session's key give a 500 with a generic message (no panic, no
+// token, no session handed out), and nothing is overwritten.
+#[tokio::test]
+async fn corrupt_session_in_redis_is_a_500() {
+    let redis = RedisServer::start();
+    let a = app(&redis, short_config()).await;
+    let c = Client::new();
+    let t = call(&c, "POST", format!("http://{a}/set/x/1"), None).await.token.unwrap();
+    let key = sesame::TokenCodec::default().parse(&t).unwrap().key();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let redis_key = store.session_key(&key);
+    redis.cli(&["SET", &redis_key, "\u{1}garbage\u{ff}", "PX", "60000"]).unwrap();
+    for (method, path) in [("GET", "get"), ("POST", "set/y/2")] {
+        let r = call(&c, method, format!("http://{a}/{path}"), Some(&t)).await;
+        assert_eq!(r.status, 500, "{path}");
+        assert_eq!(r.body["error"], "session error");
+        assert!(r.set_cookie.is_none());
+    }
+    assert_eq!(redis.cli(&["GET", &redis_key]).unwrap(), "\u{1}garbage\u{ff}");
+}
