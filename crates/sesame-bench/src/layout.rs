@@ -1,0 +1,132 @@
+//! One interface over both layouts, so every measurement runs the same client code.
+
+use std::fmt;
+
+use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, Store};
+use sesame_redis::RedisStore;
+
+use crate::hash::HashStore;
+use crate::{BenchError, BenchResult};
+
+/// A way of storing a session in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layout {
+    /// One string per session holding a MessagePack array, merged server side (as built).
+    Compact,
+    /// One hash per session, one field per attribute (the Spring Session way).
+    Hash,
+}
+
+impl Layout {
+    /// Both layouts, compact first.
+    pub const ALL: [Layout; 2] = [Layout::Compact, Layout::Hash];
+
+    /// Short lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Compact => "compact",
+            Layout::Hash => "hash",
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A connected client of one layout.
+#[derive(Debug, Clone)]
+pub enum Client {
+    /// The real store: every operation one script called by SHA.
+    Compact(RedisStore),
+    /// The hash layout.
+    Hash(HashStore),
+}
+
+impl Client {
+    /// Connects a client of `layout` to `url` (scripts preloaded).
+    pub async fn connect(layout: Layout, url: &str) -> BenchResult<Client> {
+        Ok(match layout {
+            Layout::Compact => Client::Compact(RedisStore::connect(url).await?),
+            Layout::Hash => Client::Hash(HashStore::connect(url).await?),
+        })
+    }
+
+    /// The layout of this client.
+    pub fn layout(&self) -> Layout {
+        match self {
+            Client::Compact(_) => Layout::Compact,
+            Client::Hash(_) => Layout::Hash,
+        }
+    }
+
+    /// The Redis key of a session.
+    pub fn session_key(&self, key: &SessionKey) -> String {
+        match self {
+            Client::Compact(s) => s.session_key(key),
+            Client::Hash(s) => s.session_key(key),
+        }
+    }
+
+    /// Extra keys the layout writes for a session besides its own key: the compact store's
+    /// per-user index of a logged-in session. The hash layout keeps no index.
+    pub fn side_keys(&self, record: &Record) -> Vec<String> {
+        match (self, &record.principal) {
+            (Client::Compact(s), Some(p)) => vec![s.index_key(p)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Creates a session; fails when the key is taken.
+    pub async fn create(
+        &self,
+        key: &SessionKey,
+        record: &Record,
+        now_ms: u64,
+        policy: &Policy,
+    ) -> BenchResult<()> {
+        match self {
+            Client::Compact(s) => {
+                if s.create(key, record, now_ms, policy).await? {
+                    Ok(())
+                } else {
+                    Err(BenchError::new("session key already taken"))
+                }
+            }
+            Client::Hash(s) => s.create(key, record, now_ms, policy).await,
+        }
+    }
+
+    /// Loads a session (with the coalesced touch); `None` when absent.
+    pub async fn load(
+        &self,
+        key: &SessionKey,
+        now_ms: u64,
+        policy: &Policy,
+    ) -> BenchResult<Option<Record>> {
+        match self {
+            Client::Compact(s) => Ok(s.load(key, now_ms, policy).await?.map(|l| l.record)),
+            Client::Hash(s) => s.load(key, now_ms, policy).await,
+        }
+    }
+
+    /// Saves a delta; the new version, or `None` when the session is missing.
+    pub async fn save(
+        &self,
+        key: &SessionKey,
+        delta: &Delta,
+        now_ms: u64,
+        policy: &Policy,
+    ) -> BenchResult<Option<u64>> {
+        match self {
+            Client::Compact(s) => match s.save(key, delta, now_ms, policy).await? {
+                SaveOutcome::Saved(v) => Ok(Some(v)),
+                SaveOutcome::Missing => Ok(None),
+                other => Err(BenchError::new(format!("unexpected save outcome {other:?}"))),
+            },
+            Client::Hash(s) => s.save(key, delta, now_ms, policy).await,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! # sesame-bench — measurements of sesame
+//!
+//! Not published. Holds the code behind the measurements quoted in the documentation, so
+//! every figure can be reproduced with one command.
+//!
+//! ## Layout
+//!
+//! - [`content`]: the session content every measurement stores (a logged-in user with an id,
+//!   a profile of about 205 bytes of JSON and a hit counter).
+//! - [`hash`]: [`hash::HashStore`], the alternative "one Redis hash per session" layout, with
+//!   its own load and save scripts (`src/lua/`).
+//! - [`info`]: parsing `INFO` replies (`INFO memory`, `INFO cpu`, `INFO commandstats`).
+//! - [`layout`]: [`layout::Layout`] and [`layout::Client`], one interface over the compact
+//!   layout (the real `RedisStore`) and the hash layout.
+//! - [`measure`]: one measurement of one layout on a fresh private `redis-server` — memory per
+//!   session, then Redis time and CPU per request for reads and read+writes.
+//! - [`report`]: medians over rounds and the Markdown table.
+//!
+//! The `layouts` binary (`cargo run --release -p sesame-bench --bin layouts`) runs it all.
+#![forbid(unsafe_code)]
+
+pub mod content;
+pub mod hash;
+pub mod info;
+pub mod layout;
+pub mod measure;
+pub mod report;
+
+use std::fmt;
+
+/// Any failure of a measurement, as text: a measurement either completes or is discarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchError(pub String);
+
+impl BenchError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> BenchError {
+        BenchError(message.into())
+    }
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+impl From<redis::RedisError> for BenchError {
+    fn from(e: redis::RedisError) -> Self {
+        BenchError(format!("redis: {e}"))
+    }
+}
+
+impl From<sesame::StoreError> for BenchError {
+    fn from(e: sesame::StoreError) -> Self {
+        BenchError(format!("store: {e}"))
+    }
+}
+
+impl From<sesame::Error> for BenchError {
+    fn from(e: sesame::Error) -> Self {
+        BenchError(format!("sesame: {e}"))
+    }
+}
+
+impl From<sesame_testkit::TestkitError> for BenchError {
+    fn from(e: sesame_testkit::TestkitError) -> Self {
+        BenchError(format!("redis-server: {e}"))
+    }
+}
+
+/// Result of the measurement code.
+pub type BenchResult<T> = Result<T, BenchError>;

@@ -1,0 +1,93 @@
+//! Sanity of the layouts measurement, on a small run of the same code path: both layouts
+//! give back what was stored, read+write requests really write, and every figure the report
+//! needs is there. Nothing here looks at timings or at which layout wins.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::json;
+use sesame_bench::content::{self, decode_attr};
+use sesame_bench::info::parse_commandstats;
+use sesame_bench::layout::Layout;
+use sesame_bench::measure::{Config, LayoutBench};
+use sesame_bench::report::{markdown, median};
+
+const SESSIONS: u32 = 50;
+const REQUESTS: usize = 500;
+
+fn small() -> Config {
+    Config { sessions: SESSIONS, requests: REQUESTS, ..Config::standard() }
+}
+
+// One small round of each layout: stored content loads back, read+write bumps `hits` and the
+// version, the counters add up, and the report shows the hash's encoding.
+#[tokio::test]
+async fn both_layouts_store_load_and_update_the_content() {
+    let mut all = Vec::new();
+    for layout in Layout::ALL {
+        let mut bench = LayoutBench::start(layout, small()).await.unwrap();
+        let f = bench.measure().await.unwrap();
+        assert_eq!(f.layout, layout);
+        assert!(!f.redis_version.is_empty());
+        assert!(f.memory.memory_usage > 0.0, "{layout}: {:?}", f.memory);
+        assert!(f.memory.used_memory > 0.0, "{layout}: {:?}", f.memory);
+        assert_eq!(f.memory.encodings.values().sum::<usize>(), SESSIONS as usize);
+        if layout == Layout::Hash {
+            for encoding in f.memory.encodings.keys() {
+                assert!(["listpack", "hashtable"].contains(&encoding.as_str()), "{encoding}");
+            }
+        }
+        // One script call per load and per save, every one counted by Redis.
+        assert_eq!(f.read.requests, REQUESTS as u64);
+        assert_eq!(f.read.evalsha_calls, REQUESTS as u64, "{layout}");
+        assert_eq!(f.read_write.evalsha_calls, 2 * REQUESTS as u64, "{layout}");
+        assert!(f.read.inner_calls >= f.read.evalsha_calls);
+        assert!(f.read.wall_secs > 0.0);
+
+        // A warm-up pass plus REQUESTS / SESSIONS timed requests per session incremented
+        // `hits`; two concurrent requests on one session may lose an increment (no
+        // compare-and-set), so only bounds are checked.
+        let most = 1 + (REQUESTS / SESSIONS as usize) as u64;
+        for n in 0..SESSIONS {
+            let r = bench.load(n).await.unwrap().expect("session present");
+            assert_eq!(decode_attr(&r, "profile").unwrap(), content::profile(n));
+            assert_eq!(decode_attr(&r, "user_id").unwrap(), json!(content::principal(n)));
+            assert_eq!(r.principal.as_deref(), Some(content::principal(n).as_str()));
+            assert!(r.auth_ms.is_some() && r.absolute_ms > r.created_ms);
+            let (hits, start) = (content::hits(&r).unwrap(), content::initial_hits(n));
+            assert!(
+                hits > start && hits <= start + most,
+                "{layout}: user {n} hits {hits}, started at {start}"
+            );
+            assert!(r.version > 1 && r.version <= 1 + most, "{layout}: v{}", r.version);
+        }
+        all.push(f);
+    }
+    let sizes = content::sizes(SESSIONS).unwrap();
+    let report = markdown(&small(), &sizes, &all);
+    let hash_encoding = all[1].memory.encodings.keys().next().unwrap();
+    let line = report.lines().find(|l| l.starts_with("| `OBJECT ENCODING`")).expect("encoding row");
+    assert!(line.contains(hash_encoding.as_str()), "{line}");
+    assert!(report.contains("| figure | compact | hash | hash / compact |"));
+    assert!(report.contains("cargo run --release -p sesame-bench --bin layouts"));
+}
+
+// The content is about the size of the published benchmark's session.
+#[test]
+fn profile_is_about_205_bytes() {
+    let sizes = content::sizes(1000).unwrap();
+    assert!((195.0..=215.0).contains(&sizes.profile_json), "{}", sizes.profile_json);
+    assert_ne!(content::profile(1), content::profile(2));
+}
+
+// Helpers of the report.
+#[test]
+fn medians_and_commandstats() {
+    assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    assert_eq!(median(&[]), 0.0);
+    let stats = parse_commandstats(
+        "# Commandstats\r\ncmdstat_evalsha:calls=7,usec=70,usec_per_call=10.00,\
+         rejected_calls=0,failed_calls=0\r\ncmdstat_get:calls=7,usec=9\r\n",
+    );
+    assert_eq!(stats.get("evalsha"), Some(&(7, 70)));
+    assert_eq!(stats.get("get"), Some(&(7, 9)));
+}
