@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::token::{TokenCodec, TokenSecret};
+use crate::value::ValueFormat;
 
 /// What happens when a principal would exceed [`SessionConfigBuilder::max_sessions_per_user`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +44,7 @@ pub struct SessionConfig {
     policy: Policy,
     tokens: TokenCodec,
     compress_above: usize,
+    value_format: ValueFormat,
     secret_configured: bool,
 }
 
@@ -60,6 +62,7 @@ impl Default for SessionConfig {
             },
             tokens: TokenCodec::default(),
             compress_above: 128,
+            value_format: ValueFormat::Json,
             secret_configured: false,
         }
     }
@@ -96,6 +99,11 @@ impl SessionConfig {
     /// Values whose encoding is larger than this many bytes are compressed when it helps.
     pub fn compress_above(&self) -> usize {
         self.compress_above
+    }
+
+    /// How new attribute values are serialized.
+    pub fn value_format(&self) -> ValueFormat {
+        self.value_format
     }
 
     /// Whether a token secret was configured (otherwise the check value is only a checksum).
@@ -169,6 +177,13 @@ impl SessionConfigBuilder {
     /// Compress values larger than this many bytes (when compression saves space). Default 128.
     pub fn compress_above(mut self, n: usize) -> Self {
         self.config.compress_above = n;
+        self
+    }
+
+    /// Serialize new attribute values as JSON (the default) or MessagePack (smaller). Values
+    /// already stored stay readable whatever this says.
+    pub fn value_format(mut self, f: ValueFormat) -> Self {
+        self.config.value_format = f;
         self
     }
 

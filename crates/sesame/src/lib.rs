@@ -16,7 +16,7 @@
 //!   counters.
 //! - [`store`]: the [`Store`] trait every backend implements, and [`Record`]/[`Delta`].
 //! - [`memory`]: [`MemoryStore`], the embedded default.
-//! - [`value`]: attribute value encoding (JSON, LZ4 when it helps).
+//! - [`value`]: attribute value encoding (JSON or MessagePack, LZ4 when it helps).
 //! - [`error`]: [`Error`] and [`StoreError`].
 #![forbid(unsafe_code)]
 
@@ -36,3 +36,4 @@ pub use memory::MemoryStore;
 pub use session::{Session, TokenAction};
 pub use store::{Delta, Loaded, Record, SaveOutcome, SessionInfo, Store, Taken};
 pub use token::{InvalidToken, SessionKey, SessionToken, Tag, TokenCodec, TokenSecret, TOKEN_LEN};
+pub use value::ValueFormat;

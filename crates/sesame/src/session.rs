@@ -161,7 +161,8 @@ impl Session {
     /// Sets an attribute. Setting the value it already has changes nothing.
     pub async fn insert<T: Serialize + ?Sized>(&self, name: &str, v: &T) -> Result<(), Error> {
         check_name(name)?;
-        let bytes = value::encode(v, self.inner.manager.config().compress_above())
+        let config = self.inner.manager.config();
+        let bytes = value::encode_as(config.value_format(), v, config.compress_above())
             .map_err(|message| Error::Value { name: name.to_string(), message })?;
         let mut st = self.loaded().await?;
         let stored = match &st.current {
