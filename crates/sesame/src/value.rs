@@ -13,7 +13,7 @@
 //! Values are plain data: nothing that decodes into code. Hostile bytes give an error, and
 //! a compressed value claiming more than [`MAX_VALUE_BYTES`] is refused before allocating.
 
-use serde::de::{Deserialize, DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The largest decoded value accepted, in bytes.
