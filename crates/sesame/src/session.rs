@@ -351,15 +351,13 @@ impl Session {
         let login = st.login.take();
         let current = std::mem::replace(&mut st.current, Current::Absent);
         let base = match current {
-            Current::Present { key, loaded } if rotate || login.is_some() => {
+            Current::Present { key, .. } if rotate || login.is_some() => {
                 match m.store().take(&key, now).await? {
                     Taken::Taken(record) => Some((key.tag(), record)),
                     // Revoked meanwhile: only a login may start a fresh session.
                     _ if login.is_some() => None,
                     _ => return Ok(TokenAction::Keep),
                 }
-                .map(|(tag, r)| (tag, r, loaded))
-                .map(|(tag, r, _)| (tag, r))
             }
             Current::Present { key, loaded } => {
                 if !delta.is_empty() {
