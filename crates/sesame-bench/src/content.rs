@@ -1,4 +1,5 @@
-//! The session content every measurement stores, the same for both layouts.
+//! The session content every measurement stores, the same for every layout; only the
+//! serialization of the attribute values ([`ValueFormat`]) differs between layouts.
 //!
 //! Modelled on the session of the field's published benchmark: a logged-in user with three
 //! attributes — `user_id` (the user id string), `profile` (a JSON object of about 205 bytes:
@@ -9,11 +10,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use sesame::{Policy, Record};
+use sesame::{Policy, Record, ValueFormat};
 
 use crate::{BenchError, BenchResult};
 
-/// Values above this many bytes of JSON are LZ4-compressed when it helps (the default of
+/// Values above this many serialized bytes are LZ4-compressed when it helps (the default of
 /// `SessionConfig`).
 pub const COMPRESS_ABOVE: usize = 128;
 
@@ -57,30 +58,35 @@ pub fn initial_hits(n: u32) -> u64 {
     u64::from(n % 97)
 }
 
-/// The attributes of user `n`'s session, encoded as the session layer stores them.
-pub fn attributes(n: u32) -> BenchResult<BTreeMap<String, Vec<u8>>> {
+/// The attributes of user `n`'s session, encoded in `format` as the session layer stores them.
+pub fn attributes(n: u32, format: ValueFormat) -> BenchResult<BTreeMap<String, Vec<u8>>> {
     let mut attrs = BTreeMap::new();
-    attrs.insert("user_id".to_string(), encode(&json!(principal(n)))?);
-    attrs.insert("profile".to_string(), encode(&profile(n))?);
-    attrs.insert("hits".to_string(), encode(&json!(initial_hits(n)))?);
+    attrs.insert("user_id".to_string(), encode(&json!(principal(n)), format)?);
+    attrs.insert("profile".to_string(), encode(&profile(n), format)?);
+    attrs.insert("hits".to_string(), encode(&json!(initial_hits(n)), format)?);
     Ok(attrs)
 }
 
-/// User `n`'s session as created at `now_ms` (logged in, version 1).
-pub fn record(n: u32, now_ms: u64, policy: &Policy) -> BenchResult<Record> {
+/// User `n`'s session as created at `now_ms` (logged in, version 1), values in `format`.
+pub fn record(n: u32, now_ms: u64, policy: &Policy, format: ValueFormat) -> BenchResult<Record> {
     Ok(Record {
         created_ms: now_ms,
         absolute_ms: now_ms + policy.absolute_ms,
         principal: Some(principal(n)),
         auth_ms: Some(now_ms),
         version: 1,
-        attrs: attributes(n)?,
+        attrs: attributes(n, format)?,
     })
 }
 
-/// Encodes an attribute value the way sessions do.
-pub fn encode(value: &Value) -> BenchResult<Vec<u8>> {
-    sesame::value::encode(value, COMPRESS_ABOVE).map_err(BenchError::new)
+/// Encodes an attribute value in `format` the way sessions do.
+pub fn encode(value: &Value, format: ValueFormat) -> BenchResult<Vec<u8>> {
+    sesame::value::encode_as(format, value, COMPRESS_ABOVE).map_err(BenchError::new)
+}
+
+/// Whether an encoded value was stored LZ4-compressed (its header byte has bit `0x10`).
+pub fn is_compressed(encoded: &[u8]) -> bool {
+    encoded.first().is_some_and(|h| h & 0x10 != 0)
 }
 
 /// Decodes attribute `name` of a loaded record.
@@ -104,35 +110,52 @@ pub fn hits(record: &Record) -> BenchResult<u64> {
 pub struct ContentSizes {
     /// Mean serialized JSON length of `profile`.
     pub profile_json: f64,
-    /// Mean encoded length of `profile` (header byte + JSON, or LZ4 when it helps).
+    /// Mean encoded length of `profile` as JSON (header byte + JSON, or LZ4 when it helps).
     pub profile_encoded: f64,
-    /// How many `profile` values were stored compressed.
+    /// How many JSON `profile` values were stored compressed.
     pub profile_compressed: usize,
-    /// Mean encoded length of all attributes of a session, names included.
+    /// Mean encoded length of `profile` as MessagePack (header byte + MessagePack, or LZ4
+    /// when it helps).
+    pub profile_msgpack: f64,
+    /// How many MessagePack `profile` values were stored compressed.
+    pub profile_msgpack_compressed: usize,
+    /// Mean encoded length of all attributes of a session with JSON values, names included.
     pub attributes_total: f64,
-    /// The longest encoded attribute value.
+    /// The same with MessagePack values.
+    pub attributes_total_msgpack: f64,
+    /// The longest encoded attribute value with JSON values (what the hash layout stores).
     pub longest_value: usize,
 }
 
 /// Measures the content of users `0..sessions`.
 pub fn sizes(sessions: u32) -> BenchResult<ContentSizes> {
-    let (mut json, mut encoded, mut compressed, mut total, mut longest) = (0, 0, 0, 0, 0);
+    let (mut json, mut longest) = (0, 0);
+    // Per format: encoded profile bytes, compressed profiles, bytes of names and values.
+    let mut per_format = [(0, 0, 0); 2];
     for n in 0..sessions {
         json += serde_json::to_vec(&profile(n)).map_err(|e| BenchError::new(e.to_string()))?.len();
-        let attrs = attributes(n)?;
-        let p = attrs.get("profile").map_or(0, Vec::len);
-        encoded += p;
-        // Header 0x11: the value was stored LZ4-compressed.
-        compressed += usize::from(attrs.get("profile").and_then(|v| v.first()) == Some(&0x11));
-        total += attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        longest = longest.max(attrs.values().map(Vec::len).max().unwrap_or(0));
+        for (i, format) in [ValueFormat::Json, ValueFormat::MessagePack].into_iter().enumerate() {
+            let attrs = attributes(n, format)?;
+            let p = attrs.get("profile").map_or(&[][..], Vec::as_slice);
+            let (encoded, compressed, total) = &mut per_format[i];
+            *encoded += p.len();
+            *compressed += usize::from(is_compressed(p));
+            *total += attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            if format == ValueFormat::Json {
+                longest = longest.max(attrs.values().map(Vec::len).max().unwrap_or(0));
+            }
+        }
     }
     let n = f64::from(sessions.max(1));
+    let [(j_encoded, j_compressed, j_total), (m_encoded, m_compressed, m_total)] = per_format;
     Ok(ContentSizes {
         profile_json: json as f64 / n,
-        profile_encoded: encoded as f64 / n,
-        profile_compressed: compressed,
-        attributes_total: total as f64 / n,
+        profile_encoded: j_encoded as f64 / n,
+        profile_compressed: j_compressed,
+        profile_msgpack: m_encoded as f64 / n,
+        profile_msgpack_compressed: m_compressed,
+        attributes_total: j_total as f64 / n,
+        attributes_total_msgpack: m_total as f64 / n,
         longest_value: longest,
     })
 }

@@ -2,9 +2,9 @@
 //!
 //! Fields: `_v` version, `_c` created ms, `_a` absolute deadline ms, `_p` principal, `_t`
 //! authentication ms (the last two only when logged in), then one field per attribute whose
-//! value is the same encoded attribute bytes the compact layout stores. The key's TTL is the
-//! idle timeout (capped by the absolute deadline). Keys are the compact layout's keys, so
-//! both layouts pay the same for key names.
+//! value is the same encoded attribute bytes (JSON values) the compact layout stores. The
+//! key's TTL is the idle timeout (capped by the absolute deadline). Keys are the compact
+//! layout's keys, so every layout pays the same for key names.
 //!
 //! Attribute names are stored bare (no prefix), which favours this layout slightly; a real
 //! implementation would have to keep attribute names away from the `_x` fields.

@@ -1,8 +1,8 @@
-//! One interface over both layouts, so every measurement runs the same client code.
+//! One interface over every layout, so every measurement runs the same client code.
 
 use std::fmt;
 
-use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, Store};
+use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, Store, ValueFormat};
 use sesame_redis::RedisStore;
 
 use crate::hash::HashStore;
@@ -11,21 +11,34 @@ use crate::{BenchError, BenchResult};
 /// A way of storing a session in Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layout {
-    /// One string per session holding a MessagePack array, merged server side (as built).
+    /// One string per session holding a MessagePack array, merged server side (as built),
+    /// attribute values in JSON.
     Compact,
-    /// One hash per session, one field per attribute (the Spring Session way).
+    /// The same store and record, attribute values in MessagePack (with field names).
+    CompactMsgpack,
+    /// One hash per session, one field per attribute (the Spring Session way), attribute
+    /// values in JSON.
     Hash,
 }
 
 impl Layout {
-    /// Both layouts, compact first.
-    pub const ALL: [Layout; 2] = [Layout::Compact, Layout::Hash];
+    /// Every layout, compact first.
+    pub const ALL: [Layout; 3] = [Layout::Compact, Layout::CompactMsgpack, Layout::Hash];
 
     /// Short lowercase name.
     pub fn name(self) -> &'static str {
         match self {
             Layout::Compact => "compact",
+            Layout::CompactMsgpack => "compact-msgpack",
             Layout::Hash => "hash",
+        }
+    }
+
+    /// How the layout serializes attribute values.
+    pub fn value_format(self) -> ValueFormat {
+        match self {
+            Layout::Compact | Layout::Hash => ValueFormat::Json,
+            Layout::CompactMsgpack => ValueFormat::MessagePack,
         }
     }
 }
@@ -39,8 +52,10 @@ impl fmt::Display for Layout {
 /// A connected client of one layout.
 #[derive(Debug, Clone)]
 pub enum Client {
-    /// The real store: every operation one script called by SHA.
+    /// The real store: every operation one script called by SHA (JSON values).
     Compact(RedisStore),
+    /// The real store again, given MessagePack values.
+    CompactMsgpack(RedisStore),
     /// The hash layout.
     Hash(HashStore),
 }
@@ -50,6 +65,7 @@ impl Client {
     pub async fn connect(layout: Layout, url: &str) -> BenchResult<Client> {
         Ok(match layout {
             Layout::Compact => Client::Compact(RedisStore::connect(url).await?),
+            Layout::CompactMsgpack => Client::CompactMsgpack(RedisStore::connect(url).await?),
             Layout::Hash => Client::Hash(HashStore::connect(url).await?),
         })
     }
@@ -58,6 +74,7 @@ impl Client {
     pub fn layout(&self) -> Layout {
         match self {
             Client::Compact(_) => Layout::Compact,
+            Client::CompactMsgpack(_) => Layout::CompactMsgpack,
             Client::Hash(_) => Layout::Hash,
         }
     }
@@ -65,7 +82,7 @@ impl Client {
     /// The Redis key of a session.
     pub fn session_key(&self, key: &SessionKey) -> String {
         match self {
-            Client::Compact(s) => s.session_key(key),
+            Client::Compact(s) | Client::CompactMsgpack(s) => s.session_key(key),
             Client::Hash(s) => s.session_key(key),
         }
     }
@@ -74,7 +91,7 @@ impl Client {
     /// per-user index of a logged-in session. The hash layout keeps no index.
     pub fn side_keys(&self, record: &Record) -> Vec<String> {
         match (self, &record.principal) {
-            (Client::Compact(s), Some(p)) => vec![s.index_key(p)],
+            (Client::Compact(s) | Client::CompactMsgpack(s), Some(p)) => vec![s.index_key(p)],
             _ => Vec::new(),
         }
     }
@@ -88,7 +105,7 @@ impl Client {
         policy: &Policy,
     ) -> BenchResult<()> {
         match self {
-            Client::Compact(s) => {
+            Client::Compact(s) | Client::CompactMsgpack(s) => {
                 if s.create(key, record, now_ms, policy).await? {
                     Ok(())
                 } else {
@@ -107,7 +124,9 @@ impl Client {
         policy: &Policy,
     ) -> BenchResult<Option<Record>> {
         match self {
-            Client::Compact(s) => Ok(s.load(key, now_ms, policy).await?.map(|l| l.record)),
+            Client::Compact(s) | Client::CompactMsgpack(s) => {
+                Ok(s.load(key, now_ms, policy).await?.map(|l| l.record))
+            }
             Client::Hash(s) => s.load(key, now_ms, policy).await,
         }
     }
@@ -121,11 +140,13 @@ impl Client {
         policy: &Policy,
     ) -> BenchResult<Option<u64>> {
         match self {
-            Client::Compact(s) => match s.save(key, delta, now_ms, policy).await? {
-                SaveOutcome::Saved(v) => Ok(Some(v)),
-                SaveOutcome::Missing => Ok(None),
-                other => Err(BenchError::new(format!("unexpected save outcome {other:?}"))),
-            },
+            Client::Compact(s) | Client::CompactMsgpack(s) => {
+                match s.save(key, delta, now_ms, policy).await? {
+                    SaveOutcome::Saved(v) => Ok(Some(v)),
+                    SaveOutcome::Missing => Ok(None),
+                    other => Err(BenchError::new(format!("unexpected save outcome {other:?}"))),
+                }
+            }
             Client::Hash(s) => s.save(key, delta, now_ms, policy).await,
         }
     }

@@ -11,7 +11,8 @@
 //!   its own load and save scripts (`src/lua/`).
 //! - [`info`]: parsing `INFO` replies (`INFO memory`, `INFO cpu`, `INFO commandstats`).
 //! - [`layout`]: [`layout::Layout`] and [`layout::Client`], one interface over the compact
-//!   layout (the real `RedisStore`) and the hash layout.
+//!   layout (the real `RedisStore`, with JSON or with MessagePack attribute values) and the
+//!   hash layout.
 //! - [`measure`]: one measurement of one layout on a fresh private `redis-server` — memory per
 //!   session, then Redis time and CPU per request for reads and read+writes.
 //! - [`report`]: medians over rounds and the Markdown table.

@@ -34,7 +34,7 @@ pub struct Config {
     pub requests: usize,
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// Timeouts and touch coalescing passed to both layouts.
+    /// Timeouts and touch coalescing passed to every layout.
     pub policy: Policy,
 }
 
@@ -188,8 +188,8 @@ impl LayoutBench {
     /// Creates the sessions of users `0..sessions` and measures their memory.
     ///
     /// The compact store's create also adds a logged-in session to its user's index; that
-    /// index key is deleted right after each create, so both layouts are measured on their
-    /// session keys alone (an index would cost the same in either layout).
+    /// index key is deleted right after each create, so every layout is measured on its
+    /// session keys alone (an index would cost the same in every layout).
     pub async fn populate(&mut self) -> BenchResult<MemoryFigures> {
         // Redis allocates a latency histogram (tens of KB) for each command the first time it
         // runs: a throwaway session, created and deleted first, keeps them out of the delta.
@@ -235,7 +235,8 @@ impl LayoutBench {
     /// Creates user `n`'s session and deletes the side keys the layout wrote with it.
     async fn create(&mut self, n: u32) -> BenchResult<SessionKey> {
         let now = sesame::now_ms();
-        let record = content::record(n, now, &self.config.policy)?;
+        let format = self.client.layout().value_format();
+        let record = content::record(n, now, &self.config.policy, format)?;
         let principal = content::principal(n);
         let key = TokenCodec::default().generate(Tag::for_principal(&principal))?.key();
         self.client.create(&key, &record, now, &self.config.policy).await?;
@@ -379,8 +380,9 @@ async fn request(
         .ok_or_else(|| BenchError::new("a session vanished"))?;
     if kind == RequestKind::ReadWrite {
         let hits = content::hits(&record)?;
+        let format = client.layout().value_format();
         let delta = Delta {
-            set: vec![("hits".to_string(), content::encode(&json!(hits + 1))?)],
+            set: vec![("hits".to_string(), content::encode(&json!(hits + 1), format)?)],
             ..Delta::default()
         };
         client

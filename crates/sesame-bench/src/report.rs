@@ -72,32 +72,54 @@ fn encodings(figures: &[&LayoutFigures]) -> String {
     names.join(", ")
 }
 
-/// The Markdown report of every round of both layouts.
+/// `a / b` with two decimals, or a dash when `b` is not positive.
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "–".into()
+    }
+}
+
+/// The Markdown report of every round of every layout.
 pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) -> String {
     let compact = of(all, Layout::Compact);
+    let msgpack = of(all, Layout::CompactMsgpack);
     let hash = of(all, Layout::Hash);
-    let rounds = compact.len().min(hash.len());
+    let rounds = compact.len().min(msgpack.len()).min(hash.len());
     let version = all.first().map_or("?", |f| f.redis_version.as_str());
     let mut out = String::new();
     // Writing into a String cannot fail; the results are ignored for that reason.
-    let _ = writeln!(out, "## Session layouts in Redis: compact string vs hash\n");
+    let _ = writeln!(
+        out,
+        "## Session layouts in Redis: compact string (JSON or MessagePack values) vs hash\n"
+    );
     let _ = writeln!(
         out,
         "Redis {version}; {} sessions per layout; {} requests of each kind, {} in flight; \
          median of {rounds} rounds, each on fresh `redis-server` processes.\n",
         config.sessions, config.requests, config.concurrency
     );
-    let _ = writeln!(out, "| figure | compact | hash | hash / compact |");
-    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| figure | compact | compact-msgpack | hash | hash / compact | \
+         compact-msgpack / compact |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     for (label, decimals, get) in ROWS {
-        let (c, h) = (median_of(&compact, get), median_of(&hash, get));
-        let ratio = if c > 0.0 { format!("{:.2}", h / c) } else { "–".into() };
-        let _ = writeln!(out, "| {label} | {c:.decimals$} | {h:.decimals$} | {ratio} |");
+        let (c, m, h) = (median_of(&compact, get), median_of(&msgpack, get), median_of(&hash, get));
+        let _ = writeln!(
+            out,
+            "| {label} | {c:.decimals$} | {m:.decimals$} | {h:.decimals$} | {} | {} |",
+            ratio(h, c),
+            ratio(m, c)
+        );
     }
     let _ = writeln!(
         out,
-        "| `OBJECT ENCODING` of the session key | {} | {} | |",
+        "| `OBJECT ENCODING` of the session key | {} | {} | {} | | |",
         encodings(&compact),
+        encodings(&msgpack),
         encodings(&hash)
     );
 
@@ -108,8 +130,8 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
          read+write µs | read+write CPU µs |"
     );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
-    for (i, pair) in compact.iter().zip(&hash).enumerate() {
-        for f in [pair.0, pair.1] {
+    for i in 0..rounds {
+        for f in [compact[i], msgpack[i], hash[i]] {
             let _ = writeln!(
                 out,
                 "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |",
@@ -128,15 +150,26 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
     let _ = writeln!(out, "\n### Content and method\n");
     let _ = writeln!(
         out,
-        "- Each session: principal `user-NNNNNN` and attributes `user_id`, `profile` (JSON \
-         object, {:.1} bytes serialized on average, {:.1} bytes encoded; {} of {} stored \
+        "- Each session: principal `user-NNNNNN` and attributes `user_id`, `profile` (an \
+         object, {:.1} bytes of JSON on average, {:.1} bytes encoded; {} of {} stored \
          LZ4-compressed) and `hits` (a number); {:.1} bytes of attribute names and encoded \
-         values in all. The same encoded bytes are stored by both layouts.",
+         values in all. compact and hash store the same encoded (JSON) bytes.",
         sizes.profile_json,
         sizes.profile_encoded,
         sizes.profile_compressed,
         config.sessions,
         sizes.attributes_total
+    );
+    let _ = writeln!(
+        out,
+        "- compact-msgpack: the same `RedisStore` and record layout as compact, but the \
+         attribute values (`hits` updates included) are serialized as MessagePack with field \
+         names (`ValueFormat::MessagePack`), which is smaller than JSON: `profile` is {:.1} \
+         bytes encoded ({} of {} LZ4-compressed), {:.1} bytes of names and values in all.",
+        sizes.profile_msgpack,
+        sizes.profile_msgpack_compressed,
+        config.sessions,
+        sizes.attributes_total_msgpack
     );
     let _ = writeln!(out, "- {}", encoding_note(all, sizes));
     let _ = writeln!(
@@ -163,9 +196,9 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
          including the expires dictionary entry and both dictionaries' bucket arrays; it is \
          read as `used_memory − mem_clients_normal` (client buffers are not session data) \
          1 s after the last write, once a throwaway session was created and deleted (Redis \
-         allocates a latency histogram per command on first use). The compact create also \
-         indexes the session under its user; each index key is deleted right after its \
-         create, so both figures cover session keys only."
+         allocates a latency histogram per command on first use). The compact create (both \
+         variants) also indexes the session under its user; each index key is deleted right \
+         after its create, so both figures cover session keys only."
     );
     let _ = writeln!(
         out,

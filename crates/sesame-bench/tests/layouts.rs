@@ -1,9 +1,10 @@
-//! Sanity of the layouts measurement, on a small run of the same code path: both layouts
-//! give back what was stored, read+write requests really write, and every figure the report
+//! Sanity of the layouts measurement, on a small run of the same code path: every layout
+//! gives back what was stored, read+write requests really write, and every figure the report
 //! needs is there. Nothing here looks at timings or at which layout wins.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use serde_json::json;
+use serde_json::{json, Value};
+use sesame::ValueFormat;
 use sesame_bench::content::{self, decode_attr};
 use sesame_bench::info::parse_commandstats;
 use sesame_bench::layout::Layout;
@@ -17,10 +18,16 @@ fn small() -> Config {
     Config { sessions: SESSIONS, requests: REQUESTS, ..Config::standard() }
 }
 
-// One small round of each layout: stored content loads back, read+write bumps `hits` and the
-// version, the counters add up, and the report shows the hash's encoding.
+// The header byte of an encoded value, compression bit cleared: 0x01 JSON, 0x02 MessagePack.
+fn format_byte(raw: &[u8]) -> u8 {
+    raw[0] & !0x10
+}
+
+// One small round of each layout: stored content loads back, in the layout's value format,
+// read+write bumps `hits` and the version, the counters add up, and the report shows the
+// hash's encoding.
 #[tokio::test]
-async fn both_layouts_store_load_and_update_the_content() {
+async fn every_layout_stores_loads_and_updates_the_content() {
     let mut all = Vec::new();
     for layout in Layout::ALL {
         let mut bench = LayoutBench::start(layout, small()).await.unwrap();
@@ -46,9 +53,17 @@ async fn both_layouts_store_load_and_update_the_content() {
         // `hits`; two concurrent requests on one session may lose an increment (no
         // compare-and-set), so only bounds are checked.
         let most = 1 + (REQUESTS / SESSIONS as usize) as u64;
+        let header = match layout.value_format() {
+            ValueFormat::MessagePack => 0x02,
+            _ => 0x01,
+        };
         for n in 0..SESSIONS {
             let r = bench.load(n).await.unwrap().expect("session present");
-            assert_eq!(decode_attr(&r, "profile").unwrap(), content::profile(n));
+            for (name, raw) in &r.attrs {
+                assert_eq!(format_byte(raw), header, "{layout}: user {n} {name}");
+            }
+            let profile: Value = sesame::value::decode(&r.attrs["profile"]).unwrap();
+            assert_eq!(profile, content::profile(n), "{layout}: user {n}");
             assert_eq!(decode_attr(&r, "user_id").unwrap(), json!(content::principal(n)));
             assert_eq!(r.principal.as_deref(), Some(content::principal(n).as_str()));
             assert!(r.auth_ms.is_some() && r.absolute_ms > r.created_ms);
@@ -63,10 +78,16 @@ async fn both_layouts_store_load_and_update_the_content() {
     }
     let sizes = content::sizes(SESSIONS).unwrap();
     let report = markdown(&small(), &sizes, &all);
-    let hash_encoding = all[1].memory.encodings.keys().next().unwrap();
+    let hash = all.iter().find(|f| f.layout == Layout::Hash).unwrap();
+    let hash_encoding = hash.memory.encodings.keys().next().unwrap();
     let line = report.lines().find(|l| l.starts_with("| `OBJECT ENCODING`")).expect("encoding row");
     assert!(line.contains(hash_encoding.as_str()), "{line}");
-    assert!(report.contains("| figure | compact | hash | hash / compact |"));
+    assert!(report.contains(
+        "| figure | compact | compact-msgpack | hash | hash / compact | compact-msgpack / compact |"
+    ));
+    for layout in Layout::ALL {
+        assert!(report.contains(&format!("| 1 | {layout} |")), "{layout}");
+    }
     assert!(report.contains("cargo run --release -p sesame-bench --bin layouts"));
 }
 
@@ -76,6 +97,7 @@ fn profile_is_about_205_bytes() {
     let sizes = content::sizes(1000).unwrap();
     assert!((195.0..=215.0).contains(&sizes.profile_json), "{}", sizes.profile_json);
     assert_ne!(content::profile(1), content::profile(2));
+    assert!(sizes.profile_msgpack > 0.0 && sizes.attributes_total_msgpack > 0.0);
 }
 
 // Helpers of the report.

@@ -162,9 +162,11 @@ pub async fn idle_timeout_and_coalesced_touch(store: DynStore) {
     let k = key(Tag::random().unwrap());
     let t0 = now();
     store.create(&k, &record(None, &[]), t0, &pol).await.unwrap();
+    // 300 ms in (less than touch_after): a touch would move the deadline to about t0 + 1800.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let first = store.load(&k, now(), &pol).await.unwrap().unwrap().idle_deadline_ms;
-    assert!(first <= t0 + 1_500 + 50, "an early read must not push the deadline");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(first <= t0 + 1_500 + 150, "an early read must not push the deadline");
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let pushed = store.load(&k, now(), &pol).await.unwrap().unwrap().idle_deadline_ms;
     assert!(pushed >= t0 + 700 + 1_400, "a read after touch_after pushes the deadline");
     tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -183,7 +185,7 @@ pub async fn absolute_timeout(store: DynStore) {
     pol.touch_after_ms = 100;
     let k = key(Tag::random().unwrap());
     let mut r = record(None, &[]);
-    r.absolute_ms = now() + 1_000;
+    r.absolute_ms = now() + 1_500;
     store.create(&k, &r, now(), &pol).await.unwrap();
     let l = store.load(&k, now(), &pol).await.unwrap().unwrap();
     assert!(l.idle_deadline_ms <= r.absolute_ms, "TTL capped by the absolute deadline");
@@ -193,7 +195,7 @@ pub async fn absolute_timeout(store: DynStore) {
         assert!(store.load(&k, now(), &pol).await.unwrap().is_some());
         assert!(matches!(store.save(&k, &d, now(), &pol).await.unwrap(), SaveOutcome::Saved(_)));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
     assert!(store.load(&k, now(), &pol).await.unwrap().is_none());
     assert_eq!(store.save(&k, &d, now(), &pol).await.unwrap(), SaveOutcome::Missing);
 }
