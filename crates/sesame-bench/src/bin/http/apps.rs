@@ -1,0 +1,126 @@
+//! The HTTP servers under test: the ceiling (the same routes without sessions) and the
+//! session app (the same routes on a sesame [`SessionLayer`] over some store).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sesame::{SessionConfig, SessionManager, Store};
+use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
+use sesame_bench::{content, BenchError, BenchResult};
+
+/// Name of the session cookie: plain HTTP, so no `__Host-` prefix and no `Secure`.
+pub(crate) const COOKIE_NAME: &str = "sid";
+
+/// The user every ceiling response names (the same length as a real principal).
+const CEILING_USER: &str = "user-000123";
+
+/// Body of `POST /login`.
+#[derive(Debug, Deserialize)]
+struct Login {
+    /// The principal, `user-NNNNNN`.
+    user: String,
+}
+
+/// The user number of a principal `user-NNNNNN`, which selects its profile.
+pub(crate) fn user_number(principal: &str) -> Option<u32> {
+    principal.strip_prefix("user-")?.parse().ok()
+}
+
+/// The router without sessions: fixed JSON of the same shape as the session app's, cookies
+/// ignored. Its throughput is the ceiling the session servers are compared with.
+pub(crate) fn ceiling_router() -> Router {
+    Router::new()
+        .route("/login", post(|| async { Json(json!({ "user_id": CEILING_USER })) }))
+        .route("/me", get(|| async { Json(json!({ "user_id": CEILING_USER, "hits": 1 })) }))
+        .route("/me_ro", get(|| async { Json(json!({ "user_id": CEILING_USER })) }))
+}
+
+/// The session app on `store` with the default session configuration.
+pub(crate) fn session_router(store: Arc<dyn Store>) -> BenchResult<(Router, SessionManager)> {
+    let manager = SessionManager::new(store, SessionConfig::default());
+    let cookie = CookieConfig::builder()
+        .name(COOKIE_NAME)
+        .secure(false)
+        .build()
+        .map_err(|e| BenchError::new(format!("cookie config: {e}")))?;
+    let router = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/me_ro", get(me_ro))
+        .layer(SessionLayer::new(manager.clone()).with_cookie(cookie));
+    Ok((router, manager))
+}
+
+/// Binds `127.0.0.1:0` and serves `router` on the current runtime; returns the address.
+pub(crate) async fn serve(router: Router) -> BenchResult<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| BenchError::new(format!("cannot bind a loopback port: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| BenchError::new(format!("local address: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            eprintln!("error: server on {addr} stopped: {e}");
+        }
+    });
+    Ok(addr)
+}
+
+/// `POST /login {"user": "user-000123"}`: logs the user in (rotating the token) and stores
+/// `user_id`, `profile` and `hits` = 0.
+async fn login(session: Session, Json(body): Json<Login>) -> Response {
+    let Some(n) = user_number(&body.user) else {
+        return (StatusCode::BAD_REQUEST, "the user must be user-NNNNNN").into_response();
+    };
+    let result: Result<(), sesame::Error> = async {
+        session.login(&body.user).await?;
+        session.insert("user_id", &body.user).await?;
+        session.insert("profile", &content::profile(n)).await?;
+        session.insert("hits", &0u64).await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Json(json!({ "user_id": body.user })).into_response(),
+        Err(e) => SessionError(e).into_response(),
+    }
+}
+
+/// Reads the logged-in user's `user_id` and `profile`; a missing attribute is a 401.
+async fn read_user(session: &Session) -> Result<(String, Value), SessionError> {
+    let user: String = session.get("user_id").await?.ok_or(sesame::Error::NotLoggedIn)?;
+    let profile: Value = session.get("profile").await?.ok_or(sesame::Error::NotLoggedIn)?;
+    Ok((user, profile))
+}
+
+/// `GET /me`: reads `user_id`, `profile` and `hits`, stores `hits + 1`.
+async fn me(session: Session) -> Result<Json<Value>, SessionError> {
+    let (user, _profile) = read_user(&session).await?;
+    let hits: u64 = session.get("hits").await?.ok_or(sesame::Error::NotLoggedIn)?;
+    session.insert("hits", &(hits + 1)).await?;
+    Ok(Json(json!({ "user_id": user, "hits": hits + 1 })))
+}
+
+/// `GET /me_ro`: reads `user_id` and `profile` and changes nothing, so nothing is written.
+async fn me_ro(session: Session) -> Result<Json<Value>, SessionError> {
+    let (user, _profile) = read_user(&session).await?;
+    Ok(Json(json!({ "user_id": user })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Principals map to their user number; anything else is refused.
+    #[test]
+    fn user_numbers() {
+        assert_eq!(user_number("user-000123"), Some(123));
+        assert_eq!(user_number("user-x"), None);
+        assert_eq!(user_number("admin"), None);
+    }
+}
