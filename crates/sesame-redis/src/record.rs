@@ -167,48 +167,32 @@ impl<'a> Cursor<'a> {
         self.take(n)
     }
 
-    fn array_len(&mut self) -> Result<Option<usize>, String> {
+    /// The length of a container whose fix form is `fix..=fix + 15` and whose 16- and 32-bit
+    /// forms are `wide` and `wide + 1`; `None` (nothing consumed) for any other marker.
+    fn container_len(&mut self, fix: u8, wide: u8) -> Result<Option<usize>, String> {
         let m = self.peek()?;
-        let n = match m {
-            0x90..=0x9f => {
-                self.pos += 1;
-                usize::from(m & 0x0f)
-            }
-            0xdc => {
-                self.pos += 1;
-                self.be(2)? as usize
-            }
-            0xdd => {
-                self.pos += 1;
-                self.be(4)? as usize
-            }
-            _ => return Ok(None),
+        let n = if (fix..=fix + 15).contains(&m) {
+            self.pos += 1;
+            usize::from(m - fix)
+        } else if m == wide || m == wide + 1 {
+            self.pos += 1;
+            self.be(if m == wide { 2 } else { 4 })? as usize
+        } else {
+            return Ok(None);
         };
+        // Each element takes at least one byte: refuse lengths the input cannot hold.
+        if n > self.b.len().saturating_sub(self.pos) {
+            return Err("container length exceeds the record".into());
+        }
         Ok(Some(n))
     }
 
+    fn array_len(&mut self) -> Result<Option<usize>, String> {
+        self.container_len(0x90, 0xdc)
+    }
+
     fn map_len(&mut self) -> Result<Option<usize>, String> {
-        let m = self.peek()?;
-        let n = match m {
-            0x80..=0x8f => {
-                self.pos += 1;
-                usize::from(m & 0x0f)
-            }
-            0xde => {
-                self.pos += 1;
-                self.be(2)? as usize
-            }
-            0xdf => {
-                self.pos += 1;
-                self.be(4)? as usize
-            }
-            _ => return Ok(None),
-        };
-        // Each entry takes at least two bytes: refuse lengths the input cannot hold.
-        if n > self.b.len().saturating_sub(self.pos) / 2 {
-            return Err("map length exceeds the record".into());
-        }
-        Ok(Some(n))
+        self.container_len(0x80, 0xde)
     }
 }
 
