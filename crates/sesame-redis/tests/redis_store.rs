@@ -159,3 +159,29 @@ async fn tls() {
     let l = s.load(&k, sesame::now_ms(), &policy()).await.unwrap().unwrap();
     assert_eq!(l.record.attrs["a"], b"1");
 }
+
+// After the server forgets its scripts (SCRIPT FLUSH, as after a restart), every operation
+// reloads its script by itself and succeeds.
+#[tokio::test]
+async fn scripts_reload_after_noscript() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let who = principal();
+    let k = TokenCodec::default().generate(Tag::for_principal(&who)).unwrap().key();
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    assert!(s.create(&k, &record(Some(&who), &[]), sesame::now_ms(), &policy()).await.unwrap());
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_some());
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    let d = Delta { set: vec![("a".into(), b"1".to_vec())], ..Delta::default() };
+    assert!(matches!(
+        s.save(&k, &d, sesame::now_ms(), &policy()).await.unwrap(),
+        sesame::SaveOutcome::Saved(2)
+    ));
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    assert_eq!(s.list_user(&who, sesame::now_ms()).await.unwrap().len(), 1);
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    assert_eq!(s.revoke_all(&who, None).await.unwrap(), 1);
+    let stats = server.info_commandstats().unwrap();
+    assert!(stats.get("script|load").copied().unwrap_or(0) >= 5, "{stats:?}");
+}
