@@ -271,6 +271,41 @@ pub async fn cap_evicts_oldest(store: DynStore) {
     assert_eq!(ids, [b.id(), c.id()]);
 }
 
+/// The cap stays exact when many logins of one user race: never more live sessions than the cap.
+pub async fn cap_is_exact_under_concurrent_logins(store: DynStore) {
+    let p = principal();
+    let mut pol = policy();
+    pol.max_sessions_per_user = Some(3);
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let (store, p, pol) = (store.clone(), p.clone(), pol.clone());
+        tasks.push(tokio::spawn(async move { create_user_session(&store, &p, &pol).await }));
+    }
+    let mut keys = Vec::new();
+    for t in tasks {
+        keys.push(t.await.unwrap());
+    }
+    assert_eq!(store.list_user(&p, now()).await.unwrap().len(), 3);
+    let mut live = 0;
+    for k in &keys {
+        live += usize::from(store.load(k, now(), &pol).await.unwrap().is_some());
+    }
+    assert_eq!(live, 3, "exactly the cap survives");
+    let mut refuse = pol.clone();
+    refuse.cap_policy = CapPolicy::Refuse;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (store, p, refuse) = (store.clone(), principal(), refuse.clone());
+        tasks.push(tokio::spawn(async move {
+            let k = key(Tag::for_principal(&p));
+            store.create(&k, &record(Some(&p), &[]), now(), &refuse).await
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap(), "distinct users never hit each other's cap");
+    }
+}
+
 /// Under the refuse policy a login past the cap fails and writes nothing.
 pub async fn cap_refuses(store: DynStore) {
     let p = principal();
@@ -337,6 +372,7 @@ macro_rules! conformance_tests {
             save_missing_writes_nothing, save_compare_and_set, save_over_limits_is_refused_whole,
             idle_timeout_and_coalesced_touch, absolute_timeout, take_and_destroy,
             list_user_sessions, revoke_one_and_all, cap_evicts_oldest, cap_refuses,
+            cap_is_exact_under_concurrent_logins,
             index_forgets_expired_sessions, concurrent_saves_all_persist);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
