@@ -3,12 +3,15 @@
 //! ## Layout
 //!
 //! - [`store`]: [`RedisStore`] and its builder — one multiplexed connection that reconnects
-//!   by itself; every operation is one Lua script called by SHA (reloaded on `NOSCRIPT`).
+//!   by itself; every write is one Lua script called by SHA (reloaded on `NOSCRIPT`).
 //! - `record`: the stored form of a session, one MessagePack array per key (see
 //!   `docs/STORAGE.md` for the format and why it beat a hash per session).
-//! - `lua/`: the scripts — `load` (read + coalesced touch), `save` (server-side merge of a
-//!   delta), `create` (create-if-absent + per-user index + cap), `take` (remove for rotation
-//!   or logout), `list` and `revoke` (per-user index).
+//! - loads are one pipelined round trip of plain `GET` + `PTTL` (plus `PEXPIRE` when the
+//!   idle deadline is due for a push); no script on the read path.
+//! - `lua/`: the scripts — `save` (compare-and-set of the record the client merged its delta
+//!   into; retried from the current record when another save came first), `create`
+//!   (create-if-absent + per-user index + cap), `take` (remove for rotation or logout), `list`
+//!   and `revoke` (per-user index).
 //!
 //! Keys: `<prefix>:{<tag>}:s:<id>` for a session, `<prefix>:{<tag>}:u:<principal>` for a
 //! principal's index (a sorted set of ids scored by absolute deadline). A logged-in session's

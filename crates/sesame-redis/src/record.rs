@@ -6,9 +6,10 @@
 //!
 //! Values are the attribute bytes made by the core's value codec (header byte + payload),
 //! written with MessagePack `str` framing (raw bytes, not necessarily UTF-8), because Redis's
-//! built-in `cmsgpack`, which the save script uses to merge deltas into this array, does not
-//! read `bin`. `cmsgpack` writes an empty map back as an empty array; the decoder here accepts
-//! both forms, and `bin` too. Absent fields are `false`, never `nil`, because a
+//! built-in `cmsgpack`, which the `take` script uses to read the principal, does not read
+//! `bin`. Only this module writes records; the decoder also accepts the forms `cmsgpack`
+//! writes (an empty map as an empty array, `nil`) and `bin`, so records stay readable
+//! whoever wrote them. Absent fields are `false`, never `nil`, because a
 //! `nil` would leave a hole in the Lua table and change how `cmsgpack` re-encodes it.
 //!
 //! The decoder never panics and never trusts a length: hostile bytes give an error.

@@ -105,7 +105,6 @@ impl RedisStoreBuilder {
 
 #[derive(Debug)]
 struct Scripts {
-    load: Script,
     save: Script,
     create: Script,
     take: Script,
@@ -116,7 +115,6 @@ struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            load: Script::new(include_str!("lua/load.lua")),
             save: Script::new(include_str!("lua/save.lua")),
             create: Script::new(include_str!("lua/create.lua")),
             take: Script::new(include_str!("lua/take.lua")),
@@ -139,6 +137,9 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
     }
 }
+
+/// Most attempts of one save under contention (see [`RedisStore`]'s `save`).
+const MAX_SAVE_ATTEMPTS: usize = 64;
 
 fn backend(message: &str) -> StoreError {
     StoreError::Backend { message: message.to_string(), source: None }
@@ -244,7 +245,7 @@ impl RedisStore {
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
         let s = &self.scripts;
         let mut conn = self.conn.clone();
-        for script in [&s.load, &s.save, &s.create, &s.take, &s.list, &s.revoke] {
+        for script in [&s.save, &s.create, &s.take, &s.list, &s.revoke] {
             script.load_async(&mut conn).await.map_err(map_err)?;
         }
         Ok(())
@@ -299,66 +300,82 @@ impl Store for RedisStore {
         now_ms: u64,
         policy: &Policy,
     ) -> Result<Option<Loaded>, StoreError> {
-        let mut inv = self.scripts.load.key(self.session_key(key));
-        inv.arg(policy.idle_ms).arg(policy.touch_after_ms).arg(now_ms);
-        let v = self.run(inv).await?;
-        match &v {
-            Value::Nil => Ok(None),
-            Value::Array(items) => match items.as_slice() {
-                [raw, ttl] => {
-                    let raw = blob(raw).ok_or_else(|| unexpected("load", &v))?;
-                    let ttl = int(ttl).ok_or_else(|| unexpected("load", &v))?;
-                    let record = decode(raw)?;
-                    // A key without a TTL (written by something else) expires by its record.
-                    let idle_deadline_ms = if ttl >= 0 {
-                        now_ms.saturating_add(ttl as u64)
-                    } else {
-                        record.absolute_ms
-                    };
-                    if record.absolute_ms <= now_ms {
-                        return Ok(None);
-                    }
-                    Ok(Some(Loaded { record, idle_deadline_ms }))
-                }
-                _ => Err(unexpected("load", &v)),
-            },
-            _ => Err(unexpected("load", &v)),
+        // One round trip of two plain commands: far cheaper for Redis than a script.
+        let k = self.session_key(key);
+        let mut conn = self.conn.clone();
+        let (raw, pttl): (Option<Vec<u8>>, i64) =
+            redis::pipe().get(&k).pttl(&k).query_async(&mut conn).await.map_err(map_err)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let record = decode(&raw)?;
+        if record.absolute_ms <= now_ms || pttl == -2 {
+            return Ok(None);
         }
+        let left = record.absolute_ms - now_ms;
+        // The TTL is the server-side record of the last access: push it only when enough of
+        // the idle window has passed (or when the key has none).
+        if pttl < 0 || policy.idle_ms.saturating_sub(pttl as u64) >= policy.touch_after_ms {
+            let ttl = policy.idle_ms.min(left);
+            let set: i64 = redis::cmd("PEXPIRE")
+                .arg(&k)
+                .arg(ttl)
+                .query_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            if set == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(Loaded { record, idle_deadline_ms: now_ms + ttl }));
+        }
+        Ok(Some(Loaded { record, idle_deadline_ms: now_ms + (pttl as u64).min(left) }))
     }
 
     async fn save(
         &self,
         key: &SessionKey,
+        base: &Record,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,
     ) -> Result<SaveOutcome, StoreError> {
-        let mut inv = self.scripts.save.key(self.session_key(key));
-        inv.arg(now_ms)
-            .arg(policy.idle_ms)
-            .arg(policy.max_record_bytes)
-            .arg(policy.max_attributes)
-            .arg(delta.expected_version.map_or(-1, |v| v as i64))
-            .arg(delta.set.len());
-        for (name, value) in &delta.set {
-            inv.arg(name).arg(value.as_slice());
+        let k = self.session_key(key);
+        let mut expected = record::encode(base);
+        let mut current = base.clone();
+        // Each conflict means another save landed first; under N concurrent writers a save
+        // needs at most N attempts.
+        for _ in 0..MAX_SAVE_ATTEMPTS {
+            if let Some(v) = delta.expected_version {
+                if v != current.version {
+                    return Ok(SaveOutcome::Conflict(current.version));
+                }
+            }
+            if current.absolute_ms <= now_ms {
+                return Ok(SaveOutcome::Missing);
+            }
+            let mut next = current.clone();
+            next.apply(delta);
+            next.check_limits(policy)?;
+            next.version = current.version + 1;
+            let ttl = policy.idle_ms.min(next.absolute_ms - now_ms);
+            let mut inv = self.scripts.save.key(&k);
+            inv.arg(expected.as_slice()).arg(record::encode(&next)).arg(ttl);
+            let v = self.run(inv).await?;
+            let Value::Array(items) = &v else { return Err(unexpected("save", &v)) };
+            match (items.first().and_then(int), items.get(1).and_then(blob)) {
+                (Some(0), _) => return Ok(SaveOutcome::Missing),
+                (Some(1), _) => return Ok(SaveOutcome::Saved(next.version)),
+                (Some(2), Some(raw)) => {
+                    current = decode(raw)?;
+                    expected = raw.to_vec();
+                }
+                _ => return Err(unexpected("save", &v)),
+            }
         }
-        for name in &delta.remove {
-            inv.arg(name);
-        }
-        let v = self.run(inv).await?;
-        let Value::Array(items) = &v else {
-            return Err(unexpected("save", &v));
-        };
-        match (items.first().and_then(int), items.get(1)) {
-            (Some(0), _) => Ok(SaveOutcome::Missing),
-            (Some(1), Some(n)) => Ok(SaveOutcome::Saved(int(n).unwrap_or(0) as u64)),
-            (Some(2), Some(n)) => Ok(SaveOutcome::Conflict(int(n).unwrap_or(0) as u64)),
-            (Some(3), Some(msg)) => Err(StoreError::LimitExceeded(
-                blob(msg).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
-            )),
-            _ => Err(unexpected("save", &v)),
-        }
+        Err(StoreError::Backend {
+            message: format!(
+                "save still conflicting after {MAX_SAVE_ATTEMPTS} attempts: too many concurrent writers on one session"
+            ),
+            source: None,
+        })
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<bool, StoreError> {

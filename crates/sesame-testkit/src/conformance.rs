@@ -58,6 +58,19 @@ pub fn record(principal: Option<&str>, attrs: &[(&str, &[u8])]) -> Record {
     }
 }
 
+/// Saves `d` with the record as stored now as the base (an empty record when absent), the way
+/// the session layer does after its load.
+pub async fn save(
+    store: &DynStore,
+    k: &SessionKey,
+    d: &Delta,
+    now_ms: u64,
+    pol: &Policy,
+) -> Result<SaveOutcome, StoreError> {
+    let base = store.load(k, now_ms, pol).await?.map(|l| l.record).unwrap_or_default();
+    store.save(k, &base, d, now_ms, pol).await
+}
+
 async fn create_user_session(store: &DynStore, p: &str, pol: &Policy) -> SessionKey {
     let k = key(Tag::for_principal(p));
     assert!(store.create(&k, &record(Some(p), &[]), now(), pol).await.unwrap());
@@ -95,7 +108,7 @@ pub async fn save_merges_delta(store: DynStore) {
         remove: vec!["a".into(), "nope".into()],
         expected_version: None,
     };
-    assert_eq!(store.save(&k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Saved(2));
+    assert_eq!(save(&store, &k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Saved(2));
     let l = store.load(&k, now(), &policy()).await.unwrap().unwrap();
     let names: Vec<&str> = l.record.attrs.keys().map(String::as_str).collect();
     assert_eq!(names, ["b", "c"]);
@@ -103,7 +116,7 @@ pub async fn save_merges_delta(store: DynStore) {
     assert_eq!(l.record.version, 2);
     // Removing every attribute leaves a valid, empty session.
     let d = Delta { remove: vec!["b".into(), "c".into()], ..Delta::default() };
-    assert_eq!(store.save(&k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Saved(3));
+    assert_eq!(save(&store, &k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Saved(3));
     let l = store.load(&k, now(), &policy()).await.unwrap().unwrap();
     assert!(l.record.attrs.is_empty());
 }
@@ -112,7 +125,7 @@ pub async fn save_merges_delta(store: DynStore) {
 pub async fn save_missing_writes_nothing(store: DynStore) {
     let k = key(Tag::random().unwrap());
     let d = Delta { set: vec![("a".into(), b"1".to_vec())], ..Delta::default() };
-    assert_eq!(store.save(&k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Missing);
+    assert_eq!(save(&store, &k, &d, now(), &policy()).await.unwrap(), SaveOutcome::Missing);
     assert!(store.load(&k, now(), &policy()).await.unwrap().is_none());
 }
 
@@ -122,9 +135,9 @@ pub async fn save_compare_and_set(store: DynStore) {
     store.create(&k, &record(None, &[("a", b"1")]), now(), &policy()).await.unwrap();
     let stale =
         Delta { set: vec![("a".into(), b"2".to_vec())], remove: vec![], expected_version: Some(9) };
-    assert_eq!(store.save(&k, &stale, now(), &policy()).await.unwrap(), SaveOutcome::Conflict(1));
+    assert_eq!(save(&store, &k, &stale, now(), &policy()).await.unwrap(), SaveOutcome::Conflict(1));
     let ok = Delta { expected_version: Some(1), ..stale };
-    assert_eq!(store.save(&k, &ok, now(), &policy()).await.unwrap(), SaveOutcome::Saved(2));
+    assert_eq!(save(&store, &k, &ok, now(), &policy()).await.unwrap(), SaveOutcome::Saved(2));
     assert_eq!(store.load(&k, now(), &policy()).await.unwrap().unwrap().record.attrs["a"], b"2");
 }
 
@@ -139,13 +152,13 @@ pub async fn save_over_limits_is_refused_whole(store: DynStore) {
         set: (0..3).map(|i| (format!("n{i}"), b"x".to_vec())).collect(),
         ..Delta::default()
     };
-    let e = store.save(&k, &many, now(), &pol).await.unwrap_err();
+    let e = save(&store, &k, &many, now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     let big = Delta {
         set: vec![("b".into(), vec![b'y'; 400]), ("a".into(), b"changed".to_vec())],
         ..Delta::default()
     };
-    let e = store.save(&k, &big, now(), &pol).await.unwrap_err();
+    let e = save(&store, &k, &big, now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     let l = store.load(&k, now(), &policy()).await.unwrap().unwrap();
     assert_eq!(l.record.attrs.len(), 1);
@@ -193,11 +206,11 @@ pub async fn absolute_timeout(store: DynStore) {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(store.load(&k, now(), &pol).await.unwrap().is_some());
-        assert!(matches!(store.save(&k, &d, now(), &pol).await.unwrap(), SaveOutcome::Saved(_)));
+        assert!(matches!(save(&store, &k, &d, now(), &pol).await.unwrap(), SaveOutcome::Saved(_)));
     }
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert!(store.load(&k, now(), &pol).await.unwrap().is_none());
-    assert_eq!(store.save(&k, &d, now(), &pol).await.unwrap(), SaveOutcome::Missing);
+    assert_eq!(save(&store, &k, &d, now(), &pol).await.unwrap(), SaveOutcome::Missing);
 }
 
 /// Taking a session returns it and kills the key; destroy reports whether it existed.
@@ -341,23 +354,25 @@ pub async fn index_forgets_expired_sessions(store: DynStore) {
     assert_eq!(store.list_user(&p, now()).await.unwrap().len(), 2);
 }
 
-/// Concurrent saves of different attributes of one session all persist.
+/// Concurrent saves of different attributes of one session all persist, even when every
+/// save starts from the same, soon stale, loaded record.
 pub async fn concurrent_saves_all_persist(store: DynStore) {
     let k = key(Tag::random().unwrap());
-    store.create(&k, &record(None, &[]), now(), &policy()).await.unwrap();
+    store.create(&k, &record(None, &[("keep", b"1")]), now(), &policy()).await.unwrap();
+    let base = store.load(&k, now(), &policy()).await.unwrap().unwrap().record;
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let store = store.clone();
+        let (store, base) = (store.clone(), base.clone());
         tasks.push(tokio::spawn(async move {
             let d = Delta { set: vec![(format!("a{i}"), vec![i as u8])], ..Delta::default() };
-            store.save(&k, &d, now(), &policy()).await.unwrap()
+            store.save(&k, &base, &d, now(), &policy()).await.unwrap()
         }));
     }
     for t in tasks {
         assert!(matches!(t.await.unwrap(), SaveOutcome::Saved(_)));
     }
     let l = store.load(&k, now(), &policy()).await.unwrap().unwrap();
-    assert_eq!(l.record.attrs.len(), 40);
+    assert_eq!(l.record.attrs.len(), 41);
     assert_eq!(l.record.version, 41);
 }
 

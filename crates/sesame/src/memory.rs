@@ -185,6 +185,7 @@ impl Store for MemoryStore {
     async fn save(
         &self,
         key: &SessionKey,
+        _base: &Record,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,

@@ -361,7 +361,7 @@ impl Session {
             }
             Current::Present { key, loaded } => {
                 if !delta.is_empty() {
-                    match m.store().save(&key, &delta, now, policy).await? {
+                    match m.store().save(&key, &loaded.record, &delta, now, policy).await? {
                         SaveOutcome::Saved(_) => {}
                         _ => tracing::debug!(id = %key.id(), "save found no session; dropped"),
                     }

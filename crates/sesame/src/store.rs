@@ -163,12 +163,18 @@ pub trait Store: Send + Sync + 'static {
         policy: &Policy,
     ) -> Result<Option<Loaded>, StoreError>;
 
-    /// Applies a delta (changed and removed attributes only), bumps the version and the idle
-    /// deadline. Refused whole with [`StoreError::LimitExceeded`] when the result would break
-    /// the limits of `policy`.
+    /// Applies a delta (changed and removed attributes only) to the session as it is now in
+    /// the store, bumps the version and the idle deadline. Refused whole with
+    /// [`StoreError::LimitExceeded`] when the result would break the limits of `policy`.
+    ///
+    /// `base` is the record as the caller loaded it. A store may merge the delta into it on
+    /// the client and write with compare-and-set, re-reading and merging again when another
+    /// save came first; the outcome must be the same as merging into the current record
+    /// atomically: concurrent saves of different attributes all persist.
     async fn save(
         &self,
         key: &SessionKey,
+        base: &Record,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,

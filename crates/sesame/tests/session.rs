@@ -64,12 +64,13 @@ impl Store for Counting {
     async fn save(
         &self,
         k: &SessionKey,
+        b: &Record,
         d: &Delta,
         n: u64,
         p: &Policy,
     ) -> Result<SaveOutcome, StoreError> {
         self.hit();
-        self.inner.save(k, d, n, p).await
+        self.inner.save(k, b, d, n, p).await
     }
     async fn destroy(&self, k: &SessionKey) -> Result<bool, StoreError> {
         self.hit();
