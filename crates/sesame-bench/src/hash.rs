@@ -17,7 +17,7 @@ use sesame::{Delta, Policy, Record, SessionKey};
 
 use crate::{BenchError, BenchResult};
 
-/// The load script: `HGETALL` + `PTTL` + the coalesced touch of the compact `load.lua`.
+/// The load script: `HGETALL` + `PTTL` + the same coalesced touch as the compact load.
 pub const LOAD_LUA: &str = include_str!("lua/hash_load.lua");
 /// The save script: `HSET` / `HDEL` of the delta, `HINCRBY _v 1`, `PEXPIRE`.
 pub const SAVE_LUA: &str = include_str!("lua/hash_save.lua");

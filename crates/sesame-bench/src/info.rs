@@ -29,3 +29,19 @@ pub fn parse_commandstats(text: &str) -> BTreeMap<String, (u64, u64)> {
     }
     out
 }
+
+/// Whether a command (as named by `INFO commandstats`, lowercase, subcommands as
+/// `name|sub`) is one a measurement sends itself rather than one the store sends:
+/// `INFO`, `CONFIG` and `SCRIPT` with any subcommand.
+pub fn is_measuring_command(name: &str) -> bool {
+    matches!(name.split('|').next(), Some("info" | "config" | "script"))
+}
+
+/// Calls per command from `INFO commandstats` text, the measuring commands left out.
+pub fn store_calls(text: &str) -> BTreeMap<String, u64> {
+    parse_commandstats(text)
+        .into_iter()
+        .filter(|(name, _)| !is_measuring_command(name))
+        .map(|(name, (calls, _))| (name, calls))
+        .collect()
+}

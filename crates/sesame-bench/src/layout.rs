@@ -11,8 +11,8 @@ use crate::{BenchError, BenchResult};
 /// A way of storing a session in Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layout {
-    /// One string per session holding a MessagePack array, merged server side (as built),
-    /// attribute values in JSON.
+    /// One string per session holding a MessagePack array (as built): reads are `GET` +
+    /// `PTTL`, saves a compare-and-set script; attribute values in JSON.
     Compact,
     /// The same store and record, attribute values in MessagePack (with field names).
     CompactMsgpack,
@@ -52,7 +52,7 @@ impl fmt::Display for Layout {
 /// A connected client of one layout.
 #[derive(Debug, Clone)]
 pub enum Client {
-    /// The real store: every operation one script called by SHA (JSON values).
+    /// The real store (JSON values).
     Compact(RedisStore),
     /// The real store again, given MessagePack values.
     CompactMsgpack(RedisStore),
@@ -131,17 +131,19 @@ impl Client {
         }
     }
 
-    /// Saves a delta; the new version, or `None` when the session is missing.
+    /// Saves a delta onto `base` (the record as loaded); the new version, or `None` when the
+    /// session is missing.
     pub async fn save(
         &self,
         key: &SessionKey,
+        base: &Record,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,
     ) -> BenchResult<Option<u64>> {
         match self {
             Client::Compact(s) | Client::CompactMsgpack(s) => {
-                match s.save(key, delta, now_ms, policy).await? {
+                match s.save(key, base, delta, now_ms, policy).await? {
                     SaveOutcome::Saved(v) => Ok(Some(v)),
                     SaveOutcome::Missing => Ok(None),
                     other => Err(BenchError::new(format!("unexpected save outcome {other:?}"))),

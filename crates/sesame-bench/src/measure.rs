@@ -4,7 +4,9 @@
 //!    then `MEMORY USAGE <key> SAMPLES 0` and `OBJECT ENCODING <key>` of every session key.
 //! 2. Requests: for each kind (read, read+write), one warm-up pass over every session, then
 //!    `CONFIG RESETSTAT`, a fixed number of requests round robin over the sessions with a
-//!    fixed number in flight, and `INFO commandstats` / `INFO cpu` afterwards.
+//!    fixed number in flight, and `INFO commandstats` / `INFO cpu` afterwards. Redis's
+//!    process CPU per request is the time figure; the command counts show what each request
+//!    asked of Redis (`INFO commandstats` counts the commands scripts run, too).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +20,7 @@ use sesame_testkit::{RedisOptions, RedisServer};
 use tokio::task::JoinSet;
 
 use crate::content;
-use crate::info::{parse_commandstats, parse_info};
+use crate::info::{parse_info, store_calls};
 use crate::layout::{Client, Layout};
 use crate::{BenchError, BenchResult};
 
@@ -88,13 +90,11 @@ pub struct MemoryFigures {
 pub struct RunFigures {
     /// Requests made.
     pub requests: u64,
-    /// `evalsha` calls counted by Redis.
-    pub evalsha_calls: u64,
-    /// Microseconds Redis spent in `evalsha` (scripts and the commands they call).
-    pub evalsha_usec: u64,
-    /// Commands called from inside scripts (every other command in `INFO commandstats`,
-    /// apart from the `info` and `config` used to measure).
-    pub inner_calls: u64,
+    /// Calls per command counted by `INFO commandstats` since `CONFIG RESETSTAT` (lowercase
+    /// names, subcommands as `name|sub`), the `INFO`, `CONFIG` and `SCRIPT` calls of the
+    /// measurement left out. Redis counts the commands a script runs as well as the script,
+    /// so one `evalsha` shows up together with the `get`, `set`... it ran.
+    pub calls: BTreeMap<String, u64>,
     /// Change of `used_cpu_user + used_cpu_sys` of the Redis process, microseconds.
     pub cpu_usec: f64,
     /// Wall-clock duration of the client loop, seconds.
@@ -106,24 +106,40 @@ impl RunFigures {
         x / self.requests.max(1) as f64
     }
 
-    /// Redis main-thread time per request, µs (from `INFO commandstats`).
-    pub fn usec_per_request(&self) -> f64 {
-        self.per_request(self.evalsha_usec as f64)
+    /// Calls of one command (lowercase name); 0 when Redis did not see it.
+    pub fn calls_of(&self, name: &str) -> u64 {
+        self.calls.get(name).copied().unwrap_or(0)
     }
 
-    /// Redis process CPU per request, µs (from `INFO cpu`), networking included.
+    /// Script calls (`evalsha`).
+    pub fn scripts(&self) -> u64 {
+        self.calls_of("evalsha")
+    }
+
+    /// Every command counted, those run inside scripts included.
+    pub fn commands(&self) -> u64 {
+        self.calls.values().sum()
+    }
+
+    /// Redis process CPU per request, µs (from `INFO cpu`): networking, parsing, commands and
+    /// scripts, all of it. The time figure of the report.
     pub fn cpu_usec_per_request(&self) -> f64 {
         self.per_request(self.cpu_usec)
     }
 
-    /// Script calls per request.
+    /// Commands per request, those run inside scripts included.
     pub fn commands_per_request(&self) -> f64 {
-        self.per_request(self.evalsha_calls as f64)
+        self.per_request(self.commands() as f64)
     }
 
-    /// Commands run inside scripts per request.
-    pub fn inner_calls_per_request(&self) -> f64 {
-        self.per_request(self.inner_calls as f64)
+    /// Script calls (`evalsha`) per request.
+    pub fn scripts_per_request(&self) -> f64 {
+        self.per_request(self.scripts() as f64)
+    }
+
+    /// Calls of one command per request.
+    pub fn calls_per_request(&self, name: &str) -> f64 {
+        self.per_request(self.calls_of(name) as f64)
     }
 
     /// Requests per second of the client loop (information only).
@@ -283,20 +299,9 @@ impl LayoutBench {
         let cpu_after = self.cpu_secs().await?;
         let stats: String =
             redis::cmd("INFO").arg("commandstats").query_async(&mut self.admin).await?;
-        let stats = parse_commandstats(&stats);
-        let evalsha = stats.get("evalsha").copied().unwrap_or((0, 0));
-        let inner_calls = stats
-            .iter()
-            .filter(|(name, _)| {
-                !matches!(name.split('|').next(), Some("evalsha" | "info" | "config"))
-            })
-            .map(|(_, (calls, _))| calls)
-            .sum();
         Ok(RunFigures {
             requests: requests as u64,
-            evalsha_calls: evalsha.0,
-            evalsha_usec: evalsha.1,
-            inner_calls,
+            calls: store_calls(&stats),
             cpu_usec: (cpu_after - cpu_before) * 1e6,
             wall_secs,
         })
@@ -386,7 +391,7 @@ async fn request(
             ..Delta::default()
         };
         client
-            .save(key, &delta, sesame::now_ms(), policy)
+            .save(key, &record, &delta, sesame::now_ms(), policy)
             .await?
             .ok_or_else(|| BenchError::new("a session vanished before its save"))?;
     }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::content::ContentSizes;
 use crate::layout::Layout;
-use crate::measure::{Config, LayoutFigures};
+use crate::measure::{Config, LayoutFigures, RunFigures};
 
 /// The exact command that reproduces the report.
 pub const COMMAND: &str = "cargo run --release -p sesame-bench --bin layouts";
@@ -23,38 +23,39 @@ pub fn median(values: &[f64]) -> f64 {
 /// A numeric figure of the table: label, decimals shown, how to read it.
 type Row = (&'static str, usize, fn(&LayoutFigures) -> f64);
 
-const ROWS: [Row; 12] = [
+const ROWS: [Row; 10] = [
     ("bytes per session: `MEMORY USAGE` (mean)", 1, |f| f.memory.memory_usage),
     ("bytes per session: `used_memory` delta / sessions (client buffers excluded)", 1, |f| {
         f.memory.used_memory
     }),
-    ("read: Redis time per request, µs (`evalsha` usec / requests)", 2, |f| {
-        f.read.usec_per_request()
-    }),
     ("read: Redis CPU per request, µs (`used_cpu_user+sys` / requests)", 2, |f| {
         f.read.cpu_usec_per_request()
     }),
-    ("read: script calls per request (`evalsha` calls / requests)", 2, |f| {
-        f.read.commands_per_request()
-    }),
-    ("read: commands run inside the scripts per request", 2, |f| f.read.inner_calls_per_request()),
+    (COMMANDS_READ, 2, |f| f.read.commands_per_request()),
+    ("read: scripts per request (`evalsha` calls / requests)", 2, |f| f.read.scripts_per_request()),
     ("read: client requests/s, wall clock (information only)", 0, |f| f.read.requests_per_sec()),
-    ("read+write: Redis time per request, µs (`evalsha` usec / requests)", 2, |f| {
-        f.read_write.usec_per_request()
-    }),
     ("read+write: Redis CPU per request, µs (`used_cpu_user+sys` / requests)", 2, |f| {
         f.read_write.cpu_usec_per_request()
     }),
-    ("read+write: script calls per request (`evalsha` calls / requests)", 2, |f| {
-        f.read_write.commands_per_request()
-    }),
-    ("read+write: commands run inside the scripts per request", 2, |f| {
-        f.read_write.inner_calls_per_request()
+    (COMMANDS_READ_WRITE, 2, |f| f.read_write.commands_per_request()),
+    ("read+write: scripts per request (`evalsha` calls / requests)", 2, |f| {
+        f.read_write.scripts_per_request()
     }),
     ("read+write: client requests/s, wall clock (information only)", 0, |f| {
         f.read_write.requests_per_sec()
     }),
 ];
+
+const COMMANDS_READ: &str = "read: Redis commands per request (all commands counted by \
+     `INFO commandstats`, those run inside scripts included)";
+const COMMANDS_READ_WRITE: &str = "read+write: Redis commands per request (all commands \
+     counted by `INFO commandstats`, those run inside scripts included)";
+
+/// Picks the run of one request kind out of a layout's figures.
+type RunOf = fn(&LayoutFigures) -> &RunFigures;
+
+/// The request kinds, by label.
+const KINDS: [(&str, RunOf); 2] = [("read", |f| &f.read), ("read+write", |f| &f.read_write)];
 
 fn of(all: &[LayoutFigures], layout: Layout) -> Vec<&LayoutFigures> {
     all.iter().filter(|f| f.layout == layout).collect()
@@ -70,6 +71,24 @@ fn encodings(figures: &[&LayoutFigures]) -> String {
     names.sort_unstable();
     names.dedup();
     names.join(", ")
+}
+
+/// Median calls per request of every command the runs saw, as `get 1.00, pttl 1.00`.
+fn by_command(figures: &[&LayoutFigures], run: RunOf) -> String {
+    let mut names: Vec<&str> =
+        figures.iter().flat_map(|f| run(f).calls.keys().map(String::as_str)).collect();
+    names.sort_unstable();
+    names.dedup();
+    let per_request = |name: &str| {
+        median(&figures.iter().map(|f| run(f).calls_per_request(name)).collect::<Vec<_>>())
+    };
+    let parts: Vec<String> =
+        names.iter().map(|&name| format!("`{name}` {:.2}", per_request(name))).collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// `a / b` with two decimals, or a dash when `b` is not positive.
@@ -123,11 +142,18 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
         encodings(&hash)
     );
 
+    let _ = writeln!(out, "\n### Commands per request, by command (median of the rounds)\n");
+    for (name, figures) in [("compact", &compact), ("compact-msgpack", &msgpack), ("hash", &hash)] {
+        for (kind, run) in KINDS {
+            let _ = writeln!(out, "- {name}, {kind}: {}", by_command(figures, run));
+        }
+    }
+
     let _ = writeln!(out, "\n### Per round\n");
     let _ = writeln!(
         out,
-        "| round | layout | `MEMORY USAGE` | `used_memory` / session | read µs | read CPU µs | \
-         read+write µs | read+write CPU µs |"
+        "| round | layout | `MEMORY USAGE` | `used_memory` / session | read CPU µs | \
+         read commands | read+write CPU µs | read+write commands |"
     );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
     for i in 0..rounds {
@@ -139,10 +165,10 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
                 f.layout,
                 f.memory.memory_usage,
                 f.memory.used_memory,
-                f.read.usec_per_request(),
                 f.read.cpu_usec_per_request(),
-                f.read_write.usec_per_request(),
-                f.read_write.cpu_usec_per_request()
+                f.read.commands_per_request(),
+                f.read_write.cpu_usec_per_request(),
+                f.read_write.commands_per_request()
             );
         }
     }
@@ -174,11 +200,31 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
     let _ = writeln!(out, "- {}", encoding_note(all, sizes));
     let _ = writeln!(
         out,
-        "- compact: the store as built (`RedisStore`: `load.lua`, `save.lua`). hash: fields \
-         `_v _c _a _p _t` plus one field per attribute, key TTL = idle timeout; its load is \
-         `HGETALL` + `PTTL` + the same coalesced touch, its save `HSET` / `HDEL` + `HINCRBY \
-         _v 1` + `PEXPIRE`. The hash save does not check the size and attribute limits that \
-         the compact save checks, so its cost is a lower bound."
+        "- compact (both variants): the store as built (`RedisStore`), one MessagePack record \
+         per session key, encoded and decoded on the client. Its load is one round trip of two \
+         plain commands, pipelined: `GET` + `PTTL`, no script; only when the idle deadline is \
+         due for a push (`touch after` has passed since the last push) does a second round \
+         trip send `PEXPIRE`. Its save merges the delta on the client into the record it \
+         loaded, checks the size and attribute limits, and sends one `EVALSHA` of `save.lua`, \
+         a compare-and-set: `GET`, compare with the record the client loaded, `SET ... PX` \
+         idle timeout; when another save came first the script returns the current record \
+         and the client merges again and retries (a retry is another `EVALSHA` without the \
+         `SET`)."
+    );
+    let _ = writeln!(
+        out,
+        "- hash: fields `_v _c _a _p _t` plus one field per attribute, key TTL = idle timeout. \
+         Both operations are scripts: the load (`hash_load.lua`) is `HGETALL` + `PTTL` + the \
+         same coalesced touch (`PEXPIRE` when due), the save (`hash_save.lua`) `HGET _a` + \
+         `HSET` / `HDEL` + `HINCRBY _v 1` + `PEXPIRE`, with no compare-and-set. The hash save \
+         does not check the size and attribute limits that the compact save checks, so its \
+         cost is a lower bound."
+    );
+    let _ = writeln!(
+        out,
+        "- Round trips per request, from the protocols (`INFO commandstats` cannot show them): \
+         compact read 1 (2 when the touch is due), compact read+write 2 (one more when the \
+         touch is due, one more per compare-and-set retry), hash read 1, hash read+write 2."
     );
     let _ = writeln!(
         out,
@@ -202,10 +248,16 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
     );
     let _ = writeln!(
         out,
-        "- `evalsha` usec is main-thread time inside the scripts (the commands they call \
-         included); the CPU figure is the whole process, so it also counts reading requests \
-         and writing replies. Client and server share the machine: requests/s is for \
-         information only."
+        "- Redis CPU per request is the change of `used_cpu_user + used_cpu_sys` (`INFO cpu`) \
+         over the timed run / requests: the whole process, so it counts reading requests and \
+         writing replies as well as commands and scripts. It is the time figure because \
+         `INFO commandstats` usec cannot be summed: a command run inside a script is counted \
+         on its own and again inside the script's usec. Redis commands per request = the \
+         `calls` of every command in `INFO commandstats` (the `INFO`, `CONFIG` and `SCRIPT` \
+         calls made to measure left out) / requests, so the commands run inside scripts are \
+         counted next to the `evalsha` that ran them (a compact read+write: `GET` + `PTTL` + \
+         `EVALSHA` + `GET` + `SET` = 5); scripts per request = `evalsha` calls / requests. \
+         Client and server share the machine: requests/s is for information only."
     );
     let _ = writeln!(out, "\nReproduce with: `{COMMAND}`");
     out

@@ -3,12 +3,14 @@
 //! needs is there. Nothing here looks at timings or at which layout wins.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 use sesame::ValueFormat;
 use sesame_bench::content::{self, decode_attr};
-use sesame_bench::info::parse_commandstats;
+use sesame_bench::info::{is_measuring_command, parse_commandstats, store_calls};
 use sesame_bench::layout::Layout;
-use sesame_bench::measure::{Config, LayoutBench};
+use sesame_bench::measure::{Config, LayoutBench, RequestKind, RunFigures};
 use sesame_bench::report::{markdown, median};
 
 const SESSIONS: u32 = 50;
@@ -24,8 +26,8 @@ fn format_byte(raw: &[u8]) -> u8 {
 }
 
 // One small round of each layout: stored content loads back, in the layout's value format,
-// read+write bumps `hits` and the version, the counters add up, and the report shows the
-// hash's encoding.
+// read+write bumps `hits` and the version, Redis ran exactly the layout's commands, and the
+// report shows the hash's encoding.
 #[tokio::test]
 async fn every_layout_stores_loads_and_updates_the_content() {
     let mut all = Vec::new();
@@ -42,17 +44,17 @@ async fn every_layout_stores_loads_and_updates_the_content() {
                 assert!(["listpack", "hashtable"].contains(&encoding.as_str()), "{encoding}");
             }
         }
-        // One script call per load and per save, every one counted by Redis.
         assert_eq!(f.read.requests, REQUESTS as u64);
-        assert_eq!(f.read.evalsha_calls, REQUESTS as u64, "{layout}");
-        assert_eq!(f.read_write.evalsha_calls, 2 * REQUESTS as u64, "{layout}");
-        assert!(f.read.inner_calls >= f.read.evalsha_calls);
-        assert!(f.read.wall_secs > 0.0);
+        assert_eq!(f.read_write.requests, REQUESTS as u64);
+        assert!(f.read.wall_secs > 0.0 && f.read_write.wall_secs > 0.0);
+        assert!(f.read.cpu_usec > 0.0 && f.read_write.cpu_usec > 0.0, "{layout}");
+        assert_protocol(layout, &f.read, &f.read_write);
 
         // A warm-up pass plus REQUESTS / SESSIONS timed requests per session incremented
-        // `hits`; two concurrent requests on one session may lose an increment (no
-        // compare-and-set), so only bounds are checked.
+        // `hits`. The compact save is a compare-and-set, so no increment is lost; two
+        // concurrent hash saves of one session may lose one, so only bounds are checked there.
         let most = 1 + (REQUESTS / SESSIONS as usize) as u64;
+        let exact = layout != Layout::Hash;
         let header = match layout.value_format() {
             ValueFormat::MessagePack => 0x02,
             _ => 0x01,
@@ -73,6 +75,9 @@ async fn every_layout_stores_loads_and_updates_the_content() {
                 "{layout}: user {n} hits {hits}, started at {start}"
             );
             assert!(r.version > 1 && r.version <= 1 + most, "{layout}: v{}", r.version);
+            if exact {
+                assert_eq!((hits, r.version), (start + most, 1 + most), "{layout}: user {n}");
+            }
         }
         all.push(f);
     }
@@ -89,6 +94,48 @@ async fn every_layout_stores_loads_and_updates_the_content() {
         assert!(report.contains(&format!("| 1 | {layout} |")), "{layout}");
     }
     assert!(report.contains("cargo run --release -p sesame-bench --bin layouts"));
+}
+
+// What each layout must ask of Redis per request, from `INFO commandstats` (commands run
+// inside scripts counted too): every command, and no other. The sessions were created just
+// before and the policy's touch-after is 60 s, so no timed load is due for a touch (no
+// `pexpire` on a compact read); the sessions outnumber the requests in flight, so no compact
+// save meets a concurrent one (no compare-and-set retry, exactly one `evalsha`).
+fn assert_protocol(layout: Layout, read: &RunFigures, read_write: &RunFigures) {
+    for (kind, run) in [(RequestKind::Read, read), (RequestKind::ReadWrite, read_write)] {
+        let per_request = expected_calls(layout, kind);
+        let want: BTreeMap<String, u64> =
+            per_request.iter().map(|&(name, n)| (name.to_string(), n * run.requests)).collect();
+        assert_eq!(run.calls, want, "{layout} {}: calls per command", kind.label());
+        let scripts = per_request.iter().find(|(name, _)| *name == "evalsha").map_or(0, |p| p.1);
+        assert_eq!(run.scripts_per_request(), scripts as f64, "{layout} {}", kind.label());
+        let commands: u64 = per_request.iter().map(|p| p.1).sum();
+        assert_eq!(run.commands_per_request(), commands as f64, "{layout} {}", kind.label());
+    }
+}
+
+// Calls per request of every command a layout's request of `kind` runs.
+fn expected_calls(layout: Layout, kind: RequestKind) -> &'static [(&'static str, u64)] {
+    match (layout, kind) {
+        // Load: pipelined GET + PTTL, no script.
+        (Layout::Compact | Layout::CompactMsgpack, RequestKind::Read) => &[("get", 1), ("pttl", 1)],
+        // The load, then one compare-and-set script (GET + SET).
+        (Layout::Compact | Layout::CompactMsgpack, RequestKind::ReadWrite) => {
+            &[("get", 2), ("pttl", 1), ("evalsha", 1), ("set", 1)]
+        }
+        // Load: one script (HGETALL + PTTL).
+        (Layout::Hash, RequestKind::Read) => &[("evalsha", 1), ("hgetall", 1), ("pttl", 1)],
+        // The load, then one script (HGET, HSET, HINCRBY, PEXPIRE).
+        (Layout::Hash, RequestKind::ReadWrite) => &[
+            ("evalsha", 2),
+            ("hgetall", 1),
+            ("pttl", 1),
+            ("hget", 1),
+            ("hset", 1),
+            ("hincrby", 1),
+            ("pexpire", 1),
+        ],
+    }
 }
 
 // The content is about the size of the published benchmark's session.
@@ -112,4 +159,10 @@ fn medians_and_commandstats() {
     );
     assert_eq!(stats.get("evalsha"), Some(&(7, 70)));
     assert_eq!(stats.get("get"), Some(&(7, 9)));
+    let calls = store_calls(
+        "cmdstat_get:calls=3,usec=1\r\ncmdstat_info:calls=2,usec=1\r\n\
+         cmdstat_config|resetstat:calls=1,usec=1\r\ncmdstat_script|load:calls=1,usec=1\r\n",
+    );
+    assert_eq!(calls, BTreeMap::from([("get".to_string(), 3)]));
+    assert!(is_measuring_command("config|get") && !is_measuring_command("evalsha"));
 }

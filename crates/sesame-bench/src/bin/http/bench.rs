@@ -119,7 +119,8 @@ fn check_run(target: &Target, endpoint: &str, what: &str, r: &WrkResult) -> Benc
 }
 
 /// The warm-up, then `plan.rounds` rounds of every endpoint on every target (endpoints
-/// outer, targets inner). After each `/me` run a session server must still answer a read.
+/// outer, targets inner). After each `/me` run a session server must still answer a read;
+/// after each run of the Redis-backed server, Redis must have seen the store's protocol.
 ///
 /// The Redis statistics are read with `redis-cli` between runs, on this (driving) thread;
 /// the servers run on the runtime's worker threads.
@@ -151,6 +152,13 @@ pub(crate) async fn measure(targets: &[Target], plan: &Plan<'_>) -> BenchResult<
                     result.p99_us as f64 / 1000.0
                 );
                 check_run(t, endpoint, &format!("round {}", round + 1), &result)?;
+                if let Some(u) = &redis {
+                    // At most one request per wrk connection is still in flight at the end.
+                    let slack = u64::from(wrk::CONNECTIONS);
+                    redis_figures::check_protocol(endpoint, result.requests, slack, u).map_err(
+                        |e| BenchError::new(format!("{} round {}: {e}", t.name, round + 1)),
+                    )?;
+                }
                 if endpoint == "/me" && t.manager.is_some() {
                     // A different session each round, far from the first ones.
                     let n = (round * 337 + 500) % t.tokens.len().max(1);

@@ -114,11 +114,20 @@ fn run() -> BenchResult<String> {
          tokens.txt` per (server, endpoint), the script rotating `Cookie: sid=<token>` over \
          the {SESSIONS} tokens; {ROUNDS} interleaved rounds after a {WARMUP_SECONDS} s \
          warm-up per server; medians.\n\
-         - `vs ceiling` = median req/s / the ceiling's for the same endpoint. Redis cmds/req = \
-         `EVALSHA` calls (the store's round trips; `INFO commandstats` after \
-         `CONFIG RESETSTAT`) / requests completed; Redis also counts the commands those \
-         scripts run, listed per command above. Redis CPU = its CPU seconds (`INFO cpu`) per \
-         second of the run.\n\
+         - `vs ceiling` = median req/s / the ceiling's for the same endpoint. From \
+         `INFO commandstats` after `CONFIG RESETSTAT` (the `INFO`, `CONFIG` and `SCRIPT` calls \
+         made to measure left out), per request completed: scripts/req = `EVALSHA` calls; \
+         commands/req = the calls of every command, those run inside scripts included, \
+         listed per command above. Redis CPU = its CPU seconds (`INFO cpu`) per second of \
+         the run.\n\
+         - The store's protocol: a load is one round trip of pipelined `GET` + `PTTL`, plus \
+         a `PEXPIRE` round trip only when the idle deadline is due for a push (once per \
+         session per minute); a save merges on the client and sends one `EVALSHA` of a \
+         compare-and-set script (`GET`, compare, `SET ... PX`), retried when another save \
+         came first. Round trips per request: GET /me_ro 1 (2 when the touch is due), GET /me \
+         2 (plus the touch, plus one per retry). Every sesame run is checked against it: on \
+         /me_ro no `EVALSHA` and no `SET`, one `PTTL` per request; on /me one `SET` per \
+         request; `GET` = loads + scripts.\n\
          - Reproduce: `{REPRODUCE}`\n",
         redis_figures::version(&redis)?,
     ));

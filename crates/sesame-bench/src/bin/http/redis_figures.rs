@@ -1,9 +1,9 @@
-//! Figures read from the private `redis-server`: its version, commands per request and memory
-//! per key.
+//! Figures read from the private `redis-server`: its version, commands per request (checked
+//! against the store's protocol) and memory per key.
 
 use std::collections::BTreeMap;
 
-use sesame_bench::info::parse_info;
+use sesame_bench::info::{is_measuring_command, parse_info};
 use sesame_bench::{BenchError, BenchResult};
 use sesame_testkit::RedisServer;
 
@@ -23,23 +23,80 @@ pub(crate) fn version(redis: &RedisServer) -> BenchResult<String> {
 /// What the Redis server did during one run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RedisUse {
-    /// Calls per command since `CONFIG RESETSTAT` (lowercase names), without the `INFO` and
-    /// `CONFIG` calls made to measure. Redis counts the commands a script runs too, so one
-    /// `EVALSHA` shows up together with the `GET`, `SET`... inside it.
+    /// Calls per command since `CONFIG RESETSTAT` (lowercase names), without the `INFO`,
+    /// `CONFIG` and `SCRIPT` calls made to measure. Redis counts the commands a script runs
+    /// too, so one `EVALSHA` shows up together with the `GET`, `SET`... inside it.
     pub(crate) calls: BTreeMap<String, u64>,
     /// CPU time the server used (user + system), seconds.
     pub(crate) cpu_s: f64,
 }
 
 impl RedisUse {
-    /// `EVALSHA` calls: the round trips of the store, one per store operation.
-    pub(crate) fn evalsha(&self) -> u64 {
-        self.calls.get("evalsha").copied().unwrap_or(0)
+    /// Calls of one command (lowercase name); 0 when Redis did not see it.
+    pub(crate) fn calls_of(&self, name: &str) -> u64 {
+        self.calls.get(name).copied().unwrap_or(0)
     }
 
-    /// Every other command: those the scripts ran, plus any sent directly.
-    pub(crate) fn others(&self) -> u64 {
-        self.calls.values().sum::<u64>().saturating_sub(self.evalsha())
+    /// Script calls (`EVALSHA`).
+    pub(crate) fn scripts(&self) -> u64 {
+        self.calls_of("evalsha")
+    }
+
+    /// Every command counted, those run inside scripts included.
+    pub(crate) fn commands(&self) -> u64 {
+        self.calls.values().sum()
+    }
+}
+
+/// Checks that a run of `endpoint` on the Redis-backed server asked of Redis what the store's
+/// protocol says, given the `requests` wrk saw completed:
+///
+/// - every request loads once: pipelined `GET` + `PTTL`, no script; `PEXPIRE` only when the
+///   session's idle deadline is due for a push;
+/// - `GET /me` also saves once: one `EVALSHA` of the compare-and-set script, which runs `GET`
+///   and, unless another save came first (then the store retries), `SET`;
+/// - `GET /me_ro` writes nothing: no `EVALSHA`, no `SET`.
+///
+/// Requests still in flight when wrk stops are counted by Redis but not by wrk, hence the
+/// `slack` allowed above the completed requests.
+pub(crate) fn check_protocol(
+    endpoint: &str,
+    requests: u64,
+    slack: u64,
+    u: &RedisUse,
+) -> BenchResult<()> {
+    let writes = endpoint == "/me";
+    let (pttl, scripts, set) = (u.calls_of("pttl"), u.scripts(), u.calls_of("set"));
+    let within = |calls: u64| (requests..=requests + slack).contains(&calls);
+    let mut problems = Vec::new();
+    if let Some(other) = u
+        .calls
+        .keys()
+        .find(|name| !["get", "pttl", "pexpire", "evalsha", "set"].contains(&name.as_str()))
+    {
+        problems.push(format!("unexpected command {other}"));
+    }
+    if !within(pttl) {
+        problems.push(format!("{pttl} PTTL (one load per request)"));
+    }
+    // One GET per load and one per script run; a load caught half done may be off by one.
+    if u.calls_of("get").abs_diff(pttl + scripts) > slack {
+        problems.push("GET is not one per load plus one per EVALSHA".to_string());
+    }
+    if writes && (!within(set) || scripts < set) {
+        problems.push(format!("{set} SET in {scripts} EVALSHA (one save per request)"));
+    }
+    if !writes && (scripts > 0 || set > 0) {
+        problems.push(format!("{scripts} EVALSHA and {set} SET on a read-only endpoint"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError::new(format!(
+            "GET {endpoint}: Redis saw {:?} for {requests} requests: {}",
+            u.calls,
+            problems.join("; ")
+        )))
     }
 }
 
@@ -63,7 +120,7 @@ pub(crate) fn start(redis: &RedisServer) -> BenchResult<f64> {
 /// What the server did since [`start`] returned `cpu_before`.
 pub(crate) fn usage_since(redis: &RedisServer, cpu_before: f64) -> BenchResult<RedisUse> {
     let mut calls = redis.info_commandstats()?;
-    calls.retain(|name, _| name != "info" && name != "config" && !name.starts_with("config|"));
+    calls.retain(|name, _| !is_measuring_command(name));
     Ok(RedisUse { calls, cpu_s: (cpu_seconds(redis)? - cpu_before).max(0.0) })
 }
 
@@ -89,4 +146,30 @@ pub(crate) fn mean_key_bytes(
             .map_err(|_| BenchError::new(format!("MEMORY USAGE {key} answered {reply:?}")))?;
     }
     Ok((total as f64 / keys.len() as f64, keys.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(calls: &[(&str, u64)]) -> RedisUse {
+        RedisUse { calls: calls.iter().map(|&(n, c)| (n.to_string(), c)).collect(), cpu_s: 0.1 }
+    }
+
+    // The store's protocol passes; a script on a read, a missing save or a stray command fails.
+    #[test]
+    fn protocol_checks() {
+        let read = usage(&[("get", 1003), ("pttl", 1003), ("pexpire", 7)]);
+        assert!(check_protocol("/me_ro", 1000, 32, &read).is_ok());
+        let write = usage(&[("get", 2012), ("pttl", 1005), ("evalsha", 1007), ("set", 1005)]);
+        assert!(check_protocol("/me", 1000, 32, &write).is_ok());
+        let scripted = usage(&[("get", 1000), ("evalsha", 1000), ("pttl", 1000)]);
+        assert!(check_protocol("/me_ro", 1000, 32, &scripted).is_err());
+        assert!(check_protocol("/me", 1000, 32, &read).is_err());
+        let stray = usage(&[("get", 1000), ("pttl", 1000), ("hgetall", 1)]);
+        let unsaved = usage(&[("get", 2000), ("pttl", 1000), ("evalsha", 1000), ("set", 900)]);
+        assert!(check_protocol("/me", 1000, 32, &unsaved).is_err());
+        assert!(check_protocol("/me_ro", 1000, 32, &stray).is_err());
+        assert!(check_protocol("/me_ro", 2000, 32, &read).is_err());
+    }
 }

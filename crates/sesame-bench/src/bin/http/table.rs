@@ -34,10 +34,10 @@ pub(crate) struct Row {
     pub(crate) ratio: f64,
     /// Median p99 latency, ms.
     pub(crate) p99_ms: f64,
-    /// Median `EVALSHA` calls per request, for the Redis-backed server.
-    pub(crate) evalsha_per_req: Option<f64>,
-    /// Median of the other commands per request (those the scripts run).
-    pub(crate) others_per_req: Option<f64>,
+    /// Median script calls (`EVALSHA`) per request, for the Redis-backed server.
+    pub(crate) scripts_per_req: Option<f64>,
+    /// Median commands per request, all of them (those run inside scripts included).
+    pub(crate) commands_per_req: Option<f64>,
     /// Median Redis CPU use, in cores (CPU seconds per second of the run).
     pub(crate) redis_cores: Option<f64>,
     /// Median calls per request of each command, by name.
@@ -94,9 +94,8 @@ pub(crate) fn rows(
             let by_command = names
                 .into_iter()
                 .filter_map(|name| {
-                    let per_req = redis_median(&mine, |u, requests, _| {
-                        u.calls.get(name).copied().unwrap_or(0) as f64 / requests
-                    })?;
+                    let per_req =
+                        redis_median(&mine, |u, requests, _| u.calls_of(name) as f64 / requests)?;
                     Some((name.clone(), per_req))
                 })
                 .collect();
@@ -107,8 +106,8 @@ pub(crate) fn rows(
                 req_per_s,
                 ratio: if base > 0.0 { req_per_s / base } else { 0.0 },
                 p99_ms: median(mine.iter().map(|r| r.result.p99_us as f64 / 1000.0).collect()),
-                evalsha_per_req: redis_median(&mine, |u, n, _| u.evalsha() as f64 / n),
-                others_per_req: redis_median(&mine, |u, n, _| u.others() as f64 / n),
+                scripts_per_req: redis_median(&mine, |u, n, _| u.scripts() as f64 / n),
+                commands_per_req: redis_median(&mine, |u, n, _| u.commands() as f64 / n),
                 redis_cores: redis_median(&mine, |u, _, seconds| u.cpu_s / seconds),
                 by_command,
                 rounds,
@@ -129,7 +128,8 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
     let mut s = String::new();
     s.push_str(
         "| server | endpoint | req/s (median) | req/s per round | vs ceiling | p99 ms (median) \
-         | Redis cmds/req (EVALSHA) | cmds run by the scripts/req | Redis CPU (cores) |\n\
+         | scripts/req (EVALSHA) | commands/req (all, incl. inside scripts) \
+         | Redis CPU (cores) |\n\
          |---|---|---:|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
@@ -143,8 +143,8 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
             rounds.join(" / "),
             r.ratio,
             r.p99_ms,
-            opt(r.evalsha_per_req),
-            opt(r.others_per_req),
+            opt(r.scripts_per_req),
+            opt(r.commands_per_req),
             opt(r.redis_cores),
         );
     }
@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     fn run(server: &'static str, endpoint: &'static str, requests: u64, p99_us: u64) -> Run {
-        let calls = [("evalsha", 2), ("get", 2), ("set", 1)]
+        let calls = [("evalsha", 1), ("get", 2), ("pttl", 1), ("set", 1)]
             .into_iter()
             .map(|(name, per)| (name.to_string(), per * requests))
             .collect();
@@ -207,13 +207,13 @@ mod tests {
         assert_eq!(rows[1].req_per_s, 500.0);
         assert_eq!(rows[1].ratio, 0.25);
         assert_eq!(rows[1].p99_ms, 5.0);
-        assert_eq!(rows[1].evalsha_per_req, Some(2.0));
-        assert_eq!(rows[1].others_per_req, Some(3.0));
+        assert_eq!(rows[1].scripts_per_req, Some(1.0));
+        assert_eq!(rows[1].commands_per_req, Some(5.0));
         assert_eq!(rows[1].redis_cores, Some(0.5));
-        assert_eq!(rows[0].evalsha_per_req, None);
+        assert_eq!(rows[0].scripts_per_req, None);
         let md = markdown(&rows);
-        let line = "| redis | GET /me | 500 | 500 / 600 / 400 | 0.25 | 5.00 | 2.00 | 3.00 | 0.50 |";
+        let line = "| redis | GET /me | 500 | 500 / 600 / 400 | 0.25 | 5.00 | 1.00 | 5.00 | 0.50 |";
         assert!(md.contains(line), "{md}");
-        assert!(md.contains("redis GET /me: evalsha 2.00, get 2.00, set 1.00."), "{md}");
+        assert!(md.contains("redis GET /me: evalsha 1.00, get 2.00, pttl 1.00, set 1.00."), "{md}");
     }
 }
