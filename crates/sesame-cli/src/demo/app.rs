@@ -84,7 +84,6 @@ async fn login(State(i): State<Instance>, session: Session, Json(body): Json<Log
         return Err(bad("username: 1 to 64 letters, digits or . _ @ -"));
     }
     session.login(&body.username).await?;
-    session.insert("login_instance", &i.name).await?;
     Ok(Json(json!({ "user": body.username, "instance": i.name })))
 }
 
