@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use crate::config::Policy;
 use crate::error::Error;
 use crate::manager::{now_ms, SessionManager};
 use crate::store::{Delta, Loaded, Record, SaveOutcome, SessionInfo, Taken};
@@ -351,9 +352,16 @@ impl Session {
         let login = st.login.take();
         let current = std::mem::replace(&mut st.current, Current::Absent);
         let base = match current {
-            Current::Present { key, .. } if rotate || login.is_some() => {
+            Current::Present { key, loaded } if rotate || login.is_some() => {
+                // Refuse an oversized result before the old session is touched.
+                let mut probe = loaded.record.clone();
+                probe.apply(&delta);
+                if let Some((p, _)) = &login {
+                    probe.principal = Some(p.clone());
+                }
+                probe.check_limits(policy)?;
                 match m.store().take(&key, now).await? {
-                    Taken::Taken(record) => Some((key.tag(), record)),
+                    Taken::Taken(record) => Some((key, record)),
                     // Revoked meanwhile: only a login may start a fresh session.
                     _ if login.is_some() => None,
                     _ => return Ok(TokenAction::Keep),
@@ -376,8 +384,8 @@ impl Session {
                 None
             }
         };
-        let (tag, mut record) = match base {
-            Some((tag, record)) => (tag, record),
+        let (tag, mut record) = match &base {
+            Some((old_key, record)) => (old_key.tag(), record.clone()),
             None => (
                 Tag::random()?,
                 Record {
@@ -401,10 +409,37 @@ impl Session {
             None => tag,
         };
         record.check_limits(policy)?;
+        match self.create(&mut st, tag, &record, now).await {
+            Err(e) => {
+                // A rotation whose new session could not be written (a refused login at the
+                // per-user cap, the store failing): put the old session back, so the request
+                // fails without losing it. If the store is down, this fails too and the user
+                // must log in again; the old session is never left valid next to a new one.
+                if let Some((old_key, old)) = &base {
+                    let restore = Policy { max_sessions_per_user: None, ..policy.clone() };
+                    if let Err(again) = m.store().create(old_key, old, now, &restore).await {
+                        tracing::warn!(error = %again, "could not restore a session after a failed rotation");
+                    }
+                }
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
+
+    async fn create(
+        &self,
+        st: &mut State,
+        tag: Tag,
+        record: &Record,
+        now: u64,
+    ) -> Result<TokenAction, Error> {
+        let m = &self.inner.manager;
+        let policy = m.config().policy();
         for _ in 0..3 {
             let token = m.config().tokens().generate(tag)?;
             let key = token.key();
-            if m.store().create(&key, &record, now, policy).await? {
+            if m.store().create(&key, record, now, policy).await? {
                 m.note_created();
                 let idle_deadline_ms = now + policy.idle_ms;
                 let loaded = Loaded { record: record.clone(), idle_deadline_ms };

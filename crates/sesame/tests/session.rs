@@ -267,3 +267,36 @@ async fn cap_per_user_at_login() {
     assert_eq!(m.revoke_user("carol").await.unwrap(), 2);
     assert!(!m.open(Some(&tokens[2])).exists().await.unwrap());
 }
+
+// A login refused at the per-user cap, or one whose result would be oversized, fails without
+// losing the session it started from: the old token still works and keeps its data.
+#[tokio::test]
+async fn failed_login_keeps_the_old_session() {
+    let config = SessionConfig::builder()
+        .max_sessions_per_user(1)
+        .cap_policy(sesame::CapPolicy::Refuse)
+        .max_session_bytes(1024)
+        .compress_above(1 << 20)
+        .build()
+        .unwrap();
+    let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
+    let s = m.open(None);
+    s.login("dora").await.unwrap();
+    token(s.commit().await.unwrap());
+    let s = m.open(None);
+    s.insert("cart", &["tea"]).await.unwrap();
+    let anon = token(s.commit().await.unwrap()).expose();
+    let s = m.open(Some(&anon));
+    s.login("dora").await.unwrap();
+    let e = s.commit().await.unwrap_err();
+    assert!(matches!(e, Error::Store(StoreError::LimitExceeded(_))), "{e}");
+    let s = m.open(Some(&anon));
+    assert_eq!(s.get::<Vec<String>>("cart").await.unwrap().unwrap(), ["tea"]);
+    assert_eq!(s.principal().await.unwrap(), None);
+    s.login("eli").await.unwrap();
+    s.insert("big", &"x".repeat(2000)).await.unwrap();
+    assert!(s.commit().await.is_err());
+    let s = m.open(Some(&anon));
+    assert_eq!(s.get::<Vec<String>>("cart").await.unwrap().unwrap(), ["tea"], "still there");
+    assert!(m.list_user("eli").await.unwrap().is_empty());
+}
