@@ -1,6 +1,7 @@
 //! [`RedisStore`]: the [`Store`] implementation on one multiplexed, self-reconnecting
 //! connection, with every operation a single script call.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -339,7 +340,7 @@ impl Store for RedisStore {
     ) -> Result<SaveOutcome, StoreError> {
         let k = self.session_key(key);
         let mut expected = record::encode(base);
-        let mut current = base.clone();
+        let mut current = Cow::Borrowed(base);
         // Each conflict means another save landed first; under N concurrent writers a save
         // needs at most N attempts.
         for _ in 0..MAX_SAVE_ATTEMPTS {
@@ -351,7 +352,7 @@ impl Store for RedisStore {
             if current.absolute_ms <= now_ms {
                 return Ok(SaveOutcome::Missing);
             }
-            let mut next = current.clone();
+            let mut next = current.as_ref().clone();
             next.apply(delta);
             next.check_limits(policy)?;
             next.version = current.version + 1;
@@ -364,7 +365,7 @@ impl Store for RedisStore {
                 (Some(0), _) => return Ok(SaveOutcome::Missing),
                 (Some(1), _) => return Ok(SaveOutcome::Saved(next.version)),
                 (Some(2), Some(raw)) => {
-                    current = decode(raw)?;
+                    current = Cow::Owned(decode(raw)?);
                     expected = raw.to_vec();
                 }
                 _ => return Err(unexpected("save", &v)),

@@ -342,12 +342,13 @@ impl Session {
             st.incoming = None;
             return Ok(if had { TokenAction::Clear } else { TokenAction::Keep });
         }
-        let changes = std::mem::take(&mut st.changes);
-        let delta = Delta {
-            set: changes.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect(),
-            remove: changes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect(),
-            expected_version: None,
-        };
+        let mut delta = Delta::default();
+        for (name, change) in std::mem::take(&mut st.changes) {
+            match change {
+                Some(value) => delta.set.push((name, value)),
+                None => delta.remove.push(name),
+            }
+        }
         let rotate = std::mem::take(&mut st.rotate);
         let login = st.login.take();
         let current = std::mem::replace(&mut st.current, Current::Absent);
