@@ -23,12 +23,3 @@ pub mod store;
 
 pub use store::{RedisStore, RedisStoreBuilder};
 
-/// Encodes a record as stored, for tools and benchmarks that write sessions directly.
-pub fn encode_record(r: &sesame::Record) -> Vec<u8> {
-    record::encode(r)
-}
-
-/// Decodes a stored record; hostile bytes give an error.
-pub fn decode_record(bytes: &[u8]) -> Result<sesame::Record, String> {
-    record::decode(bytes)
-}

@@ -168,8 +168,6 @@ pub(crate) fn map_err(e: RedisError) -> StoreError {
         );
     if unavailable {
         StoreError::Unavailable { message: e.to_string(), source: Some(Box::new(e)) }
-    } else if e.to_string().contains("SESAME_CORRUPT") {
-        StoreError::Corrupt(e.to_string())
     } else {
         StoreError::Backend { message: e.to_string(), source: Some(Box::new(e)) }
     }
