@@ -22,4 +22,3 @@ mod record;
 pub mod store;
 
 pub use store::{RedisStore, RedisStoreBuilder};
-
