@@ -32,9 +32,18 @@ struct DemoArgs {
     /// Number of app instances.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     instances: u16,
-    /// Store URL (redis://[user:pass@]host:port, rediss://...). Default: in-memory store.
+    /// Store URL: redis://[user:pass@]host:port (rediss:// for TLS),
+    /// redis+sentinel://host:port,host:port/<master-name>, redis+cluster://host:port,host:port.
+    /// Default: the in-memory store.
     #[arg(long)]
     store: Option<String>,
+    /// Acknowledge a write only once this many replicas confirm it (WAIT); a write they do
+    /// not confirm within --durability-timeout-ms fails with 503.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    durability: Option<u32>,
+    /// How long a write waits for its replicas, with --durability.
+    #[arg(long, default_value_t = 500)]
+    durability_timeout_ms: u64,
     /// Idle timeout in seconds.
     #[arg(long, default_value_t = 1800)]
     idle_timeout: u64,
@@ -73,6 +82,7 @@ fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
         store: a.store,
         config,
         cookie,
+        durability: a.durability.map(|n| (n, Duration::from_millis(a.durability_timeout_ms))),
     })
 }
 

@@ -125,6 +125,7 @@ async fn balancer_round_robins_over_instances() {
         store: None,
         config: SessionConfig::default(),
         cookie: cookie(),
+        durability: None,
     };
     let addr = serve(demo::build(&opts).await.unwrap()).await;
     let c = Client::new();
@@ -188,6 +189,7 @@ async fn demo_on_redis_store() {
         store: Some(redis.url()),
         config: SessionConfig::default(),
         cookie: cookie(),
+        durability: None,
     };
     let addr = serve(demo::build(&opts).await.unwrap()).await;
     let c = Client::new();

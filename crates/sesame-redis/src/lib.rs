@@ -18,7 +18,12 @@
 //! tag is its principal's, so a user's sessions and index share one Redis Cluster slot.
 #![forbid(unsafe_code)]
 
+mod checks;
+mod conn;
 mod record;
+mod sentinel;
 pub mod store;
+mod url;
 
-pub use store::{RedisStore, RedisStoreBuilder};
+pub use checks::ServerReport;
+pub use store::{Durability, RedisStore, RedisStoreBuilder};

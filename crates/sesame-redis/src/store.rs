@@ -1,38 +1,64 @@
 //! [`RedisStore`]: the [`Store`] implementation on one multiplexed, self-reconnecting
-//! connection, with every operation a single script call.
+//! connection (to one server, the master of a Sentinel group, or a Redis Cluster), with every
+//! write a single script call.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use sesame::{
     CapPolicy, Delta, Loaded, Policy, Record, SaveOutcome, SessionInfo, SessionKey, Store,
     StoreError, Tag, Taken,
 };
 
+use crate::checks::ServerReport;
+use crate::conn::Conn;
 use crate::record;
+use crate::url::Topology;
+
+/// Wait for replicas before acknowledging a write (see [`RedisStoreBuilder::durability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// How many replicas must confirm each write.
+    pub replicas: u32,
+    /// How long to wait for them.
+    pub timeout: Duration,
+}
 
 /// Builder of a [`RedisStore`].
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), sesame::StoreError> {
 /// use std::time::Duration;
-/// let store = sesame_redis::RedisStore::builder("redis://127.0.0.1:6380")
+/// let store = sesame_redis::RedisStore::builder("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/sessions")
 ///     .prefix("myapp")
 ///     .response_timeout(Duration::from_millis(500))
+///     .durability(1, Duration::from_millis(200))
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisStoreBuilder {
     url: String,
     prefix: String,
     ca_pem: Option<Vec<u8>>,
     response_timeout: Duration,
     connect_timeout: Duration,
+    sentinel_userinfo: Option<String>,
+    durability: Option<Durability>,
+}
+
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &crate::url::redacted(&self.url))
+            .field("prefix", &self.prefix)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisStoreBuilder {
@@ -43,7 +69,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Trust this CA certificate (PEM) for `rediss://` in addition to the system roots.
+    /// Trust this CA certificate (PEM) for TLS (`rediss...` URLs) in addition to the system
+    /// roots. Applies to every node and sentinel.
     pub fn ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
         self
@@ -61,46 +88,124 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Credentials for the sentinels themselves (`requirepass` / ACL user on the sentinels),
+    /// when they differ from the data nodes'. By default sentinels are contacted without.
+    pub fn sentinel_credentials(mut self, user: Option<&str>, password: &str) -> Self {
+        let enc = |s: &str| {
+            let mut out = String::new();
+            for b in s.bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        };
+        self.sentinel_userinfo =
+            Some(format!("{}:{}", user.map(enc).unwrap_or_default(), enc(password)));
+        self
+    }
+
+    /// Acknowledge a write (create, save, rotation, logout, revocation) only after
+    /// `WAIT replicas timeout` confirms that many replicas have it. When they do not within
+    /// the timeout, the write fails with [`StoreError::Unavailable`] (the request gets a 503)
+    /// instead of succeeding silently: the change may then exist on the master only and be
+    /// lost by a failover. Off by default. `replicas` must be at least 1.
+    pub fn durability(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.durability = Some(Durability { replicas, timeout });
+        self
+    }
+
     /// Connects. Fails when the URL is invalid, the prefix is unusable, or Redis cannot be
-    /// reached now; once connected, the store reconnects by itself.
+    /// reached now; once connected, the store reconnects (and follows failovers) by itself.
+    /// Logs a warning when the server's configuration can lose or evict live sessions (see
+    /// [`RedisStore::server_report`]).
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err(backend("the key prefix must be non-empty and contain no braces"));
         }
-        if self.url.starts_with("rediss://") {
+        if let Some(d) = self.durability {
+            if d.replicas == 0 || d.timeout.is_zero() {
+                return Err(backend(
+                    "durability needs at least 1 replica and a timeout above zero",
+                ));
+            }
+        }
+        let topology = Topology::parse(&self.url)?;
+        if topology.tls() {
             // Pick ring as rustls's provider unless the application installed one already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = match self.ca_pem {
-            Some(pem) => redis::Client::build_with_tls(
-                self.url.as_str(),
-                redis::TlsCertificates { client_tls: None, root_cert: Some(pem) },
-            ),
-            None => redis::Client::open(self.url.as_str()),
-        }
-        .map_err(|e| StoreError::Backend {
+        let deadline = self.connect_timeout * 3 + Duration::from_secs(1);
+        let conn = tokio::time::timeout(deadline, self.open(&topology)).await.map_err(|_| {
+            StoreError::Unavailable {
+                message: "timed out connecting to Redis".into(),
+                source: None,
+            }
+        })??;
+        let store = RedisStore {
+            conn,
+            prefix: self.prefix,
+            scripts: std::sync::Arc::new(Scripts::new()),
+            durability: self.durability,
+        };
+        store.load_scripts().await?;
+        let report = store.server_report().await;
+        report.log_warnings(store.conn.kind());
+        Ok(store)
+    }
+
+    async fn open(&self, topology: &Topology) -> Result<Conn, StoreError> {
+        let invalid = |e: RedisError| StoreError::Backend {
             message: format!("invalid Redis URL: {e}"),
             source: Some(Box::new(e)),
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.response_timeout))
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(
-            self.connect_timeout + Duration::from_secs(1),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable {
-            message: "timed out connecting to Redis".into(),
-            source: None,
-        })?
-        .map_err(map_err)?;
-        let store =
-            RedisStore { conn, prefix: self.prefix, scripts: std::sync::Arc::new(Scripts::new()) };
-        store.load_scripts().await?;
-        Ok(store)
+        };
+        match topology {
+            Topology::Single(url) => {
+                let client = crate::conn::client(url, self.ca_pem.as_deref()).map_err(invalid)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(self.response_timeout))
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(map_err)?;
+                Ok(Conn::Single(conn))
+            }
+            Topology::Sentinel { sentinels, master_name, node } => {
+                let spec = crate::sentinel::SentinelSpec {
+                    sentinels: sentinels.clone(),
+                    master_name: master_name.clone(),
+                    node: node.clone(),
+                    sentinel_userinfo: self.sentinel_userinfo.clone(),
+                    ca_pem: self.ca_pem.clone(),
+                    connect_timeout: self.connect_timeout,
+                    response_timeout: self.response_timeout,
+                };
+                let conn = crate::sentinel::SentinelConn::connect(spec).await.map_err(map_err)?;
+                Ok(Conn::Sentinel(conn))
+            }
+            Topology::Cluster { seeds, node } => {
+                let urls: Vec<String> = seeds.iter().map(|s| node.at(s)).collect();
+                let mut b = redis::cluster::ClusterClientBuilder::new(urls)
+                    .connection_timeout(self.connect_timeout)
+                    .response_timeout(self.response_timeout)
+                    .retries(3)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500);
+                if let Some(pem) = &self.ca_pem {
+                    b = b.certs(redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    });
+                }
+                let client = b.build().map_err(invalid)?;
+                let conn = client.get_async_connection().await.map_err(map_err)?;
+                Ok(Conn::Cluster(conn))
+            }
+        }
     }
 }
 
@@ -109,6 +214,7 @@ struct Scripts {
     save: Script,
     create: Script,
     take: Script,
+    finish: Script,
     list: Script,
     revoke: Script,
 }
@@ -119,6 +225,7 @@ impl Scripts {
             save: Script::new(include_str!("lua/save.lua")),
             create: Script::new(include_str!("lua/create.lua")),
             take: Script::new(include_str!("lua/take.lua")),
+            finish: Script::new(include_str!("lua/finish.lua")),
             list: Script::new(include_str!("lua/list.lua")),
             revoke: Script::new(include_str!("lua/revoke.lua")),
         }
@@ -128,9 +235,45 @@ impl Scripts {
 /// Sessions in Redis. Clone it freely: clones share the one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
+    durability: Option<Durability>,
+}
+
+/// One script call: keys and arguments, sent as `EVALSHA` (and reloaded on `NOSCRIPT`).
+struct Call<'a> {
+    script: &'a Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl<'a> Call<'a> {
+    fn new(script: &'a Script) -> Call<'a> {
+        Call { script, keys: Vec::with_capacity(3), args: Vec::with_capacity(8) }
+    }
+
+    fn key(&mut self, k: impl redis::ToRedisArgs) -> &mut Self {
+        k.write_redis_args(&mut self.keys);
+        self
+    }
+
+    fn arg(&mut self, a: impl redis::ToRedisArgs) -> &mut Self {
+        a.write_redis_args(&mut self.args);
+        self
+    }
+
+    fn cmd(&self) -> redis::Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(self.script.get_hash()).arg(self.keys.len());
+        for k in &self.keys {
+            c.arg(k.as_slice());
+        }
+        for a in &self.args {
+            c.arg(a.as_slice());
+        }
+        c
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -196,7 +339,11 @@ fn decode(raw: &[u8]) -> Result<Record, StoreError> {
 }
 
 impl RedisStore {
-    /// A builder for `url` (`redis://[user:password@]host:port[/db]` or `rediss://...`).
+    /// A builder for `url`: `redis://[user:password@]host:port[/db]` (or `rediss://` for
+    /// TLS) for one server, `redis+sentinel://[user:password@]host:port,host:port/<master>`
+    /// for a Sentinel group, `redis+cluster://[user:password@]host:port,host:port` for a
+    /// Redis Cluster (`rediss+sentinel://`, `rediss+cluster://` with TLS). Credentials are the
+    /// data nodes'.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: url.into(),
@@ -204,6 +351,8 @@ impl RedisStore {
             ca_pem: None,
             response_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
+            sentinel_userinfo: None,
+            durability: None,
         }
     }
 
@@ -232,6 +381,12 @@ impl RedisStore {
         k
     }
 
+    /// The key a session's record waits under while a rotation is under way (see
+    /// [`Store::take`]).
+    fn sealed_key(&self, key: &SessionKey) -> String {
+        format!("{}:{{{}}}:x:{}", self.prefix, key.tag().to_hex(), key.id())
+    }
+
     /// The Redis key of a principal's index.
     pub fn index_key(&self, principal: &str) -> String {
         let mut k = self.index_base(Tag::for_principal(principal));
@@ -244,15 +399,88 @@ impl RedisStore {
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
         let s = &self.scripts;
         let mut conn = self.conn.clone();
-        for script in [&s.save, &s.create, &s.take, &s.list, &s.revoke] {
+        for script in [&s.save, &s.create, &s.take, &s.finish, &s.list, &s.revoke] {
             script.load_async(&mut conn).await.map_err(map_err)?;
         }
         Ok(())
     }
 
-    async fn run(&self, inv: redis::ScriptInvocation<'_>) -> Result<Value, StoreError> {
+    /// Runs a script. Writes wait for replicas when [`RedisStoreBuilder::durability`] is set:
+    /// `WAIT` travels in the same pipeline, on the same connection, right behind the script,
+    /// so it covers exactly this write (a reconnect in between fails both).
+    async fn run(&self, call: &Call<'_>, write: bool) -> Result<Value, StoreError> {
+        let cmd = call.cmd();
         let mut conn = self.conn.clone();
-        inv.invoke_async(&mut conn).await.map_err(map_err)
+        let mut reloaded = false;
+        loop {
+            let result = match (self.durability, write) {
+                (Some(d), true) => {
+                    let mut p = redis::pipe();
+                    p.add_command(cmd.clone())
+                        .cmd("WAIT")
+                        .arg(d.replicas)
+                        .arg(d.timeout.as_millis().max(1) as u64);
+                    match p.query_async::<(Value, i64)>(&mut conn).await {
+                        Ok((v, acked)) if acked >= i64::from(d.replicas) => Ok(v),
+                        Ok((_, acked)) => {
+                            return Err(StoreError::Unavailable {
+                                message: format!(
+                                    "write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it may be lost by a failover",
+                                    d.replicas,
+                                    d.timeout.as_millis()
+                                ),
+                                source: None,
+                            })
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => cmd.query_async::<Value>(&mut conn).await,
+            };
+            match result {
+                Err(e) if !reloaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    // A restarted or promoted server has an empty script cache. On a cluster
+                    // this loads the script on every node.
+                    reloaded = true;
+                    call.script.load_async(&mut conn).await.map_err(map_err)?;
+                }
+                other => return other.map_err(map_err),
+            }
+        }
+    }
+
+    async fn take_or_delete(
+        &self,
+        key: &SessionKey,
+        now_ms: u64,
+        delete: bool,
+    ) -> Result<Taken, StoreError> {
+        let mut inv = Call::new(&self.scripts.take);
+        inv.key(self.session_key(key)).key(self.sealed_key(key));
+        inv.arg(self.index_base(key.tag())).arg(key.id()).arg(now_ms);
+        inv.arg(if delete { "1" } else { "0" });
+        let v = self.run(&inv, true).await?;
+        match &v {
+            Value::Nil => Ok(Taken::Missing),
+            Value::BulkString(raw) => Ok(Taken::Taken(decode(raw)?)),
+            _ => Err(unexpected("take", &v)),
+        }
+    }
+
+    /// Reads the server's version, eviction policy and persistence settings (what the
+    /// connection's user may read), as a report with warnings for settings that can lose or
+    /// evict live sessions. On a cluster, one node answers.
+    pub async fn server_report(&self) -> ServerReport {
+        crate::checks::report(&mut self.conn.clone()).await
+    }
+
+    /// The address of the Redis master in use, for a Sentinel-followed store (`None` for the
+    /// other topologies, or while no master is known).
+    pub fn current_master(&self) -> Option<String> {
+        match &self.conn {
+            Conn::Sentinel(s) => s.current_master(),
+            _ => None,
+        }
     }
 }
 
@@ -269,7 +497,8 @@ impl Store for RedisStore {
         if ttl == 0 {
             return Err(backend("refusing to create a session that is already expired"));
         }
-        let mut inv = self.scripts.create.key(self.session_key(key));
+        let mut inv = Call::new(&self.scripts.create);
+        inv.key(self.session_key(key));
         if let Some(p) = &record.principal {
             inv.key(self.index_key(p));
         }
@@ -281,7 +510,7 @@ impl Store for RedisStore {
             .arg(policy.max_sessions_per_user.unwrap_or(0))
             .arg(if policy.cap_policy == CapPolicy::Refuse { "1" } else { "0" })
             .arg(self.session_base(key.tag()));
-        let v = self.run(inv).await?;
+        let v = self.run(&inv, true).await?;
         match int(&v) {
             Some(1) => Ok(true),
             Some(0) => Ok(false),
@@ -355,9 +584,10 @@ impl Store for RedisStore {
             next.check_limits(policy)?;
             next.version = current.version + 1;
             let ttl = policy.idle_ms.min(next.absolute_ms - now_ms);
-            let mut inv = self.scripts.save.key(&k);
+            let mut inv = Call::new(&self.scripts.save);
+            inv.key(&k);
             inv.arg(expected.as_slice()).arg(record::encode(&next)).arg(ttl);
-            let v = self.run(inv).await?;
+            let v = self.run(&inv, true).await?;
             let Value::Array(items) = &v else { return Err(unexpected("save", &v)) };
             match (items.first().and_then(int), items.get(1).and_then(blob)) {
                 (Some(0), _) => return Ok(SaveOutcome::Missing),
@@ -378,18 +608,24 @@ impl Store for RedisStore {
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(matches!(self.take(key, sesame::now_ms()).await?, Taken::Taken(_)))
+        Ok(matches!(self.take_or_delete(key, sesame::now_ms(), true).await?, Taken::Taken(_)))
     }
 
     async fn take(&self, key: &SessionKey, now_ms: u64) -> Result<Taken, StoreError> {
-        let mut inv = self.scripts.take.key(self.session_key(key));
-        inv.arg(self.index_base(key.tag())).arg(key.id()).arg(now_ms);
-        let v = self.run(inv).await?;
-        match &v {
-            Value::Nil => Ok(Taken::Missing),
-            Value::BulkString(raw) => Ok(Taken::Taken(decode(raw)?)),
-            _ => Err(unexpected("take", &v)),
-        }
+        self.take_or_delete(key, now_ms, false).await
+    }
+
+    async fn finish_take(
+        &self,
+        key: &SessionKey,
+        restore: bool,
+        _now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut inv = Call::new(&self.scripts.finish);
+        inv.key(self.sealed_key(key)).key(self.session_key(key));
+        inv.arg(if restore { "1" } else { "0" }).arg(self.index_base(key.tag())).arg(key.id());
+        let v = self.run(&inv, true).await?;
+        int(&v).map(|n| n == 1).ok_or_else(|| unexpected("finish_take", &v))
     }
 
     async fn list_user(
@@ -397,9 +633,10 @@ impl Store for RedisStore {
         principal: &str,
         now_ms: u64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
-        let mut inv = self.scripts.list.key(self.index_key(principal));
+        let mut inv = Call::new(&self.scripts.list);
+        inv.key(self.index_key(principal));
         inv.arg(now_ms).arg(self.session_base(Tag::for_principal(principal)));
-        let v = self.run(inv).await?;
+        let v = self.run(&inv, false).await?;
         let Value::Array(items) = &v else {
             return Err(unexpected("list", &v));
         };
@@ -428,18 +665,20 @@ impl Store for RedisStore {
     }
 
     async fn revoke(&self, principal: &str, id: &str) -> Result<bool, StoreError> {
-        let mut inv = self.scripts.revoke.key(self.index_key(principal));
+        let mut inv = Call::new(&self.scripts.revoke);
+        inv.key(self.index_key(principal));
         inv.arg(self.session_base(Tag::for_principal(principal))).arg("one").arg(id);
-        let v = self.run(inv).await?;
+        let v = self.run(&inv, true).await?;
         int(&v).map(|n| n > 0).ok_or_else(|| unexpected("revoke", &v))
     }
 
     async fn revoke_all(&self, principal: &str, keep: Option<&str>) -> Result<u64, StoreError> {
-        let mut inv = self.scripts.revoke.key(self.index_key(principal));
+        let mut inv = Call::new(&self.scripts.revoke);
+        inv.key(self.index_key(principal));
         inv.arg(self.session_base(Tag::for_principal(principal)))
             .arg("all")
             .arg(keep.unwrap_or(""));
-        let v = self.run(inv).await?;
+        let v = self.run(&inv, true).await?;
         int(&v).map(|n| n.max(0) as u64).ok_or_else(|| unexpected("revoke_all", &v))
     }
 }

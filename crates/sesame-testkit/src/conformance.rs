@@ -224,10 +224,40 @@ pub async fn take_and_destroy(store: DynStore) {
     assert!(store.load(&k, now(), &policy()).await.unwrap().is_none());
     assert_eq!(store.take(&k, now()).await.unwrap(), Taken::Missing);
     assert!(store.list_user(&p, now()).await.unwrap().is_empty(), "index entry removed");
+    assert!(store.finish_take(&k, false, now()).await.unwrap(), "the sealed record is dropped");
+    assert!(!store.finish_take(&k, true, now()).await.unwrap(), "nothing left to restore");
+    assert!(store.load(&k, now(), &policy()).await.unwrap().is_none());
     let k2 = create_user_session(&store, &p, &policy()).await;
     assert!(store.destroy(&k2).await.unwrap());
     assert!(!store.destroy(&k2).await.unwrap());
     assert!(store.list_user(&p, now()).await.unwrap().is_empty());
+}
+
+/// A taken (sealed) session is dead until it is restored; restored, it is whole again: same
+/// record, back in its principal's index, still counted by the cap.
+pub async fn take_then_restore(store: DynStore) {
+    let p = principal();
+    let pol = policy();
+    let k = create_user_session(&store, &p, &pol).await;
+    let before = store.load(&k, now(), &pol).await.unwrap().unwrap().record;
+    let Taken::Taken(taken) = store.take(&k, now()).await.unwrap() else {
+        panic!("expected the record")
+    };
+    assert_eq!(taken, before);
+    assert!(store.load(&k, now(), &pol).await.unwrap().is_none(), "dead while sealed");
+    let d = Delta { set: vec![("a".into(), b"1".to_vec())], ..Delta::default() };
+    assert_eq!(save(&store, &k, &d, now(), &pol).await.unwrap(), SaveOutcome::Missing);
+    assert!(store.list_user(&p, now()).await.unwrap().is_empty());
+    assert!(store.revoke_all(&p, None).await.unwrap() == 0, "revocation does not see it");
+    assert!(store.finish_take(&k, true, now()).await.unwrap());
+    let again = store.load(&k, now(), &pol).await.unwrap().expect("restored");
+    assert_eq!(again.record, before);
+    let listed = store.list_user(&p, now()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, k.id());
+    assert!(!store.finish_take(&k, false, now()).await.unwrap(), "finished once only");
+    assert!(store.load(&k, now(), &pol).await.unwrap().is_some(), "a late drop cannot kill it");
+    assert_eq!(store.revoke_all(&p, None).await.unwrap(), 1);
 }
 
 /// A principal's sessions are listed oldest first, and only theirs.
@@ -385,7 +415,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             create_then_load, create_is_create_if_absent, save_merges_delta,
             save_missing_writes_nothing, save_compare_and_set, save_over_limits_is_refused_whole,
-            idle_timeout_and_coalesced_touch, absolute_timeout, take_and_destroy,
+            idle_timeout_and_coalesced_touch, absolute_timeout, take_and_destroy, take_then_restore,
             list_user_sessions, revoke_one_and_all, cap_evicts_oldest, cap_refuses,
             cap_is_exact_under_concurrent_logins,
             index_forgets_expired_sessions, concurrent_saves_all_persist);

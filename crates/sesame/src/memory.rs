@@ -27,6 +27,8 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Inner {
     sessions: HashMap<SessionKey, Entry>,
+    /// Sessions sealed by a take, waiting for `finish_take`.
+    sealed: HashMap<SessionKey, Entry>,
     /// principal → (session id → absolute deadline)
     users: HashMap<String, BTreeMap<String, u64>>,
     writes_since_sweep: usize,
@@ -118,6 +120,7 @@ impl Inner {
         for k in dead {
             self.remove(&k);
         }
+        self.sealed.retain(|_, e| e.live(now));
         self.writes_since_sweep = 0;
     }
 }
@@ -216,10 +219,30 @@ impl Store for MemoryStore {
 
     async fn take(&self, key: &SessionKey, now_ms: u64) -> Result<Taken, StoreError> {
         let mut g = self.inner.lock();
-        if g.get_live(key, now_ms).is_none() {
+        let Some(idle_deadline_ms) = g.get_live(key, now_ms).map(|e| e.idle_deadline_ms) else {
             return Ok(Taken::Missing);
+        };
+        let Some(record) = g.remove(key) else { return Ok(Taken::Missing) };
+        g.sealed.insert(*key, Entry { record: record.clone(), idle_deadline_ms });
+        Ok(Taken::Taken(record))
+    }
+
+    async fn finish_take(
+        &self,
+        key: &SessionKey,
+        restore: bool,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.inner.lock();
+        g.sealed.retain(|_, e| e.live(now_ms));
+        let Some(entry) = g.sealed.remove(key) else { return Ok(false) };
+        if restore && !g.sessions.contains_key(key) {
+            if let Some(p) = &entry.record.principal {
+                g.users.entry(p.clone()).or_default().insert(key.id(), entry.record.absolute_ms);
+            }
+            g.sessions.insert(*key, entry);
         }
-        Ok(g.remove(key).map_or(Taken::Missing, Taken::Taken))
+        Ok(true)
     }
 
     async fn list_user(

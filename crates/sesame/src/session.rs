@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::config::Policy;
 use crate::error::Error;
 use crate::manager::{now_ms, SessionManager};
 use crate::store::{Delta, Loaded, Record, SaveOutcome, SessionInfo, Taken};
@@ -410,22 +409,22 @@ impl Session {
             None => tag,
         };
         record.check_limits(policy)?;
-        match self.create(&mut st, tag, &record, now).await {
-            Err(e) => {
-                // A rotation whose new session could not be written (a refused login at the
-                // per-user cap, the store failing): put the old session back, so the request
-                // fails without losing it. If the store is down, this fails too and the user
-                // must log in again; the old session is never left valid next to a new one.
-                if let Some((old_key, old)) = &base {
-                    let restore = Policy { max_sessions_per_user: None, ..policy.clone() };
-                    if let Err(again) = m.store().create(old_key, old, now, &restore).await {
-                        tracing::warn!(error = %again, "could not restore a session after a failed rotation");
-                    }
+        let created = self.create(&mut st, tag, &record, now).await;
+        // The new session is written (or failed) before the old one is dropped, so its data is
+        // never lost in between; the old key has been dead since the take either way.
+        if let Some((old_key, _)) = &base {
+            let restore = created.is_err();
+            if let Err(e) = m.store().finish_take(old_key, restore, now).await {
+                if restore {
+                    // The store fails for both steps: the user must log in again. The old
+                    // session stays sealed and expires; it is never valid next to a new one.
+                    tracing::warn!(error = %e, "could not restore a session after a failed rotation");
+                } else {
+                    tracing::warn!(error = %e, "could not drop a sealed session after a rotation; it expires unused");
                 }
-                Err(e)
             }
-            ok => ok,
         }
+        created
     }
 
     async fn create(

@@ -118,7 +118,8 @@ pub enum SaveOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Taken {
-    /// The session was removed from the store (and from its principal's index); here it is.
+    /// The session was sealed (dead under its key, out of its principal's index); here is
+    /// its record.
     Taken(Record),
     /// It did not exist.
     Missing,
@@ -183,9 +184,23 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a session and removes it from its principal's index. Returns whether it existed.
     async fn destroy(&self, key: &SessionKey) -> Result<bool, StoreError>;
 
-    /// Removes a session and returns its record, for a rotation: the caller writes the new
-    /// session with [`Store::create`]. The old key is dead from this call on.
+    /// Seals a session for a rotation and returns its record. From this call on the old key
+    /// is dead: loads find nothing, saves find nothing, it leaves its principal's index. The
+    /// store keeps the sealed record until [`Store::finish_take`]: the caller writes the new
+    /// session with [`Store::create`] first, then drops the sealed one, or puts it back when
+    /// the new one could not be written. A sealed record nobody finishes (the process died
+    /// in between) expires by its idle deadline and is never valid again.
     async fn take(&self, key: &SessionKey, now_ms: u64) -> Result<Taken, StoreError>;
+
+    /// Ends a [`Store::take`]: drops the sealed record, or with `restore` makes it live again
+    /// under its old key (deadlines unchanged, back in its principal's index, no cap applied).
+    /// Returns whether a sealed record was found.
+    async fn finish_take(
+        &self,
+        key: &SessionKey,
+        restore: bool,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
 
     /// Lists the live sessions of a principal, oldest first. Index entries of sessions that
     /// expired are pruned on the way.

@@ -80,6 +80,10 @@ impl Store for Counting {
         self.hit();
         self.inner.take(k, n).await
     }
+    async fn finish_take(&self, k: &SessionKey, restore: bool, n: u64) -> Result<bool, StoreError> {
+        self.hit();
+        self.inner.finish_take(k, restore, n).await
+    }
     async fn list_user(&self, p: &str, n: u64) -> Result<Vec<SessionInfo>, StoreError> {
         self.hit();
         self.inner.list_user(p, n).await

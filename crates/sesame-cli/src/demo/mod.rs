@@ -31,21 +31,40 @@ pub struct DemoOptions {
     pub config: SessionConfig,
     /// Cookie configuration.
     pub cookie: CookieConfig,
+    /// Replicas that must confirm each write, and how long to wait for them.
+    pub durability: Option<(u32, Duration)>,
 }
 
 /// Opens a store client for `url` (`None`: a new in-memory store).
 pub async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>, String> {
+    open_store_with(url, None).await
+}
+
+/// Like [`open_store`], acknowledging writes only once `durability` replicas confirm them
+/// (see `sesame_redis::RedisStoreBuilder::durability`).
+pub async fn open_store_with(
+    url: Option<&str>,
+    durability: Option<(u32, Duration)>,
+) -> Result<Arc<dyn Store>, String> {
     match url {
-        None | Some("memory") | Some("memory://") => Ok(Arc::new(MemoryStore::new())),
-        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => RedisStore::connect(u)
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| format!("cannot use store {}: {e}", redact(u))),
-        Some(u) if u.starts_with("redis+sentinel://") || u.starts_with("redis+cluster://") => {
-            Err(format!("{}: Sentinel and Cluster URLs are not supported yet", redact(u)))
+        None | Some("memory") | Some("memory://") => {
+            if durability.is_some() {
+                return Err("--durability needs a Redis store with replicas".into());
+            }
+            Ok(Arc::new(MemoryStore::new()))
+        }
+        Some(u) if u.contains("://") && u.split("://").next().is_some_and(|s| s.starts_with("redis")) => {
+            let mut b = RedisStore::builder(u);
+            if let Some((n, t)) = durability {
+                b = b.durability(n, t);
+            }
+            b.connect()
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .map_err(|e| format!("cannot use store {}: {e}", redact(u)))
         }
         Some(u) => Err(format!(
-            "unknown store URL {}: use redis://host:port, rediss://host:port or leave it out for the in-memory store",
+            "unknown store URL {}: use redis://host:port, rediss://host:port, redis+sentinel://host:port,host:port/<master>, redis+cluster://host:port,host:port, or leave it out for the in-memory store",
             redact(u)
         )),
     }
@@ -63,7 +82,9 @@ pub fn redact(url: &str) -> String {
 pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
     let n = opts.instances.clamp(1, 64);
     let shared_memory = match opts.store.as_deref() {
-        None | Some("memory") | Some("memory://") => Some(open_store(None).await?),
+        None | Some("memory") | Some("memory://") => {
+            Some(open_store_with(None, opts.durability).await?)
+        }
         _ => None,
     };
     let mut instances = Vec::with_capacity(n);
@@ -71,7 +92,7 @@ pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
         let store = match &shared_memory {
             // In-memory sessions are shared by being in the same process.
             Some(s) => s.clone(),
-            None => open_store(opts.store.as_deref()).await?,
+            None => open_store_with(opts.store.as_deref(), opts.durability).await?,
         };
         let manager = SessionManager::new(store, opts.config.clone());
         instances.push(app(&format!("app-{}", i + 1), manager, opts.cookie.clone()));

@@ -1,0 +1,167 @@
+//! Start-up checks: what the server's configuration means for sessions.
+
+use redis::Value;
+
+use crate::conn::Conn;
+
+/// What the store could read of the server's configuration, with the warnings it implies.
+/// Fields are `None` when the server did not let the connection's user read them (an ACL user
+/// without `CONFIG`, a managed service that renames it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerReport {
+    /// `redis_version` from `INFO server` (the lowest, when several nodes answered).
+    pub version: Option<String>,
+    /// `maxmemory-policy`.
+    pub maxmemory_policy: Option<String>,
+    /// Whether the append-only file is on (`aof_enabled` from `INFO persistence`).
+    pub aof_enabled: Option<bool>,
+    /// The `save` setting (RDB snapshots); empty when snapshots are off.
+    pub rdb_save: Option<String>,
+    /// Settings that can lose or evict live sessions, in plain words.
+    pub warnings: Vec<String>,
+}
+
+impl ServerReport {
+    /// Logs each warning at `warn` level.
+    pub(crate) fn log_warnings(&self, topology: &str) {
+        for w in &self.warnings {
+            tracing::warn!(topology, "Redis configuration: {w}");
+        }
+    }
+}
+
+/// Every string in a reply, depth first (a cluster may answer with one reply per node).
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::VerbatimString { text, .. } => out.push(text.clone()),
+        Value::Array(items) | Value::Set(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        _ => {}
+    }
+}
+
+/// The values of `field:value` lines of INFO texts.
+fn info_fields<'a>(texts: &'a [String], field: &str) -> Vec<&'a str> {
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| l.trim().strip_prefix(field)?.strip_prefix(':'))
+        .collect()
+}
+
+/// The values following `name` in `CONFIG GET name` replies.
+fn config_values(texts: &[String], name: &str) -> Vec<String> {
+    texts.windows(2).filter(|w| w[0] == name).map(|w| w[1].clone()).collect()
+}
+
+fn version_tuple(v: &str) -> (u32, u32, u32) {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+async fn texts(conn: &mut Conn, cmd: &redis::Cmd) -> Option<Vec<String>> {
+    match cmd.query_async::<Value>(conn).await {
+        Ok(v) => {
+            let mut out = Vec::new();
+            strings(&v, &mut out);
+            Some(out)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "start-up check could not read the server's settings");
+            None
+        }
+    }
+}
+
+/// Reads what it may and explains what it means.
+pub(crate) async fn report(conn: &mut Conn) -> ServerReport {
+    let mut r = ServerReport::default();
+    if let Some(t) = texts(conn, redis::cmd("INFO").arg("server")).await {
+        r.version = info_fields(&t, "redis_version")
+            .into_iter()
+            .min_by_key(|v| version_tuple(v))
+            .map(str::to_owned);
+    }
+    if let Some(t) = texts(conn, redis::cmd("INFO").arg("persistence")).await {
+        let aof = info_fields(&t, "aof_enabled");
+        if !aof.is_empty() {
+            r.aof_enabled = Some(aof.iter().all(|v| *v == "1"));
+        }
+    }
+    if let Some(t) = texts(conn, redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy")).await {
+        r.maxmemory_policy = config_values(&t, "maxmemory-policy").into_iter().next();
+    }
+    if let Some(t) = texts(conn, redis::cmd("CONFIG").arg("GET").arg("save")).await {
+        r.rdb_save = config_values(&t, "save").into_iter().next();
+    }
+    r.warnings = warnings(&r);
+    r
+}
+
+fn warnings(r: &ServerReport) -> Vec<String> {
+    let mut w = Vec::new();
+    if let Some(v) = &r.version {
+        if version_tuple(v) < (6, 2, 0) {
+            w.push(format!(
+                "Redis {v} is older than 6.2, the oldest version sesame is tested against"
+            ));
+        }
+    }
+    match r.maxmemory_policy.as_deref() {
+        Some(p) if p.starts_with("allkeys-") => w.push(format!(
+            "maxmemory-policy is {p}: when memory is full Redis evicts keys, live sessions included (users are logged out at random). Use noeviction (writes then fail with an error instead), or a Redis for sessions only with enough memory"
+        )),
+        Some(p) if p.starts_with("volatile-") => w.push(format!(
+            "maxmemory-policy is {p}: every session key has a TTL, so when memory is full Redis evicts live sessions. Use noeviction"
+        )),
+        _ => {}
+    }
+    let snapshots_off = r.rdb_save.as_deref().is_some_and(|s| s.trim().is_empty());
+    if r.aof_enabled == Some(false) && snapshots_off {
+        w.push(
+            "persistence is off (no AOF, no RDB snapshots): a restart of this Redis logs every user out. Use appendonly yes"
+                .into(),
+        );
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn explains_risky_settings() {
+        let mut r = ServerReport {
+            version: Some("7.0.15".into()),
+            maxmemory_policy: Some("allkeys-lru".into()),
+            aof_enabled: Some(false),
+            rdb_save: Some(String::new()),
+            warnings: vec![],
+        };
+        let w = warnings(&r);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("allkeys-lru") && w[1].contains("persistence is off"));
+        r.maxmemory_policy = Some("noeviction".into());
+        r.aof_enabled = Some(true);
+        assert!(warnings(&r).is_empty());
+        r.version = Some("6.0.9".into());
+        assert!(warnings(&r)[0].contains("6.0.9"));
+    }
+
+    #[test]
+    fn reads_replies_of_one_or_many_nodes() {
+        let one = vec!["# Server".to_string() + "\r\nredis_version:7.0.15\r\nfoo:1"];
+        assert_eq!(info_fields(&one, "redis_version"), ["7.0.15"]);
+        let cfg = vec!["maxmemory-policy".to_string(), "noeviction".to_string()];
+        assert_eq!(config_values(&cfg, "maxmemory-policy"), ["noeviction"]);
+        assert_eq!(version_tuple("7.2.4"), (7, 2, 4));
+    }
+}

@@ -1,0 +1,72 @@
+//! The one connection type the store uses, whatever the topology.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::sentinel::SentinelConn;
+
+/// A redis-rs client for `url`, trusting `ca_pem` in addition to the system roots.
+pub(crate) fn client(url: &str, ca_pem: Option<&[u8]>) -> RedisResult<redis::Client> {
+    match ca_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) },
+        ),
+        None => redis::Client::open(url),
+    }
+}
+
+/// A multiplexed connection to one server, a Sentinel-followed master, or a Redis Cluster.
+/// Cheap to clone; clones share the underlying connections.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server; reconnects by itself.
+    Single(ConnectionManager),
+    /// The master of a Sentinel group; follows failovers.
+    Sentinel(SentinelConn),
+    /// A cluster; follows `MOVED`/`ASK` and failovers, one connection per node.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Which topology, for logs and errors.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Conn::Single(_) => "standalone",
+            Conn::Sentinel(_) => "sentinel",
+            Conn::Cluster(_) => "cluster",
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
