@@ -7,6 +7,8 @@
 //!
 //! - [`content`]: the session content every measurement stores (a logged-in user with an id,
 //!   a profile of about 205 bytes of JSON and a hit counter).
+//! - [`failover`]: the failover scenario — HTTP clients on the demo app over Sentinel or
+//!   Cluster while the master is killed (`cargo run --release -p sesame-bench --bin failover`).
 //! - [`hash`]: [`hash::HashStore`], the alternative "one Redis hash per session" layout, with
 //!   its own load and save scripts (`src/lua/`).
 //! - [`info`]: parsing `INFO` replies (`INFO memory`, `INFO cpu`, `INFO commandstats`).
@@ -21,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod content;
+pub mod failover;
 pub mod hash;
 pub mod info;
 pub mod layout;

@@ -192,7 +192,7 @@ impl RedisStoreBuilder {
                 let mut b = redis::cluster::ClusterClientBuilder::new(urls)
                     .connection_timeout(self.connect_timeout)
                     .response_timeout(self.response_timeout)
-                    .retries(3)
+                    .retries(5)
                     .min_retry_wait(50)
                     .max_retry_wait(500);
                 if let Some(pem) = &self.ca_pem {
@@ -290,7 +290,9 @@ fn backend(message: &str) -> StoreError {
 }
 
 /// Maps a client error: anything that means "Redis is not there right now" is
-/// [`StoreError::Unavailable`] (the request gets a 503 and a later one may succeed).
+/// [`StoreError::Unavailable`] (the request gets a 503 and a later one may succeed). That
+/// includes a cluster's `MOVED`/`ASK` still coming back after the client's redirections and
+/// retries: the slot map is changing (a failover or a resharding under way).
 pub(crate) fn map_err(e: RedisError) -> StoreError {
     let unavailable = e.is_io_error()
         || e.is_timeout()
@@ -303,6 +305,8 @@ pub(crate) fn map_err(e: RedisError) -> StoreError {
                 | ErrorKind::ClusterConnectionNotFound
                 | ErrorKind::Server(
                     ServerErrorKind::ClusterDown
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
                         | ServerErrorKind::TryAgain
                         | ServerErrorKind::MasterDown
                         | ServerErrorKind::ReadOnly

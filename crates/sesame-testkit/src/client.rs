@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::proc::run_with_timeout;
+use crate::tls::TlsFiles;
 use crate::{RedisServer, TestkitError};
 
 /// How long one `redis-cli` invocation may take.
@@ -24,41 +25,8 @@ impl RedisServer {
     /// back as `Ok("ERR …")`; only a failing or hanging `redis-cli` (e.g. no
     /// connection) is an error, which then carries stderr and the server log.
     pub fn cli(&self, args: &[&str]) -> Result<String, TestkitError> {
-        let mut cmd = Command::new("redis-cli");
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
-        match self.credentials() {
-            None => {}
-            Some((None, pass)) => {
-                cmd.args(["-a", pass]);
-            }
-            Some((Some(user), pass)) => {
-                cmd.args(["--user", user, "--pass", pass]);
-            }
-        }
-        cmd.arg("--no-auth-warning");
-        if let Some(tls) = &self.tls {
-            cmd.arg("--tls").arg("--cacert").arg(&tls.ca_path);
-        }
-        cmd.args(args);
-
-        let cli_error = |reason: String, stderr: String| TestkitError::Cli {
-            args: args.join(" "),
-            reason,
-            stderr,
-            log_tail: self.diagnostics(),
-        };
-        let done = run_with_timeout(cmd, CLI_TIMEOUT).map_err(|source| TestkitError::Io {
-            context: "cannot run redis-cli (is it on PATH?)".to_owned(),
-            source,
-            log_tail: self.diagnostics(),
-        })?;
-        match done.status {
-            Some(status) if status.success() => {
-                Ok(done.stdout.trim_end_matches(['\r', '\n']).to_owned())
-            }
-            Some(status) => Err(cli_error(format!("exited with {status}"), done.stderr)),
-            None => Err(cli_error(format!("no answer within {CLI_TIMEOUT:?}"), done.stderr)),
-        }
+        let cmd = cli_command(self.port(), self.credentials(), self.tls.as_ref());
+        run_cli(cmd, args, || self.diagnostics())
     }
 
     /// Parses `INFO commandstats` into command name (lowercase, subcommands as
@@ -95,27 +63,87 @@ impl RedisServer {
             })
         }
     }
+}
 
-    /// One readiness probe: asks the server on our port for `INFO server`
-    /// (after `AUTH` when credentials are set) and returns its `process_id`,
-    /// so the caller can check that the port is served by *its* child.
-    /// Over TLS the probe goes through `redis-cli`.
-    ///
-    /// `INFO` rather than `PING` keeps a fresh server's
-    /// [`total_commands`](Self::total_commands) at zero.
-    pub(crate) fn probe_pid(&self) -> Result<u32, String> {
-        let info = if self.tls.is_some() {
-            match self.cli(&["INFO", "server"]) {
-                Ok(info) => info,
-                Err(TestkitError::Cli { reason, stderr, .. }) => {
-                    return Err(format!("{reason}: {}", stderr.trim()))
-                }
-                Err(err) => return Err(err.to_string()),
+/// One readiness probe: asks the server on `port` for `INFO server` (after
+/// `AUTH` when credentials are given) and returns its `process_id`, so the
+/// caller can check that the port is served by *its* child. Over TLS the probe
+/// goes through `redis-cli`.
+///
+/// `INFO` rather than `PING` keeps a fresh server's
+/// [`total_commands`](RedisServer::total_commands) at zero.
+pub(crate) fn probe_pid(
+    port: u16,
+    credentials: Option<(Option<&str>, &str)>,
+    tls: Option<&TlsFiles>,
+) -> Result<u32, String> {
+    let info = if tls.is_some() {
+        let cmd = cli_command(port, credentials, tls);
+        match run_cli(cmd, &["INFO", "server"], String::new) {
+            Ok(info) => info,
+            Err(TestkitError::Cli { reason, stderr, .. }) => {
+                return Err(format!("{reason}: {}", stderr.trim()))
             }
-        } else {
-            raw_info_server(self.port, self.credentials()).map_err(|err| err.to_string())?
-        };
-        parse_process_id(&info).ok_or_else(|| format!("INFO server answered {info:?}"))
+            Err(err) => return Err(err.to_string()),
+        }
+    } else {
+        raw_info_server(port, credentials).map_err(|err| err.to_string())?
+    };
+    parse_process_id(&info).ok_or_else(|| format!("INFO server answered {info:?}"))
+}
+
+/// A `redis-cli` command for the server on `127.0.0.1:PORT`, with
+/// credentials and `--tls --cacert` when needed; the command's own arguments
+/// are appended by [`run_cli`].
+pub(crate) fn cli_command(
+    port: u16,
+    credentials: Option<(Option<&str>, &str)>,
+    tls: Option<&TlsFiles>,
+) -> Command {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    match credentials {
+        None => {}
+        Some((None, pass)) => {
+            cmd.args(["-a", pass]);
+        }
+        Some((Some(user), pass)) => {
+            cmd.args(["--user", user, "--pass", pass]);
+        }
+    }
+    cmd.arg("--no-auth-warning");
+    if let Some(tls) = tls {
+        cmd.arg("--tls").arg("--cacert").arg(&tls.ca_path);
+    }
+    cmd
+}
+
+/// Runs `cmd` (from [`cli_command`]) with `args` and returns its stdout with
+/// trailing line breaks removed; see [`RedisServer::cli`]. Errors carry
+/// `diagnostics()` as their log tail.
+pub(crate) fn run_cli(
+    mut cmd: Command,
+    args: &[&str],
+    diagnostics: impl Fn() -> String,
+) -> Result<String, TestkitError> {
+    cmd.args(args);
+    let cli_error = |reason: String, stderr: String| TestkitError::Cli {
+        args: args.join(" "),
+        reason,
+        stderr,
+        log_tail: diagnostics(),
+    };
+    let done = run_with_timeout(cmd, CLI_TIMEOUT).map_err(|source| TestkitError::Io {
+        context: "cannot run redis-cli (is it on PATH?)".to_owned(),
+        source,
+        log_tail: diagnostics(),
+    })?;
+    match done.status {
+        Some(status) if status.success() => {
+            Ok(done.stdout.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        Some(status) => Err(cli_error(format!("exited with {status}"), done.stderr)),
+        None => Err(cli_error(format!("no answer within {CLI_TIMEOUT:?}"), done.stderr)),
     }
 }
 

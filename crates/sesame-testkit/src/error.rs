@@ -59,6 +59,20 @@ pub enum TestkitError {
         log_tail: String,
     },
 
+    /// A group of servers (sentinel group, cluster) did not reach the expected
+    /// state in time.
+    #[error("timed out after {waited:?} waiting for {what}; last state: {last}\n{log_tail}")]
+    Timeout {
+        /// The state that was waited for.
+        what: String,
+        /// How long was waited.
+        waited: std::time::Duration,
+        /// Why the last check still failed.
+        last: String,
+        /// Formatted log tails of the processes involved.
+        log_tail: String,
+    },
+
     /// The server answered something this crate could not make sense of.
     #[error("unexpected reply from redis-server: {message}\n{log_tail}")]
     Unexpected {
@@ -71,11 +85,16 @@ pub enum TestkitError {
 
 /// Formats the last [`LOG_TAIL_LINES`] lines of `text` under a header.
 pub(crate) fn format_tail(text: &str) -> String {
+    format_tail_lines(text, LOG_TAIL_LINES)
+}
+
+/// Formats the last `max_lines` lines of `text` under a header.
+pub(crate) fn format_tail_lines(text: &str, max_lines: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
         return "--- server log is empty ---".to_owned();
     }
-    let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+    let start = lines.len().saturating_sub(max_lines);
     let mut out = format!("--- server log (last {} lines) ---", lines.len() - start);
     for line in &lines[start..] {
         out.push('\n');

@@ -13,6 +13,19 @@
 //!   Dropping it kills the process and removes the directory.
 //! - [`RedisOptions`] (module `server`): password, extra ACL user, append-only
 //!   persistence, TLS and verbatim extra arguments.
+//! - [`SentinelGroup`] (module `sentinel`): one master, its replicas and three
+//!   sentinels with short timeouts; [`SentinelGroup::kill_master`] and
+//!   [`SentinelGroup::wait_for_failover`] drive a failover, and
+//!   [`SentinelGroup::url`] is a `redis+sentinel://` URL. Configured by
+//!   [`SentinelOptions`].
+//! - [`Cluster`] (module `cluster`): six nodes joined into a Redis Cluster
+//!   (three masters, three replicas) by `redis-cli --cluster create`;
+//!   [`Cluster::kill_node`] and [`Cluster::wait_for_failover`] drive a failover,
+//!   and [`Cluster::url`] is a `redis+cluster://` URL. Configured by
+//!   [`ClusterOptions`].
+//! - module `process`: the child-process plumbing shared by [`RedisServer`] and
+//!   the sentinels (spawn in a temporary directory, readiness probe, SIGKILL on
+//!   drop); module `wait`: bounded polling for the topologies.
 //! - [`free_port`] (module `port`): picks a free loopback port (and checks that
 //!   `port + 10000`, the cluster bus port, is free as well).
 //! - [`TestkitError`] (module `error`): every failure, with the tail of the server
@@ -34,15 +47,21 @@
 //! ```
 
 mod client;
+mod cluster;
 pub mod conformance;
 mod error;
 mod port;
 mod proc;
+mod process;
+mod sentinel;
 mod server;
 mod tls;
+mod wait;
 
+pub use cluster::{Cluster, ClusterOptions};
 pub use error::TestkitError;
 pub use port::free_port;
+pub use sentinel::{SentinelGroup, SentinelOptions};
 pub use server::{RedisOptions, RedisServer};
 
 /// The core crate, re-exported for the conformance macro.
