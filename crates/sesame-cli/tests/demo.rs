@@ -203,3 +203,30 @@ async fn demo_on_redis_store() {
     let e = demo::build(&bad).await.err().unwrap();
     assert!(e.contains("unknown store URL") && !e.contains("secret"), "{e}");
 }
+
+// `--store` takes Sentinel and Cluster URLs too: both instances share sessions through them.
+#[tokio::test]
+async fn demo_on_sentinel_and_cluster() {
+    let group =
+        tokio::task::spawn_blocking(sesame_testkit::SentinelGroup::start).await.unwrap().unwrap();
+    let cluster =
+        tokio::task::spawn_blocking(sesame_testkit::Cluster::start).await.unwrap().unwrap();
+    for url in [group.url(), cluster.url()] {
+        let opts = DemoOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            instances: 2,
+            store: Some(url.clone()),
+            config: SessionConfig::default(),
+            cookie: cookie(),
+            durability: Some((1, Duration::from_secs(2))),
+        };
+        let addr = serve(demo::build(&opts).await.unwrap()).await;
+        let c = Client::new();
+        let login = Some(json!({"username": "gus"}));
+        let r = call(&c, "POST", format!("http://{addr}/api/login"), None, login).await;
+        assert_eq!(r.status, 200, "{url}: {:?}", r.body);
+        let me = call(&c, "GET", format!("http://{addr}/api/me"), r.token.as_deref(), None).await;
+        assert_eq!(me.body["user"], "gus", "{url}");
+        assert_ne!(me.served_by, r.served_by);
+    }
+}

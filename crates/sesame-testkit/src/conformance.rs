@@ -406,6 +406,44 @@ pub async fn concurrent_saves_all_persist(store: DynStore) {
     assert_eq!(l.record.version, 41);
 }
 
+/// Runs every check in turn, each on a fresh store from `make` (for example a new client
+/// with its own key prefix on one shared Redis Cluster, which is too slow to start per check).
+/// Prints each check's name to stderr first, so a failure names its check.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = DynStore>,
+{
+    macro_rules! each {
+        ($($name:ident),* $(,)?) => {
+            $(
+                eprintln!("conformance check: {}", stringify!($name));
+                $name(make().await).await;
+            )*
+        };
+    }
+    // The same list as `conformance_tests!`.
+    each!(
+        create_then_load,
+        create_is_create_if_absent,
+        save_merges_delta,
+        save_missing_writes_nothing,
+        save_compare_and_set,
+        save_over_limits_is_refused_whole,
+        idle_timeout_and_coalesced_touch,
+        absolute_timeout,
+        take_and_destroy,
+        take_then_restore,
+        list_user_sessions,
+        revoke_one_and_all,
+        cap_evicts_oldest,
+        cap_refuses,
+        cap_is_exact_under_concurrent_logins,
+        index_forgets_expired_sessions,
+        concurrent_saves_all_persist,
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async closure
 /// returning `(DynStore, guard)`; the guard (for example the Redis server) lives until the
 /// test ends.
