@@ -107,9 +107,9 @@ pub(crate) async fn report(conn: &mut Conn) -> ServerReport {
 fn warnings(r: &ServerReport) -> Vec<String> {
     let mut w = Vec::new();
     if let Some(v) = &r.version {
-        if version_tuple(v) < (6, 2, 0) {
+        if version_tuple(v) < (7, 0, 0) {
             w.push(format!(
-                "Redis {v} is older than 6.2, the oldest version sesame is tested against"
+                "Redis {v} is older than 7.0, which sesame needs (PEXPIRE ... GT): loads of logged-in sessions will fail"
             ));
         }
     }
@@ -152,8 +152,8 @@ mod tests {
         r.maxmemory_policy = Some("noeviction".into());
         r.aof_enabled = Some(true);
         assert!(warnings(&r).is_empty());
-        r.version = Some("6.0.9".into());
-        assert!(warnings(&r)[0].contains("6.0.9"));
+        r.version = Some("6.2.14".into());
+        assert!(warnings(&r)[0].contains("6.2.14"));
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! [`RedisStore`]: the [`Store`] implementation on one multiplexed, self-reconnecting
 //! connection (to one server, the master of a Sentinel group, or a Redis Cluster), with every
 //! write a single script call.
+//!
+//! A principal's index key (`<prefix>:{<tag>}:u:<principal>`) expires with the latest idle
+//! deadline of its sessions, not with their absolute deadlines: whatever sets or pushes a
+//! logged-in session's TTL (create, the touch in `load`, save, restoring a sealed session)
+//! extends the index's TTL to at least as much, and nothing shortens it. Take and revoke
+//! delete an index left empty.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -398,6 +404,15 @@ impl RedisStore {
         k
     }
 
+    /// The index key of a session's principal, under the session's own tag, as `take.lua` and
+    /// `finish.lua` derive it: always in the session key's slot. A logged-in session carries
+    /// its principal's tag, so this is [`RedisStore::index_key`] of the principal.
+    fn member_index_key(&self, key: &SessionKey, principal: &str) -> String {
+        let mut k = self.index_base(key.tag());
+        k.push_str(principal);
+        k
+    }
+
     /// Loads every script into the server's script cache, so the first calls need no
     /// `NOSCRIPT` retry. (After a server restart, calls reload scripts by themselves.)
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
@@ -547,12 +562,20 @@ impl Store for RedisStore {
         // the idle window has passed (or when the key has none).
         if pttl < 0 || policy.idle_ms.saturating_sub(pttl as u64) >= policy.touch_after_ms {
             let ttl = policy.idle_ms.min(left);
-            let set: i64 = redis::cmd("PEXPIRE")
-                .arg(&k)
-                .arg(ttl)
-                .query_async(&mut conn)
-                .await
-                .map_err(map_err)?;
+            let mut touch = redis::pipe();
+            touch.cmd("PEXPIRE").arg(&k).arg(ttl);
+            if let Some(principal) = &record.principal {
+                // The index must not expire before this session: push its TTL in the same
+                // round trip (same hash tag: one cluster node takes both), only ever later
+                // (`GT`; an index without a TTL counts as infinite, a missing one is left so).
+                touch
+                    .cmd("PEXPIRE")
+                    .arg(self.member_index_key(key, principal))
+                    .arg(ttl)
+                    .arg("GT")
+                    .ignore();
+            }
+            let (set,): (i64,) = touch.query_async(&mut conn).await.map_err(map_err)?;
             if set == 0 {
                 return Ok(None);
             }
@@ -590,6 +613,10 @@ impl Store for RedisStore {
             let ttl = policy.idle_ms.min(next.absolute_ms - now_ms);
             let mut inv = Call::new(&self.scripts.save);
             inv.key(&k);
+            if let Some(principal) = &next.principal {
+                // The write resets the session's TTL; the script extends the index's to match.
+                inv.key(self.member_index_key(key, principal));
+            }
             inv.arg(expected.as_slice()).arg(record::encode(&next)).arg(ttl);
             let v = self.run(&inv, true).await?;
             let Value::Array(items) = &v else { return Err(unexpected("save", &v)) };

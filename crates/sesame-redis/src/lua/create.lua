@@ -1,5 +1,8 @@
 -- Create a session if its key is free; for a logged-in session, add it to its principal's
--- index (pruning dead members) and apply the per-user cap. All keys share one hash tag.
+-- index (pruning dead members), apply the per-user cap, and extend the index's TTL to at least
+-- the session's. The index's TTL is only ever extended, here and wherever a member's idle
+-- deadline is pushed (load, save.lua, finish.lua): it follows the latest idle deadline of its
+-- members, not their absolute deadlines. All keys share one hash tag.
 -- KEYS[1] session key, KEYS[2] (optional) the principal's index
 -- ARGV[1] record, ARGV[2] ttl ms, ARGV[3] now ms, ARGV[4] absolute deadline ms,
 -- ARGV[5] session id, ARGV[6] max sessions per user (0: none), ARGV[7] '1' to refuse at the
@@ -26,8 +29,9 @@ if KEYS[2] then
     end
   end
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[2], last[2])
+  -- A fresh index has no TTL (PTTL -1): it gets the session's.
+  local ttl = tonumber(ARGV[2])
+  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1

@@ -16,5 +16,11 @@ else
     end
   end
 end
-if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+-- The index lives exactly as long as its longest-lived remaining session.
+local longest = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local t = redis.call('PTTL', base .. id)
+  if t > longest then longest = t end
+end
+if longest > 0 then redis.call('PEXPIRE', KEYS[1], longest) else redis.call('DEL', KEYS[1]) end
 return n

@@ -17,7 +17,13 @@ end
 if ok and type(r) == 'table' and type(r[4]) == 'string' then
   local index = ARGV[1] .. r[4]
   redis.call('ZREM', index, ARGV[2])
-  if redis.call('ZCARD', index) == 0 then redis.call('DEL', index) end
+  -- The index lives exactly as long as its longest-lived remaining session.
+  local base, longest = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2]), 0
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local t = redis.call('PTTL', base .. id)
+    if t > longest then longest = t end
+  end
+  if longest > 0 then redis.call('PEXPIRE', index, longest) else redis.call('DEL', index) end
 end
 if expired then return false end
 return raw
