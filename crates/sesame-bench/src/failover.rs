@@ -250,6 +250,7 @@ async fn client(i: usize, base: String, shared: Arc<Shared>) {
     let mut since_login: u64 = 0;
     while !shared.stop.load(Ordering::Relaxed) {
         if token.is_none() || since_login >= RELOGIN_EVERY {
+            let mut logged_in = false;
             let mut rb =
                 http.post(format!("{base}/api/login")).json(&serde_json::json!({"username": user}));
             if let Some(t) = &token {
@@ -265,6 +266,7 @@ async fn client(i: usize, base: String, shared: Arc<Shared>) {
                         }
                         token = Some(t);
                         since_login = 0;
+                        logged_in = true;
                     }
                     None => {
                         c.other.fetch_add(1, Ordering::Relaxed);
@@ -273,7 +275,8 @@ async fn client(i: usize, base: String, shared: Arc<Shared>) {
                 Ok(r) if r.status() == 503 => shared.failure(),
                 other => shared.other(other).await,
             }
-            if token.is_none() {
+            if !logged_in {
+                // The login failed: back off a little, as after any failure.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             continue;
