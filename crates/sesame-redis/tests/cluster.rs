@@ -48,10 +48,55 @@ async fn until_no_keys(cluster: &Cluster, pattern: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_specifics() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap().unwrap();
+    let mut cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap().unwrap();
+    let report = store(&cluster, "report").await.server_report().await;
+    assert!(report.version.is_some() && report.maxmemory_policy.is_some(), "{report:?}");
     login_crosses_slots(&cluster).await;
     scripts_reload_on_every_master(&cluster).await;
     index_is_exact_while_sessions_expire(&cluster).await;
+    durability_per_shard(&mut cluster).await;
+}
+
+// With durability on, a write is confirmed by the replica of the key's own master: when that
+// replica is down, writes to that shard fail as unavailable while the other shards carry on.
+async fn durability_per_shard(cluster: &mut Cluster) {
+    let s = RedisStore::builder(cluster.url())
+        .prefix("durable")
+        .durability(1, Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let pol = policy();
+    let users: Vec<String> = (0..24).map(|_| principal()).collect();
+    let master_of =
+        |c: &Cluster, u: &str| c.master_for_slot(c.keyslot(&s.index_key(u)).unwrap()).unwrap();
+    let victim_master = master_of(cluster, &users[0]);
+    let master_port = cluster.nodes()[victim_master].port().to_string();
+    let replica = (0..cluster.nodes().len())
+        .find(|&i| {
+            let role = cluster.nodes()[i].cli(&["ROLE"]).unwrap();
+            let mut lines = role.lines();
+            lines.next() == Some("slave") && lines.nth(1) == Some(master_port.as_str())
+        })
+        .expect("the master has a replica");
+    cluster.kill_node(replica);
+    let (mut refused, mut accepted) = (0, 0);
+    for u in &users {
+        let k = TokenCodec::default().generate(Tag::for_principal(u)).unwrap().key();
+        let r = s.create(&k, &record(Some(u), &[]), sesame::now_ms(), &pol).await;
+        if master_of(cluster, u) == victim_master {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("not confirmed"), "{e}");
+            refused += 1;
+        } else {
+            assert!(r.unwrap());
+            accepted += 1;
+        }
+    }
+    assert!(refused > 0 && accepted > 0, "{refused} refused, {accepted} accepted");
+    tokio::task::block_in_place(|| cluster.restart_node(replica).unwrap());
+    let k = TokenCodec::default().generate(Tag::for_principal(&users[0])).unwrap().key();
+    assert!(s.create(&k, &record(Some(&users[0]), &[]), sesame::now_ms(), &pol).await.unwrap());
 }
 
 // An anonymous session (random tag) logs in: the new session lives in the user's slot, the
