@@ -227,3 +227,34 @@ async fn rotation_on_redis_seals_then_drops_or_restores() {
     let ttl: i64 = server.cli(&["PTTL", sealed.trim()]).unwrap().parse().unwrap();
     assert!(ttl > 0, "a sealed record expires by itself");
 }
+
+// A user that may not read the configuration (no @admin, no @dangerous: no CONFIG, no INFO)
+// still connects and works; the report just leaves those fields empty.
+#[tokio::test]
+async fn start_up_checks_skip_what_the_user_may_not_read() {
+    let server = RedisServer::start_with(RedisOptions {
+        extra_args: vec![
+            "--user".into(),
+            "app".into(),
+            "on".into(),
+            ">app-pw".into(),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+            "-@admin".into(),
+            "-@dangerous".into(),
+        ],
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let url = format!("redis://app:app-pw@127.0.0.1:{}", server.port());
+    let s = RedisStore::connect(&url).await.unwrap();
+    let r = s.server_report().await;
+    assert_eq!(r.maxmemory_policy, None);
+    assert_eq!(r.version, None);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let p = principal();
+    let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
+    assert!(s.create(&k, &record(Some(&p), &[]), sesame::now_ms(), &policy()).await.unwrap());
+    assert_eq!(s.list_user(&p, sesame::now_ms()).await.unwrap().len(), 1);
+}
