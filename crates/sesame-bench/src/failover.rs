@@ -239,7 +239,7 @@ fn token_of(r: &reqwest::Response) -> Option<String> {
 
 /// One user's loop.
 async fn client(i: usize, base: String, shared: Arc<Shared>) {
-    let http = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+    let http = match reqwest::Client::builder().timeout(Duration::from_secs(15)).build() {
         Ok(c) => c,
         Err(_) => return,
     };
