@@ -222,6 +222,14 @@ impl Inner {
     async fn lookup(&self) -> RedisResult<(String, MultiplexedConnection)> {
         let spec = &self.spec;
         let mut problems = Vec::new();
+        // Refused credentials or unusable settings are reported as such, not as an outage.
+        let mut config_error = None;
+        let mut note = |e: &RedisError| {
+            if matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig)
+            {
+                config_error = Some(e.kind());
+            }
+        };
         for s in &spec.sentinels {
             let url = spec.node.sentinel_at(s, spec.sentinel_userinfo.as_deref());
             let addr = async {
@@ -241,20 +249,28 @@ impl Inner {
             let addr = match addr {
                 Ok(a) => a,
                 Err(e) => {
+                    note(&e);
                     problems.push(format!("sentinel {s}: {e}"));
                     continue;
                 }
             };
             match self.confirm(&addr).await {
                 Ok(conn) => return Ok((addr, conn)),
-                Err(e) => problems.push(format!("sentinel {s} named {addr}: {e}")),
+                Err(e) => {
+                    note(&e);
+                    problems.push(format!("sentinel {s} named {addr}: {e}"));
+                }
             }
         }
-        Err(io_error(format!(
+        let message = format!(
             "no Redis master for {:?} could be reached through the sentinels ({})",
             spec.master_name,
             problems.join("; ")
-        )))
+        );
+        Err(match config_error {
+            Some(kind) => RedisError::from((kind, "sentinel lookup", message)),
+            None => io_error(message),
+        })
     }
 
     /// Connects to `addr` and checks that it is a master now.

@@ -139,6 +139,11 @@ impl RedisStoreBuilder {
             }
         }
         let topology = Topology::parse(&self.url)?;
+        if self.ca_pem.is_some() && !topology.tls() {
+            return Err(backend(
+                "a CA certificate was given but the URL does not use TLS: use rediss://, rediss+sentinel:// or rediss+cluster://",
+            ));
+        }
         if topology.tls() {
             // Pick ring as rustls's provider unless the application installed one already.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -208,7 +213,18 @@ impl RedisStoreBuilder {
                     });
                 }
                 let client = b.build().map_err(invalid)?;
-                let conn = client.get_async_connection().await.map_err(map_err)?;
+                let conn = client.get_async_connection().await.map_err(|e| {
+                    // The cluster client reports every failed initial connection as I/O;
+                    // refused credentials are a configuration error, not an outage.
+                    if e.to_string().to_ascii_lowercase().contains("authentication failed") {
+                        StoreError::Backend {
+                            message: format!("Redis refused the credentials: {e}"),
+                            source: Some(Box::new(e)),
+                        }
+                    } else {
+                        map_err(e)
+                    }
+                })?;
                 Ok(Conn::Cluster(conn))
             }
         }
@@ -300,6 +316,13 @@ fn backend(message: &str) -> StoreError {
 /// includes a cluster's `MOVED`/`ASK` still coming back after the client's redirections and
 /// retries: the slot map is changing (a failover or a resharding under way).
 pub(crate) fn map_err(e: RedisError) -> StoreError {
+    if matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig) {
+        // Wrong credentials or settings: retrying will not help; say so.
+        return StoreError::Backend {
+            message: format!("Redis refused the connection settings: {e}"),
+            source: Some(Box::new(e)),
+        };
+    }
     let unavailable = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()

@@ -102,6 +102,17 @@ pub(crate) fn cli_command(
 ) -> Command {
     let mut cmd = Command::new("redis-cli");
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    add_connection_args(&mut cmd, credentials, tls);
+    cmd
+}
+
+/// Adds what every `redis-cli` connection needs: credentials (`-a PASS` or
+/// `--user USER --pass PASS`) and `--tls --cacert CA` when `tls` is given.
+pub(crate) fn add_connection_args(
+    cmd: &mut Command,
+    credentials: Option<(Option<&str>, &str)>,
+    tls: Option<&TlsFiles>,
+) {
     match credentials {
         None => {}
         Some((None, pass)) => {
@@ -115,7 +126,6 @@ pub(crate) fn cli_command(
     if let Some(tls) = tls {
         cmd.arg("--tls").arg("--cacert").arg(&tls.ca_path);
     }
-    cmd
 }
 
 /// Runs `cmd` (from [`cli_command`]) with `args` and returns its stdout with

@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::client::add_connection_args;
 use crate::proc::run_with_timeout;
-use crate::server::percent_encode;
+use crate::server::{preferred_credentials, replication_auth_args, url_userinfo};
+use crate::tls::{SharedTls, TlsFiles};
 use crate::wait::{first_line, info_field, remaining, wait_until};
 use crate::{RedisOptions, RedisServer, TestkitError};
 
@@ -28,10 +30,24 @@ const LOG_LINES: usize = 15;
 /// How to configure a [`Cluster`].
 #[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
-    /// `requirepass` and `masterauth` on every node.
+    /// `requirepass` for the default user on every node; without
+    /// [`acl_user`](Self::acl_user) also their `masterauth`.
     pub password: Option<String>,
     /// `appendonly yes` with `appendfsync always` on every node.
     pub appendonly: bool,
+    /// An extra ACL user `(name, password)` with full rights (`~* &* +@all`)
+    /// on every node, next to the default user. When set, replicas replicate
+    /// as this user (`masteruser` / `masterauth`), `redis-cli --cluster
+    /// create` and [`RedisServer::cli`] authenticate as it, and
+    /// [`Cluster::url`] carries its credentials.
+    pub acl_user: Option<(String, String)>,
+    /// Serve TLS only (`port 0`, `tls-port`), with the cluster bus and
+    /// replication over TLS as well (`tls-cluster`, `tls-replication`). One
+    /// freshly generated CA signs the single server certificate (valid for
+    /// `127.0.0.1` and `localhost`) every node uses, so
+    /// [`Cluster::ca_cert_pem`] is all a client needs to trust. Client
+    /// certificates are not required. The bus port is the TLS port + 10000.
+    pub tls: bool,
 }
 
 /// A Redis Cluster of six nodes, each a child process with its own free port
@@ -50,6 +66,9 @@ pub struct ClusterOptions {
 pub struct Cluster {
     opts: ClusterOptions,
     nodes: Vec<RedisServer>,
+    // The certificate files of every node, when TLS is on; declared last so
+    // they are removed only after all nodes are gone.
+    tls: Option<SharedTls>,
 }
 
 impl Cluster {
@@ -64,9 +83,11 @@ impl Cluster {
     /// serves which slot, and every replica's link to its master is up.
     pub fn start_with(opts: ClusterOptions) -> Result<Cluster, TestkitError> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut cluster = Cluster { opts, nodes: Vec::with_capacity(NODES) };
+        let tls = if opts.tls { Some(SharedTls::generate()?) } else { None };
+        let mut cluster = Cluster { opts, nodes: Vec::with_capacity(NODES), tls };
         for _ in 0..NODES {
-            let node = RedisServer::start_with(node_options(&cluster.opts))?;
+            let node =
+                RedisServer::start_sharing_tls(node_options(&cluster.opts), cluster.tls_files())?;
             cluster.nodes.push(node);
         }
         cluster.create(remaining(deadline))?;
@@ -80,16 +101,21 @@ impl Cluster {
     }
 
     /// A connection URL listing all six nodes:
-    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,…`, with `:PASS@` before the
-    /// first host when a password is set.
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,…` (`rediss+cluster://…`
+    /// with TLS), with `USER:PASS@` before the first host when an ACL user is
+    /// configured, else `:PASS@` when a password is set (percent-encoded).
     pub fn url(&self) -> String {
-        let auth = match &self.opts.password {
-            Some(pass) => format!(":{}@", percent_encode(pass)),
-            None => String::new(),
-        };
+        let scheme = if self.tls.is_some() { "rediss+cluster" } else { "redis+cluster" };
+        let auth = url_userinfo(credentials(&self.opts));
         let hosts: Vec<String> =
             self.nodes.iter().map(|node| format!("127.0.0.1:{}", node.port())).collect();
-        format!("redis+cluster://{auth}{}", hosts.join(","))
+        format!("{scheme}://{auth}{}", hosts.join(","))
+    }
+
+    /// PEM of the CA that signed every node's certificate, when TLS is
+    /// enabled.
+    pub fn ca_cert_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|tls| tls.files.ca_pem.clone())
     }
 
     /// The six nodes.
@@ -214,6 +240,11 @@ impl Cluster {
         out
     }
 
+    /// The shared certificate files, when TLS is enabled.
+    fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|tls| &tls.files)
+    }
+
     /// The first running node.
     fn any_live_node(&self) -> Result<&RedisServer, TestkitError> {
         self.nodes.iter().find(|node| node.pid().is_some()).ok_or_else(|| {
@@ -224,15 +255,14 @@ impl Cluster {
         })
     }
 
-    /// Runs `redis-cli --cluster create` over all nodes.
+    /// Runs `redis-cli --cluster create` over all nodes (authenticating and
+    /// using TLS as the nodes require).
     fn create(&self, timeout: Duration) -> Result<(), TestkitError> {
-        let mut cmd = Command::new("redis-cli");
-        cmd.args(["--cluster", "create"]);
-        cmd.args(self.nodes.iter().map(|node| format!("127.0.0.1:{}", node.port())));
-        cmd.args(["--cluster-replicas", "1", "--cluster-yes"]);
-        if let Some(pass) = &self.opts.password {
-            cmd.args(["-a", pass, "--no-auth-warning"]);
-        }
+        let cmd = create_command(
+            &self.nodes.iter().map(RedisServer::port).collect::<Vec<_>>(),
+            credentials(&self.opts),
+            self.tls_files(),
+        );
         let done = run_with_timeout(cmd, timeout).map_err(|source| TestkitError::Io {
             context: "cannot run redis-cli (is it on PATH?)".to_owned(),
             source,
@@ -322,6 +352,28 @@ impl Cluster {
     }
 }
 
+/// The credentials clients (and replicas) use on the nodes: the ACL user when
+/// there is one, else the default user's password.
+fn credentials(opts: &ClusterOptions) -> Option<(Option<&str>, &str)> {
+    preferred_credentials(opts.acl_user.as_ref(), opts.password.as_deref())
+}
+
+/// `redis-cli [credentials] [--tls --cacert CA] --cluster create …` over the
+/// nodes on `ports`, one replica per master, without asking for confirmation.
+fn create_command(
+    ports: &[u16],
+    credentials: Option<(Option<&str>, &str)>,
+    tls: Option<&TlsFiles>,
+) -> Command {
+    let mut cmd = Command::new("redis-cli");
+    // The same credentials and TLS settings serve every listed node.
+    add_connection_args(&mut cmd, credentials, tls);
+    cmd.args(["--cluster", "create"]);
+    cmd.args(ports.iter().map(|port| format!("127.0.0.1:{port}")));
+    cmd.args(["--cluster-replicas", "1", "--cluster-yes"]);
+    cmd
+}
+
 /// Options for one cluster node.
 fn node_options(opts: &ClusterOptions) -> RedisOptions {
     let mut extra_args: Vec<String> = [
@@ -339,14 +391,19 @@ fn node_options(opts: &ClusterOptions) -> RedisOptions {
     .into_iter()
     .map(str::to_owned)
     .collect();
-    if let Some(pass) = &opts.password {
-        extra_args.extend(["--masterauth".to_owned(), pass.clone()]);
+    if opts.tls {
+        extra_args.extend(
+            ["--tls-cluster", "yes", "--tls-replication", "yes"].into_iter().map(str::to_owned),
+        );
     }
+    // Any node may become a replica after a failover.
+    extra_args.extend(replication_auth_args(credentials(opts)));
     RedisOptions {
         password: opts.password.clone(),
+        acl_user: opts.acl_user.clone(),
         appendonly: opts.appendonly,
+        tls: opts.tls,
         extra_args,
-        ..RedisOptions::default()
     }
 }
 
@@ -448,7 +505,11 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5461->-67ed]
 
     #[test]
     fn node_options_enable_cluster_mode() {
-        let opts = ClusterOptions { password: Some("pw".to_owned()), appendonly: true };
+        let opts = ClusterOptions {
+            password: Some("pw".to_owned()),
+            appendonly: true,
+            ..ClusterOptions::default()
+        };
         let node = node_options(&opts);
         let args = node.extra_args.join(" ");
         assert!(args.contains("--cluster-enabled yes"), "{args}");
@@ -456,5 +517,36 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5461->-67ed]
         assert!(args.contains("--masterauth pw"), "{args}");
         assert!(node.appendonly);
         assert_eq!(node.password.as_deref(), Some("pw"));
+        assert!(!node.tls && !args.contains("--tls"), "{args}");
+    }
+
+    #[test]
+    fn tls_and_acl_reach_the_nodes_and_redis_cli() {
+        let opts = ClusterOptions {
+            password: Some("pw".to_owned()),
+            acl_user: Some(("app".to_owned(), "app pw".to_owned())),
+            tls: true,
+            ..ClusterOptions::default()
+        };
+        let node = node_options(&opts);
+        let args = node.extra_args.join(" ");
+        assert!(args.contains("--tls-cluster yes --tls-replication yes"), "{args}");
+        assert!(args.contains("--masteruser app --masterauth app pw"), "{args}");
+        assert!(node.tls);
+        assert_eq!(node.acl_user, opts.acl_user);
+
+        let tls = SharedTls::generate().unwrap();
+        let cmd = create_command(&[1, 2], credentials(&opts), Some(&tls.files));
+        let args: Vec<String> =
+            cmd.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        let args = args.join(" ");
+        assert!(args.contains("--user app --pass app pw"), "{args}");
+        assert!(args.contains("--tls --cacert"), "{args}");
+        assert!(
+            args.ends_with(
+                "--cluster create 127.0.0.1:1 127.0.0.1:2 --cluster-replicas 1 --cluster-yes"
+            ),
+            "{args}"
+        );
     }
 }

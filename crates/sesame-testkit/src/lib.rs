@@ -17,12 +17,16 @@
 //!   sentinels with short timeouts; [`SentinelGroup::kill_master`] and
 //!   [`SentinelGroup::wait_for_failover`] drive a failover, and
 //!   [`SentinelGroup::url`] is a `redis+sentinel://` URL. Configured by
-//!   [`SentinelOptions`].
+//!   [`SentinelOptions`], which can also make every process TLS-only (one
+//!   shared CA, [`SentinelGroup::ca_cert_pem`], `rediss+sentinel://`) and add
+//!   an ACL user that clients, replicas and sentinels authenticate as.
 //! - [`Cluster`] (module `cluster`): six nodes joined into a Redis Cluster
 //!   (three masters, three replicas) by `redis-cli --cluster create`;
 //!   [`Cluster::kill_node`] and [`Cluster::wait_for_failover`] drive a failover,
 //!   and [`Cluster::url`] is a `redis+cluster://` URL. Configured by
-//!   [`ClusterOptions`].
+//!   [`ClusterOptions`], which can also make every node TLS-only (bus and
+//!   replication included; one shared CA, [`Cluster::ca_cert_pem`],
+//!   `rediss+cluster://`) and add an ACL user.
 //! - module `process`: the child-process plumbing shared by [`RedisServer`] and
 //!   the sentinels (spawn in a temporary directory, readiness probe, SIGKILL on
 //!   drop); module `wait`: bounded polling for the topologies.
@@ -31,7 +35,8 @@
 //! - [`TestkitError`] (module `error`): every failure, with the tail of the server
 //!   log in its message.
 //! - module `tls`: generates a throwaway CA and a server certificate for
-//!   `127.0.0.1` / `localhost` with `rcgen`.
+//!   `127.0.0.1` / `localhost` with `rcgen`, per server or shared by all
+//!   processes of a topology.
 //! - module `client`: [`RedisServer::cli`], the stats helpers and the readiness
 //!   probe (`INFO server` over raw RESP, checking the `process_id` is our child).
 //! - [`conformance`]: the store conformance suite and the

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::client::{cli_command, probe_pid, run_cli};
 use crate::error::format_tail;
 use crate::process::RedisProcess;
-use crate::server::percent_encode;
+use crate::server::{percent_encode, preferred_credentials, replication_auth_args, url_userinfo};
+use crate::tls::{SharedTls, TlsFiles};
 use crate::wait::{first_line, info_field, remaining, wait_until};
 use crate::{RedisOptions, RedisServer, TestkitError};
 
@@ -34,18 +36,41 @@ const LOG_LINES: usize = 20;
 pub struct SentinelOptions {
     /// The name the sentinels monitor the master under (default `"sesame"`).
     pub master_name: String,
-    /// `requirepass` (and `masterauth`) on the data nodes; the sentinels get it
-    /// as `sentinel auth-pass` but do not require a password themselves.
+    /// `requirepass` for the default user of the data nodes. Without
+    /// [`acl_user`](Self::acl_user) it is also their `masterauth` and the
+    /// sentinels' `sentinel auth-pass`. The sentinels themselves never require
+    /// a password.
     pub password: Option<String>,
+    /// An extra ACL user `(name, password)` with full rights (`~* &* +@all`)
+    /// on every data node, next to the default user. When set, replicas
+    /// replicate as this user (`masteruser` / `masterauth`), the sentinels
+    /// authenticate as it (`sentinel auth-user` / `auth-pass`), and
+    /// [`SentinelGroup::url`] and the data nodes' [`RedisServer::cli`] carry
+    /// its credentials.
+    pub acl_user: Option<(String, String)>,
     /// `appendonly yes` with `appendfsync always` on the data nodes.
     pub appendonly: bool,
     /// Number of replicas (default 1). With 0 there is nothing to fail over to.
     pub replicas: usize,
+    /// Serve TLS only, on the data nodes and the sentinels (`port 0`,
+    /// `tls-port`), with replication and sentinel-to-node links over TLS as
+    /// well. One freshly generated CA signs the single server certificate
+    /// (valid for `127.0.0.1` and `localhost`) every process uses, so
+    /// [`SentinelGroup::ca_cert_pem`] is all a client needs to trust. Client
+    /// certificates are not required.
+    pub tls: bool,
 }
 
 impl Default for SentinelOptions {
     fn default() -> Self {
-        Self { master_name: "sesame".to_owned(), password: None, appendonly: false, replicas: 1 }
+        Self {
+            master_name: "sesame".to_owned(),
+            password: None,
+            acl_user: None,
+            appendonly: false,
+            replicas: 1,
+            tls: false,
+        }
     }
 }
 
@@ -68,6 +93,9 @@ pub struct SentinelGroup {
     // react to the data nodes going away.
     sentinels: Vec<RedisProcess>,
     nodes: Vec<RedisServer>,
+    // The certificate files of every process, when TLS is on; declared last so
+    // they are removed only after all processes are gone.
+    tls: Option<SharedTls>,
 }
 
 impl SentinelGroup {
@@ -82,12 +110,16 @@ impl SentinelGroup {
     /// sentinels — i.e. until a failover would work.
     pub fn start_with(opts: SentinelOptions) -> Result<SentinelGroup, TestkitError> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
-        let master = RedisServer::start_with(data_node_options(&opts, None))?;
+        let tls = if opts.tls { Some(SharedTls::generate()?) } else { None };
+        let files = tls.as_ref().map(|tls| &tls.files);
+        let master = RedisServer::start_sharing_tls(data_node_options(&opts, None), files)?;
         let master_port = master.port();
-        let mut group = SentinelGroup { opts, sentinels: Vec::new(), nodes: vec![master] };
+        let mut group = SentinelGroup { opts, sentinels: Vec::new(), nodes: vec![master], tls };
         for _ in 0..group.opts.replicas {
-            let replica =
-                RedisServer::start_with(data_node_options(&group.opts, Some(master_port)))?;
+            let replica = RedisServer::start_sharing_tls(
+                data_node_options(&group.opts, Some(master_port)),
+                group.tls_files(),
+            )?;
             group.nodes.push(replica);
         }
         // Sentinels learn about replicas from the master's INFO, so they are
@@ -96,7 +128,7 @@ impl SentinelGroup {
             group.wait_for_link(i, master_port, remaining(deadline))?;
         }
         for _ in 0..SENTINELS {
-            let sentinel = start_sentinel(&group.opts, master_port)?;
+            let sentinel = start_sentinel(&group.opts, master_port, group.tls_files())?;
             group.sentinels.push(sentinel);
         }
         wait_until(
@@ -114,21 +146,23 @@ impl SentinelGroup {
     }
 
     /// A connection URL listing the three sentinels:
-    /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/NAME`, with
-    /// `:PASS@` before the first host when a password is set (it is the data
-    /// nodes' password; the sentinels need none).
+    /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/NAME`
+    /// (`rediss+sentinel://…` with TLS), with the data nodes' credentials
+    /// before the first host: `USER:PASS@` for the ACL user when one is
+    /// configured, else `:PASS@` when a password is set (the sentinels need
+    /// none). User and password are percent-encoded.
     pub fn url(&self) -> String {
-        let auth = match &self.opts.password {
-            Some(pass) => format!(":{}@", percent_encode(pass)),
-            None => String::new(),
-        };
+        let scheme = if self.tls.is_some() { "rediss+sentinel" } else { "redis+sentinel" };
+        let auth = url_userinfo(credentials(&self.opts));
         let hosts: Vec<String> =
             self.sentinel_ports().iter().map(|port| format!("127.0.0.1:{port}")).collect();
-        format!(
-            "redis+sentinel://{auth}{}/{}",
-            hosts.join(","),
-            percent_encode(&self.opts.master_name)
-        )
+        format!("{scheme}://{auth}{}/{}", hosts.join(","), percent_encode(&self.opts.master_name))
+    }
+
+    /// PEM of the CA that signed the certificate of every data node and
+    /// sentinel, when TLS is enabled.
+    pub fn ca_cert_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|tls| tls.files.ca_pem.clone())
     }
 
     /// The ports of the three sentinels.
@@ -141,14 +175,14 @@ impl SentinelGroup {
         self.sentinels.iter().map(RedisProcess::pid).collect()
     }
 
-    /// Runs `redis-cli` against sentinel `index` (no password), like
-    /// [`RedisServer::cli`].
+    /// Runs `redis-cli` against sentinel `index` (no password; `--tls` when
+    /// TLS is enabled), like [`RedisServer::cli`].
     ///
     /// # Panics
     ///
     /// Panics if `index` is not below 3.
     pub fn sentinel_cli(&self, index: usize, args: &[&str]) -> Result<String, TestkitError> {
-        sentinel_cli(&self.sentinels[index], args)
+        sentinel_cli(&self.sentinels[index], self.tls_files(), args)
     }
 
     /// The data nodes: index 0 is the initial master, the others its replicas.
@@ -272,6 +306,11 @@ impl SentinelGroup {
         out
     }
 
+    /// The shared certificate files, when TLS is enabled.
+    fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|tls| &tls.files)
+    }
+
     /// The index of the data node listening on `port`.
     fn node_index(&self, port: u16) -> Result<usize, TestkitError> {
         self.nodes.iter().position(|node| node.port() == port).ok_or_else(|| {
@@ -286,6 +325,7 @@ impl SentinelGroup {
     fn master_port_from(&self, sentinel: &RedisProcess) -> Result<u16, String> {
         let reply = sentinel_cli(
             sentinel,
+            self.tls_files(),
             &["SENTINEL", "get-master-addr-by-name", &self.opts.master_name],
         )
         .map_err(|err| first_line(&err.to_string()))?;
@@ -325,15 +365,16 @@ impl SentinelGroup {
             if reported != master_port {
                 return Err(format!("sentinel {port} reports master port {reported}"));
             }
-            let master = sentinel_cli(sentinel, &["SENTINEL", "master", name])
+            let master = sentinel_cli(sentinel, self.tls_files(), &["SENTINEL", "master", name])
                 .map_err(|err| first_line(&err.to_string()))?;
             let master = field_map(&master);
             let others = master.get("num-other-sentinels").map(String::as_str);
             if others != Some("2") {
                 return Err(format!("sentinel {port} knows {others:?} other sentinels"));
             }
-            let replicas = sentinel_cli(sentinel, &["SENTINEL", "replicas", name])
-                .map_err(|err| first_line(&err.to_string()))?;
+            let replicas =
+                sentinel_cli(sentinel, self.tls_files(), &["SENTINEL", "replicas", name])
+                    .map_err(|err| first_line(&err.to_string()))?;
             let replicas = records(&replicas);
             if replicas.len() < self.opts.replicas {
                 return Err(format!("sentinel {port} knows {} replicas", replicas.len()));
@@ -381,27 +422,36 @@ impl SentinelGroup {
     }
 }
 
-/// Options for a data node: the group's password and persistence, diskless
-/// replication, and `replicaof` when `replica_of` is given.
+/// The credentials clients (and sentinels, and replicas) use on the data
+/// nodes: the ACL user when there is one, else the default user's password.
+fn credentials(opts: &SentinelOptions) -> Option<(Option<&str>, &str)> {
+    preferred_credentials(opts.acl_user.as_ref(), opts.password.as_deref())
+}
+
+/// Options for a data node: the group's password, ACL user, persistence and
+/// TLS (replication over TLS too), diskless replication, and `replicaof` when
+/// `replica_of` is given.
 fn data_node_options(opts: &SentinelOptions, replica_of: Option<u16>) -> RedisOptions {
     let mut extra_args: Vec<String> =
         ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
             .into_iter()
             .map(str::to_owned)
             .collect();
-    if let Some(pass) = &opts.password {
-        // Every node may become a replica after a failover, so all of them
-        // need the password of the master they will follow.
-        extra_args.extend(["--masterauth".to_owned(), pass.clone()]);
+    if opts.tls {
+        extra_args.extend(["--tls-replication".to_owned(), "yes".to_owned()]);
     }
+    // Every node may become a replica after a failover, so all of them need
+    // the credentials of the master they will follow.
+    extra_args.extend(replication_auth_args(credentials(opts)));
     if let Some(port) = replica_of {
         extra_args.extend(["--replicaof".to_owned(), "127.0.0.1".to_owned(), port.to_string()]);
     }
     RedisOptions {
         password: opts.password.clone(),
+        acl_user: opts.acl_user.clone(),
         appendonly: opts.appendonly,
+        tls: opts.tls,
         extra_args,
-        ..RedisOptions::default()
     }
 }
 
@@ -415,15 +465,22 @@ fn sentinel_conf(opts: &SentinelOptions, master_port: u16) -> String {
          sentinel failover-timeout {name} {FAILOVER_TIMEOUT_MS}\n\
          sentinel parallel-syncs {name} 1\n"
     );
-    if let Some(pass) = &opts.password {
+    if let Some((user, pass)) = credentials(opts) {
+        if let Some(user) = user {
+            let _ = writeln!(conf, "sentinel auth-user {name} {}", quote(user));
+        }
         let _ = writeln!(conf, "sentinel auth-pass {name} {}", quote(pass));
     }
     conf
 }
 
 /// Writes the configuration of a sentinel into a new directory and starts it
-/// on a free port.
-fn start_sentinel(opts: &SentinelOptions, master_port: u16) -> Result<RedisProcess, TestkitError> {
+/// on a free port (a TLS-only port when `tls` is given).
+fn start_sentinel(
+    opts: &SentinelOptions,
+    master_port: u16,
+    tls: Option<&TlsFiles>,
+) -> Result<RedisProcess, TestkitError> {
     let mut process = RedisProcess::new("sesame-sentinel-")?;
     // Sentinels rewrite their configuration file, so each needs its own.
     let conf_path = process.dir().join("sentinel.conf");
@@ -432,24 +489,59 @@ fn start_sentinel(opts: &SentinelOptions, master_port: u16) -> Result<RedisProce
         source,
         log_tail: format_tail(""),
     })?;
-    let args = |process: &RedisProcess, port: u16| {
-        let mut args: Vec<OsString> = vec![conf_path.clone().into(), "--sentinel".into()];
-        args.extend(
-            ["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "no"]
-                .map(OsString::from),
-        );
-        args.extend(["--dir".into(), process.dir().into(), "--logfile".into()]);
-        args.push(process.log_path().into());
-        args
-    };
-    let probe = |port| probe_pid(port, None, None);
+    let args = |process: &RedisProcess, port: u16| sentinel_args(&conf_path, process, port, tls);
+    let probe = |port| probe_pid(port, None, tls);
     process.start_on_free_port(&args, &probe)?;
     Ok(process)
 }
 
-/// Runs `redis-cli` against a sentinel.
-fn sentinel_cli(sentinel: &RedisProcess, args: &[&str]) -> Result<String, TestkitError> {
-    run_cli(cli_command(sentinel.port(), None, None), args, || sentinel.diagnostics())
+/// The command line of a sentinel on `port`. With `tls`, it serves TLS only,
+/// talks TLS to the data nodes and the other sentinels (`tls-replication`),
+/// and asks its clients for no certificate.
+fn sentinel_args(
+    conf_path: &Path,
+    process: &RedisProcess,
+    port: u16,
+    tls: Option<&TlsFiles>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![conf_path.into(), "--sentinel".into()];
+    let port = port.to_string();
+    let ports: &[&str] = match tls {
+        None => &["--port", &port],
+        Some(_) => &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-replication",
+            "yes",
+            "--tls-auth-clients",
+            "no",
+        ],
+    };
+    args.extend(ports.iter().map(OsString::from));
+    args.extend(["--bind", "127.0.0.1", "--daemonize", "no"].map(OsString::from));
+    let mut paths = vec![("--dir", process.dir()), ("--logfile", process.log_path())];
+    if let Some(tls) = tls {
+        paths.push(("--tls-cert-file", &tls.cert_path));
+        paths.push(("--tls-key-file", &tls.key_path));
+        paths.push(("--tls-ca-cert-file", &tls.ca_path));
+    }
+    for (name, path) in paths {
+        args.push(name.into());
+        args.push(path.into());
+    }
+    args
+}
+
+/// Runs `redis-cli` against a sentinel (without credentials; `--tls` when
+/// `tls` is given).
+fn sentinel_cli(
+    sentinel: &RedisProcess,
+    tls: Option<&TlsFiles>,
+    args: &[&str],
+) -> Result<String, TestkitError> {
+    run_cli(cli_command(sentinel.port(), None, tls), args, || sentinel.diagnostics())
 }
 
 /// Quotes `text` for a Redis configuration file (a double-quoted string with
@@ -525,6 +617,46 @@ mod tests {
         assert!(args.contains("--masterauth pw"), "{args}");
         assert!(args.ends_with("--replicaof 127.0.0.1 7000"), "{args}");
         assert!(!data_node_options(&opts, None).extra_args.contains(&"--replicaof".to_owned()));
+    }
+
+    #[test]
+    fn an_acl_user_is_used_for_auth_and_replication() {
+        let opts = SentinelOptions {
+            password: Some("default pw".to_owned()),
+            acl_user: Some(("app".to_owned(), "app pw".to_owned())),
+            tls: true,
+            ..SentinelOptions::default()
+        };
+        let conf = sentinel_conf(&opts, 1);
+        assert!(conf.contains("sentinel auth-user \"sesame\" \"app\"\n"), "{conf}");
+        assert!(conf.contains("sentinel auth-pass \"sesame\" \"app pw\"\n"), "{conf}");
+        let node = data_node_options(&opts, Some(7000));
+        let args = node.extra_args.join(" ");
+        assert!(args.contains("--masteruser app --masterauth app pw"), "{args}");
+        assert!(args.contains("--tls-replication yes"), "{args}");
+        assert!(node.tls);
+        assert_eq!(node.password.as_deref(), Some("default pw"));
+        assert_eq!(node.acl_user, opts.acl_user);
+    }
+
+    #[test]
+    fn tls_sentinels_serve_and_replicate_over_tls_only() {
+        let tls = SharedTls::generate().unwrap();
+        let process = RedisProcess::new("sesame-test-").unwrap();
+        let conf = process.dir().join("sentinel.conf");
+        let args: Vec<String> = sentinel_args(&conf, &process, 4242, Some(&tls.files))
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        let args = args.join(" ");
+        assert!(
+            args.contains("--sentinel --port 0 --tls-port 4242 --tls-replication yes"),
+            "{args}"
+        );
+        assert!(args.contains("--tls-auth-clients no"), "{args}");
+        assert!(args.contains("--tls-ca-cert-file"), "{args}");
+        let plain = sentinel_args(&conf, &process, 4242, None);
+        assert!(!plain.iter().any(|arg| arg.to_string_lossy().starts_with("--tls")));
     }
 
     #[test]

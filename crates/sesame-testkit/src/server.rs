@@ -63,8 +63,22 @@ impl RedisServer {
     /// If the chosen port turns out to be taken, another free port is tried
     /// (up to 5 ports in all).
     pub fn start_with(opts: RedisOptions) -> Result<RedisServer, TestkitError> {
+        Self::start_sharing_tls(opts, None)
+    }
+
+    /// Like [`start_with`](Self::start_with), but with `opts.tls` the server
+    /// uses the given certificate files (when `Some`) instead of generating
+    /// its own, so that all nodes of a topology share one CA.
+    pub(crate) fn start_sharing_tls(
+        opts: RedisOptions,
+        shared: Option<&TlsFiles>,
+    ) -> Result<RedisServer, TestkitError> {
         let process = RedisProcess::new("sesame-redis-")?;
-        let tls = if opts.tls { Some(TlsFiles::generate(process.dir())?) } else { None };
+        let tls = match (opts.tls, shared) {
+            (false, _) => None,
+            (true, Some(files)) => Some(files.clone()),
+            (true, None) => Some(TlsFiles::generate(process.dir())?),
+        };
         let mut server = RedisServer { opts, tls, process };
         let RedisServer { opts, tls, process } = &mut server;
         let args = |process: &RedisProcess, port| server_args(opts, tls.as_ref(), process, port);
@@ -83,13 +97,7 @@ impl RedisServer {
     /// an ACL user is configured).
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
-        let auth = match self.credentials() {
-            None => String::new(),
-            Some((None, pass)) => format!(":{}@", percent_encode(pass)),
-            Some((Some(user), pass)) => {
-                format!("{}:{}@", percent_encode(user), percent_encode(pass))
-            }
-        };
+        let auth = url_userinfo(self.credentials());
         format!("{scheme}://{auth}127.0.0.1:{}", self.port())
     }
 
@@ -156,11 +164,43 @@ impl RedisServer {
 /// The credentials of `opts`: `(user, password)`, preferring the ACL user over
 /// the default user's password.
 fn credentials(opts: &RedisOptions) -> Option<(Option<&str>, &str)> {
-    match (&opts.acl_user, &opts.password) {
-        (Some((user, pass)), _) => Some((Some(user.as_str()), pass.as_str())),
-        (None, Some(pass)) => Some((None, pass.as_str())),
+    preferred_credentials(opts.acl_user.as_ref(), opts.password.as_deref())
+}
+
+/// `(user, password)` for clients: the ACL user when there is one, else the
+/// default user's password, else nothing.
+pub(crate) fn preferred_credentials<'a>(
+    acl_user: Option<&'a (String, String)>,
+    password: Option<&'a str>,
+) -> Option<(Option<&'a str>, &'a str)> {
+    match (acl_user, password) {
+        (Some((user, pass)), _) => Some((Some(user.as_str()), pass)),
+        (None, Some(pass)) => Some((None, pass)),
         (None, None) => None,
     }
+}
+
+/// The userinfo part of a URL, including the trailing `@`: `USER:PASS@`,
+/// `:PASS@` or nothing, percent-encoded.
+pub(crate) fn url_userinfo(credentials: Option<(Option<&str>, &str)>) -> String {
+    match credentials {
+        None => String::new(),
+        Some((None, pass)) => format!(":{}@", percent_encode(pass)),
+        Some((Some(user), pass)) => format!("{}:{}@", percent_encode(user), percent_encode(pass)),
+    }
+}
+
+/// `--masteruser USER --masterauth PASS` (or just `--masterauth PASS` for the
+/// default user) so that a replica authenticates to its master.
+pub(crate) fn replication_auth_args(credentials: Option<(Option<&str>, &str)>) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some((user, pass)) = credentials {
+        if let Some(user) = user {
+            args.extend(["--masteruser".to_owned(), user.to_owned()]);
+        }
+        args.extend(["--masterauth".to_owned(), pass.to_owned()]);
+    }
+    args
 }
 
 /// Command-line arguments for a `redis-server` configured by `opts`, about to
@@ -225,5 +265,16 @@ mod tests {
     fn percent_encoding_keeps_unreserved_characters() {
         assert_eq!(percent_encode("s3cret-pw_1.~"), "s3cret-pw_1.~");
         assert_eq!(percent_encode("a b@c:d/é"), "a%20b%40c%3Ad%2F%C3%A9");
+    }
+
+    #[test]
+    fn prefers_the_acl_user_in_urls() {
+        let user = ("app".to_owned(), "p@ss".to_owned());
+        let both = preferred_credentials(Some(&user), Some("default pw"));
+        assert_eq!(both, Some((Some("app"), "p@ss")));
+        assert_eq!(url_userinfo(both), "app:p%40ss@");
+        let only_pw = preferred_credentials(None, Some("default pw"));
+        assert_eq!(url_userinfo(only_pw), ":default%20pw@");
+        assert_eq!(url_userinfo(preferred_credentials(None, None)), "");
     }
 }

@@ -1,4 +1,5 @@
-//! Throwaway TLS material for a test server.
+//! Throwaway TLS material for a test server, or for every process of a
+//! topology (one CA, one server certificate, shared by all of them).
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +7,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
+use tempfile::TempDir;
 
+use crate::error::format_tail;
 use crate::TestkitError;
 
 /// A freshly generated CA and a server certificate it signed, written to disk.
@@ -66,12 +69,42 @@ impl TlsFiles {
     }
 }
 
+/// TLS material shared by every process of a topology (data nodes and
+/// sentinels), in a temporary directory of its own that lives as long as this
+/// value, so a single [`TlsFiles::ca_pem`] lets a client verify every node.
+///
+/// The owner must keep it until its processes are gone (they read the files
+/// at every (re)start).
+#[derive(Debug)]
+pub(crate) struct SharedTls {
+    /// The generated files.
+    pub(crate) files: TlsFiles,
+    // Declared last: removed once `files` is no longer needed.
+    _dir: TempDir,
+}
+
+impl SharedTls {
+    /// Generates a CA and a server certificate for `127.0.0.1` / `localhost`
+    /// in a new temporary directory (named `sesame-tls-…`).
+    pub(crate) fn generate() -> Result<Self, TestkitError> {
+        let dir = tempfile::Builder::new().prefix("sesame-tls-").tempdir().map_err(|source| {
+            TestkitError::Io {
+                context: "cannot create a temporary directory".to_owned(),
+                source,
+                log_tail: format_tail(""),
+            }
+        })?;
+        let files = TlsFiles::generate(dir.path())?;
+        Ok(Self { files, _dir: dir })
+    }
+}
+
 /// Writes `contents` to `path`, mapping the error.
 fn write(path: &Path, contents: &str) -> Result<(), TestkitError> {
     std::fs::write(path, contents).map_err(|source| TestkitError::Io {
         context: format!("cannot write {}", path.display()),
         source,
-        log_tail: crate::error::format_tail(""),
+        log_tail: format_tail(""),
     })
 }
 
@@ -88,5 +121,14 @@ mod tests {
         assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
         let key = std::fs::read_to_string(&files.key_path).unwrap();
         assert!(key.contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn shared_files_live_as_long_as_the_value() {
+        let shared = SharedTls::generate().unwrap();
+        let cert = shared.files.cert_path.clone();
+        assert!(cert.exists());
+        drop(shared);
+        assert!(!cert.exists());
     }
 }

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -179,7 +181,11 @@ fn cluster_starts_with_all_slots_served() {
 // old master rejoins as a replica.
 #[test]
 fn cluster_failover_keeps_replicated_key() {
-    let opts = ClusterOptions { password: Some("pw".to_owned()), appendonly: true };
+    let opts = ClusterOptions {
+        password: Some("pw".to_owned()),
+        appendonly: true,
+        ..ClusterOptions::default()
+    };
     let mut cluster = ok(Cluster::start_with(opts));
     let first = cluster.nodes()[0].port();
     assert!(cluster.url().starts_with(&format!("redis+cluster://:pw@127.0.0.1:{first},")));
@@ -211,4 +217,130 @@ fn cluster_failover_keeps_replicated_key() {
     assert!(ok(rejoined.cli(&["ROLE"])).starts_with("slave"), "{}", cluster.logs());
     assert_eq!(ok(cluster.master_for_slot(slot)), new);
     assert_eq!(ok(cluster.masters()).len(), 3);
+}
+
+/// Whether a plain-TCP `PING` on `port` gets `+PONG` (a TLS-only port drops
+/// the connection instead).
+fn plain_ping_answered(port: u16) -> bool {
+    let attempt = || -> std::io::Result<String> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        (&stream).write_all(b"*1\r\n$4\r\nPING\r\n")?;
+        let mut reply = Vec::new();
+        (&stream).take(64).read_to_end(&mut reply)?;
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    };
+    attempt().is_ok_and(|reply| reply.starts_with("+PONG"))
+}
+
+/// The ACL user of the secure topologies; the password needs percent-encoding.
+fn acl_user() -> Option<(String, String)> {
+    Some(("app".to_owned(), "p@ss w:rd".to_owned()))
+}
+
+// Proves a TLS-only sentinel group with an ACL user starts settled (sentinels reach the data
+// nodes and each other over TLS, authenticating as the ACL user), has a rediss+sentinel URL with
+// the ACL user's credentials and one CA for every process, and fails over.
+#[test]
+fn tls_acl_sentinel_group_fails_over() {
+    let started = Instant::now();
+    let opts = SentinelOptions {
+        password: Some("default pw".to_owned()),
+        acl_user: acl_user(),
+        tls: true,
+        ..SentinelOptions::default()
+    };
+    let mut group = ok(SentinelGroup::start_with(opts));
+    eprintln!("TLS sentinel group started in {:?}", started.elapsed());
+
+    let ports = group.sentinel_ports();
+    let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    assert_eq!(
+        group.url(),
+        format!("rediss+sentinel://app:p%40ss%20w%3Ard@{}/sesame", hosts.join(","))
+    );
+    let pem = group.ca_cert_pem().expect("a CA with TLS");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    for node in group.data_nodes() {
+        // The same CA signed every node's certificate.
+        assert_eq!(node.ca_cert_pem().as_deref(), Some(pem.as_str()));
+        assert_eq!(ok(node.cli(&["ACL", "WHOAMI"])), "app");
+        assert_eq!(ok(node.cli(&["CONFIG", "GET", "port"])), "port\n0");
+        assert!(node.url().starts_with("rediss://app:p%40ss%20w%3Ard@"), "{}", node.url());
+    }
+    for (index, port) in ports.iter().enumerate() {
+        assert_eq!(ok(group.sentinel_cli(index, &["PING"])), "PONG");
+        assert!(!plain_ping_answered(*port), "sentinel {index} answered plain TCP");
+    }
+    for node in group.data_nodes() {
+        assert!(!plain_ping_answered(node.port()), "data node answered plain TCP");
+    }
+
+    let old_port = ok(group.current_master_port());
+    let master = &group.data_nodes()[0];
+    assert_eq!(ok(master.cli(&["SET", "before", "failover"])), "OK");
+    assert_eq!(ok(master.cli(&["WAIT", "1", "5000"])), "1", "{}", group.logs());
+
+    assert_eq!(ok(group.kill_master()), 0);
+    let failover = Instant::now();
+    let new_port = ok(group.wait_for_failover(old_port, FAILOVER_TIMEOUT));
+    eprintln!("TLS sentinel failover took {:?}", failover.elapsed());
+    assert_eq!(new_port, group.data_nodes()[1].port(), "{}", group.logs());
+    let new_master = &group.data_nodes()[1];
+    assert_eq!(ok(new_master.cli(&["GET", "before"])), "failover", "{}", group.logs());
+    assert_eq!(ok(new_master.cli(&["SET", "after", "failover"])), "OK", "{}", group.logs());
+
+    // The old master comes back (same shared certificate files) as a replica that
+    // replicates over TLS as the ACL user.
+    ok(group.restart_node(0));
+    let old = &group.data_nodes()[0];
+    assert!(ok(old.cli(&["ROLE"])).starts_with("slave"), "{}", group.logs());
+    assert_eq!(ok(old.cli(&["GET", "after"])), "failover", "{}", group.logs());
+    eprintln!("TLS sentinel test took {:?}", started.elapsed());
+}
+
+// Proves a TLS-only cluster with an ACL user (bus and replication over TLS) is created and
+// settles with every slot served, has a rediss+cluster URL with the ACL user's credentials and
+// one CA for every node, replicates, and fails over.
+#[test]
+fn tls_acl_cluster_starts_and_fails_over() {
+    let started = Instant::now();
+    let opts = ClusterOptions {
+        password: Some("default pw".to_owned()),
+        acl_user: acl_user(),
+        tls: true,
+        ..ClusterOptions::default()
+    };
+    let mut cluster = ok(Cluster::start_with(opts));
+    eprintln!("TLS cluster started in {:?}", started.elapsed());
+
+    let hosts: Vec<String> =
+        cluster.nodes().iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+    assert_eq!(cluster.url(), format!("rediss+cluster://app:p%40ss%20w%3Ard@{}", hosts.join(",")));
+    let pem = cluster.ca_cert_pem().expect("a CA with TLS");
+    for node in cluster.nodes() {
+        assert_eq!(node.ca_cert_pem().as_deref(), Some(pem.as_str()));
+        let info = ok(node.cli(&["CLUSTER", "INFO"]));
+        assert!(info.contains("cluster_state:ok"), "{info}\n{}", cluster.logs());
+        assert_eq!(ok(node.cli(&["ACL", "WHOAMI"])), "app");
+        assert_eq!(ok(node.cli(&["CONFIG", "GET", "tls-cluster"])), "tls-cluster\nyes");
+        assert_eq!(ok(node.cli(&["CONFIG", "GET", "port"])), "port\n0");
+    }
+    assert_eq!(ok(cluster.masters()).len(), 3, "{}", cluster.logs());
+
+    let slot = ok(cluster.keyslot("session:42"));
+    let old = ok(cluster.master_for_slot(slot));
+    let master = &cluster.nodes()[old];
+    assert_eq!(ok(master.cli(&["SET", "session:42", "alive"])), "OK");
+    assert_eq!(ok(master.cli(&["WAIT", "1", "5000"])), "1", "{}", cluster.logs());
+
+    cluster.kill_node(old);
+    let failover = Instant::now();
+    ok(cluster.wait_for_failover(old, FAILOVER_TIMEOUT));
+    eprintln!("TLS cluster failover took {:?}", failover.elapsed());
+    let new = ok(cluster.master_for_slot(slot));
+    assert_ne!(new, old);
+    let new_master = &cluster.nodes()[new];
+    assert_eq!(ok(new_master.cli(&["GET", "session:42"])), "alive", "{}", cluster.logs());
+    eprintln!("TLS cluster test took {:?}", started.elapsed());
 }
