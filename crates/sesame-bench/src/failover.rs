@@ -60,7 +60,10 @@ impl std::fmt::Display for Topology {
 pub struct Options {
     /// The topology.
     pub topology: Topology,
-    /// Acknowledge writes only after `WAIT 1 <timeout>` (see `RedisStoreBuilder::durability`).
+    /// Acknowledge writes only after `WAIT <every replica> <timeout>` (see
+    /// `RedisStoreBuilder::durability`): 2 for Sentinel, 1 for Cluster. Waiting for fewer
+    /// replicas than a failover may choose from does not protect a write: the promoted
+    /// replica may be one that has not received it.
     pub durability: bool,
     /// Concurrent clients (users).
     pub clients: usize,
@@ -200,22 +203,30 @@ impl Servers {
     }
 }
 
+/// Replicas of each master in the scenario's topology.
+pub fn replicas(t: Topology) -> u32 {
+    match t {
+        Topology::Sentinel => 2,
+        Topology::Cluster => 1,
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> BenchError {
     BenchError::new(e.to_string())
 }
 
-async fn store(url: &str, durability: bool) -> Result<Arc<dyn Store>, BenchError> {
+async fn store(url: &str, durability: Option<u32>) -> Result<Arc<dyn Store>, BenchError> {
     let mut b = RedisStore::builder(url)
         .response_timeout(Duration::from_millis(1000))
         .connect_timeout(Duration::from_millis(500));
-    if durability {
-        b = b.durability(1, Duration::from_millis(1000));
+    if let Some(n) = durability {
+        b = b.durability(n, Duration::from_millis(1000));
     }
     Ok(Arc::new(b.connect().await.map_err(err)?))
 }
 
 /// Starts the app: two instances behind the balancer, on a free loopback port.
-async fn serve(url: &str, durability: bool) -> Result<std::net::SocketAddr, BenchError> {
+async fn serve(url: &str, durability: Option<u32>) -> Result<std::net::SocketAddr, BenchError> {
     let cookie = CookieConfig::builder().name(COOKIE).secure(false).build().map_err(err)?;
     let mut instances = Vec::new();
     for i in 0..2 {
@@ -298,6 +309,11 @@ async fn client(i: usize, base: String, shared: Arc<Shared>) {
                 let seen = body["visits"].as_u64().unwrap_or(0);
                 if seen < visits + 1 {
                     c.updates_lost.fetch_add(visits + 1 - seen, Ordering::Relaxed);
+                    if let Ok(mut s) = shared.other_samples.lock() {
+                        if s.len() < 12 {
+                            s.push(format!("update lost: {user} expected visits >= {} but saw {seen}, {since_login} requests after its last login, on {}", visits + 1, body["instance"]));
+                        }
+                    }
                 }
                 visits = seen;
             }
@@ -322,7 +338,7 @@ pub async fn run(opts: Options) -> Result<Report, BenchError> {
     let servers =
         tokio::task::spawn_blocking(move || Servers::start(opts.topology)).await.map_err(err)??;
     let url = servers.url();
-    let addr = serve(&url, opts.durability).await?;
+    let addr = serve(&url, opts.durability.then_some(replicas(opts.topology))).await?;
     let base = format!("http://{addr}");
     let shared = Arc::new(Shared {
         counters: Counters::default(),
@@ -395,7 +411,7 @@ pub fn row(opts: &Options, r: &Report) -> String {
     format!(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         opts.topology,
-        if opts.durability { "WAIT 1" } else { "off" },
+        if opts.durability { format!("WAIT {}", replicas(opts.topology)) } else { "off".into() },
         ms(r.failover_took),
         ms(r.rejoined_after),
         ms(r.window),

@@ -222,11 +222,19 @@ pub async fn take_and_destroy(store: DynStore) {
         other => panic!("expected the record, got {other:?}"),
     }
     assert!(store.load(&k, now(), &policy()).await.unwrap().is_none());
-    assert_eq!(store.take(&k, now()).await.unwrap(), Taken::Missing);
     assert!(store.list_user(&p, now()).await.unwrap().is_empty(), "index entry removed");
+    // A retried rotation (the first failed half-way) gets the sealed record again.
+    assert!(matches!(store.take(&k, now()).await.unwrap(), Taken::Taken(_)));
+    assert!(store.load(&k, now(), &policy()).await.unwrap().is_none(), "still sealed");
     assert!(store.finish_take(&k, false, now()).await.unwrap(), "the sealed record is dropped");
+    assert_eq!(store.take(&k, now()).await.unwrap(), Taken::Missing);
     assert!(!store.finish_take(&k, true, now()).await.unwrap(), "nothing left to restore");
     assert!(store.load(&k, now(), &policy()).await.unwrap().is_none());
+    // A logout of a sealed session deletes it.
+    let k1 = create_user_session(&store, &p, &policy()).await;
+    assert!(matches!(store.take(&k1, now()).await.unwrap(), Taken::Taken(_)));
+    assert!(store.destroy(&k1).await.unwrap());
+    assert!(!store.finish_take(&k1, true, now()).await.unwrap(), "nothing left to restore");
     let k2 = create_user_session(&store, &p, &policy()).await;
     assert!(store.destroy(&k2).await.unwrap());
     assert!(!store.destroy(&k2).await.unwrap());

@@ -214,13 +214,19 @@ impl Store for MemoryStore {
     }
 
     async fn destroy(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.inner.lock().remove(key).is_some())
+        let mut g = self.inner.lock();
+        let sealed = g.sealed.remove(key).is_some();
+        Ok(g.remove(key).is_some() || sealed)
     }
 
     async fn take(&self, key: &SessionKey, now_ms: u64) -> Result<Taken, StoreError> {
         let mut g = self.inner.lock();
         let Some(idle_deadline_ms) = g.get_live(key, now_ms).map(|e| e.idle_deadline_ms) else {
-            return Ok(Taken::Missing);
+            // A rotation that failed half-way left it sealed: hand it over again.
+            return Ok(match g.sealed.get(key) {
+                Some(e) if e.live(now_ms) => Taken::Taken(e.record.clone()),
+                _ => Taken::Missing,
+            });
         };
         let Some(record) = g.remove(key) else { return Ok(Taken::Missing) };
         g.sealed.insert(*key, Entry { record: record.clone(), idle_deadline_ms });

@@ -360,7 +360,20 @@ impl Session {
                     probe.principal = Some(p.clone());
                 }
                 probe.check_limits(policy)?;
-                match m.store().take(&key, now).await? {
+                let taken = match m.store().take(&key, now).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // The take may have sealed the session before failing (a lost reply,
+                        // replicas that did not confirm in time): put it back, so the failed
+                        // request loses nothing. If this fails too, the sealed record waits
+                        // for this token's next rotation (a take hands it over again).
+                        if let Err(again) = m.store().finish_take(&key, true, now).await {
+                            tracing::warn!(error = %again, "could not restore a session after a failed take");
+                        }
+                        return Err(e.into());
+                    }
+                };
+                match taken {
                     Taken::Taken(record) => Some((key, record)),
                     // Revoked meanwhile: only a login may start a fresh session.
                     _ if login.is_some() => None,
@@ -381,7 +394,19 @@ impl Session {
                 if delta.is_empty() && login.is_none() {
                     return Ok(TokenAction::Keep);
                 }
-                None
+                // A login with a token whose session a half-failed rotation left sealed (the
+                // take went through, its reply and the restore did not) resumes it, so the
+                // data survives; the store hands a sealed record only to its own key.
+                match (&login, &st.incoming) {
+                    (Some(_), Some(token)) => {
+                        let key = token.key();
+                        match m.store().take(&key, now).await? {
+                            Taken::Taken(record) if record.absolute_ms > now => Some((key, record)),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                }
             }
         };
         let (tag, mut record) = match &base {

@@ -189,7 +189,10 @@ pub trait Store: Send + Sync + 'static {
     /// store keeps the sealed record until [`Store::finish_take`]: the caller writes the new
     /// session with [`Store::create`] first, then drops the sealed one, or puts it back when
     /// the new one could not be written. A sealed record nobody finishes (the process died
-    /// in between) expires by its idle deadline and is never valid again.
+    /// in between) expires by its idle deadline and is never valid again under its key; a
+    /// later `take` of the same key (only the old token's holder can ask for it: a retried
+    /// login) hands the sealed record over again, so a rotation that failed half-way loses
+    /// no data. [`Store::destroy`] deletes a sealed record too.
     async fn take(&self, key: &SessionKey, now_ms: u64) -> Result<Taken, StoreError>;
 
     /// Ends a [`Store::take`]: drops the sealed record, or with `restore` makes it live again

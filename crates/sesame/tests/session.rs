@@ -29,6 +29,10 @@ struct Counting {
     inner: MemoryStore,
     calls: AtomicUsize,
     refuse_creates: AtomicUsize,
+    /// Fault injection: takes seal the session, then report a failure (a lost reply).
+    fail_takes: AtomicUsize,
+    /// Fault injection: finish_take calls fail without doing anything.
+    fail_finishes: AtomicUsize,
 }
 
 impl Counting {
@@ -78,10 +82,19 @@ impl Store for Counting {
     }
     async fn take(&self, k: &SessionKey, n: u64) -> Result<Taken, StoreError> {
         self.hit();
-        self.inner.take(k, n).await
+        let taken = self.inner.take(k, n).await;
+        if self.fail_takes.load(Ordering::SeqCst) > 0 {
+            self.fail_takes.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable { message: "lost reply".into(), source: None });
+        }
+        taken
     }
     async fn finish_take(&self, k: &SessionKey, restore: bool, n: u64) -> Result<bool, StoreError> {
         self.hit();
+        if self.fail_finishes.load(Ordering::SeqCst) > 0 {
+            self.fail_finishes.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable { message: "down".into(), source: None });
+        }
         self.inner.finish_take(k, restore, n).await
     }
     async fn list_user(&self, p: &str, n: u64) -> Result<Vec<SessionInfo>, StoreError> {
@@ -231,6 +244,39 @@ async fn create_collision_draws_a_new_token() {
     let s = m.open(None);
     s.insert("a", &1).await.unwrap();
     assert!(s.commit().await.is_err(), "three collisions in a row are an error, not a join");
+}
+
+// A take that sealed the session but reported a failure (a lost reply): the login fails
+// with the error, the old session is put back and works; if even that fails, the retried
+// login still carries the session's data along (the sealed record is handed over again).
+#[tokio::test]
+async fn failed_take_loses_nothing() {
+    let store = Arc::new(Counting::default());
+    let m = manager(store.clone());
+    let s = m.open(None);
+    s.insert("cart", &vec!["tea"]).await.unwrap();
+    let old = token(s.commit().await.unwrap());
+
+    store.fail_takes.store(1, Ordering::SeqCst);
+    let s = m.open(Some(&old.expose()));
+    s.login("ann").await.unwrap();
+    assert!(s.commit().await.is_err());
+    let again = m.open(Some(&old.expose()));
+    assert_eq!(again.get::<Vec<String>>("cart").await.unwrap(), Some(vec!["tea".to_string()]));
+
+    store.fail_takes.store(1, Ordering::SeqCst);
+    store.fail_finishes.store(1, Ordering::SeqCst);
+    let s = m.open(Some(&old.expose()));
+    s.login("ann").await.unwrap();
+    assert!(s.commit().await.is_err());
+    assert!(!m.open(Some(&old.expose())).exists().await.unwrap(), "sealed, not valid");
+    let retry = m.open(Some(&old.expose()));
+    retry.login("ann").await.unwrap();
+    let new = token(retry.commit().await.unwrap());
+    let s = m.open(Some(&new.expose()));
+    assert_eq!(s.principal().await.unwrap().as_deref(), Some("ann"));
+    assert_eq!(s.get::<Vec<String>>("cart").await.unwrap(), Some(vec!["tea".to_string()]));
+    assert!(!m.open(Some(&old.expose())).exists().await.unwrap());
 }
 
 // A session over the configured size is refused at commit with a limit error; nothing is written.

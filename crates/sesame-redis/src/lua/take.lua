@@ -4,9 +4,21 @@
 -- KEYS[1] session key, KEYS[2] sealed key (same hash tag)
 -- ARGV[1] index key prefix of this tag (the principal is appended), ARGV[2] session id,
 -- ARGV[3] now ms, ARGV[4] '1' to delete the session outright (logout) instead of sealing it.
--- Returns the record, or false when there was no live session.
+-- Returns the record, or false when there was no live (or sealed) session.
 local raw = redis.call('GET', KEYS[1])
-if not raw then return false end
+if not raw then
+  -- A rotation of this session that failed half-way left it sealed. Only the old token's
+  -- holder can ask for this key (a retried login): hand the record over again (or delete it,
+  -- for a logout). It stays sealed until finish.lua.
+  local sealed = redis.call('GET', KEYS[2])
+  if not sealed then return false end
+  if ARGV[4] == '1' then redis.call('DEL', KEYS[2]) end
+  local ok, r = pcall(cmsgpack.unpack, sealed)
+  if ok and type(r) == 'table' and type(r[3]) == 'number' and r[3] <= tonumber(ARGV[3]) then
+    return false
+  end
+  return sealed
+end
 local ok, r = pcall(cmsgpack.unpack, raw)
 local expired = ok and type(r) == 'table' and type(r[3]) == 'number' and r[3] <= tonumber(ARGV[3])
 if expired or ARGV[4] == '1' then
