@@ -245,11 +245,23 @@ impl Scripts {
     fn new() -> Scripts {
         Scripts {
             save: Script::new(include_str!("lua/save.lua")),
-            create: Script::new(include_str!("lua/create.lua")),
-            take: Script::new(include_str!("lua/take.lua")),
+            create: Script::new(concat!(
+                include_str!("lua/members.lua"),
+                include_str!("lua/create.lua")
+            )),
+            take: Script::new(concat!(
+                include_str!("lua/members.lua"),
+                include_str!("lua/take.lua")
+            )),
             finish: Script::new(include_str!("lua/finish.lua")),
-            list: Script::new(include_str!("lua/list.lua")),
-            revoke: Script::new(include_str!("lua/revoke.lua")),
+            list: Script::new(concat!(
+                include_str!("lua/members.lua"),
+                include_str!("lua/list.lua")
+            )),
+            revoke: Script::new(concat!(
+                include_str!("lua/members.lua"),
+                include_str!("lua/revoke.lua")
+            )),
         }
     }
 }
@@ -307,6 +319,23 @@ impl std::fmt::Debug for RedisStore {
 /// Most attempts of one save under contention (see [`RedisStore`]'s `save`).
 const MAX_SAVE_ATTEMPTS: usize = 64;
 
+/// Most attempts of a script that declares a principal's sessions, when the index keeps
+/// changing between the read of its members and the script (see `lua/members.lua`). Each
+/// retry means another write to the index landed, so N concurrent writers need at most N.
+const MAX_INDEX_ATTEMPTS: usize = 64;
+
+/// The reply of a script that found the index (or record) changed since the client read it.
+const STALE: i64 = -2;
+
+fn index_busy() -> StoreError {
+    StoreError::Unavailable {
+        message: format!(
+            "the user's sessions changed {MAX_INDEX_ATTEMPTS} times while being updated; try again"
+        ),
+        source: None,
+    }
+}
+
 fn backend(message: &str) -> StoreError {
     StoreError::Backend { message: message.to_string(), source: None }
 }
@@ -342,6 +371,9 @@ pub(crate) fn map_err(e: RedisError) -> StoreError {
                         | ServerErrorKind::BusyLoading
                 )
         );
+    // A script that met a key of a Cluster slot being migrated (`ASK` inside a script) is
+    // refused by Redis before the key is touched; it succeeds once the migration is over.
+    let unavailable = unavailable || e.to_string().contains("non local key");
     if unavailable {
         StoreError::Unavailable { message: e.to_string(), source: Some(Box::new(e)) }
     } else {
@@ -491,22 +523,84 @@ impl RedisStore {
         }
     }
 
+    /// The ids in a principal's index, in index order (read before a script that declares
+    /// every member's key; see `lua/members.lua`).
+    async fn members(&self, index: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE").arg(index).arg(0).arg(-1).query_async(&mut conn).await.map_err(map_err)
+    }
+
+    /// Declares the members' session keys, then passes their ids after the other arguments.
+    fn declare_members(&self, inv: &mut Call<'_>, tag: Tag, ids: &[Vec<u8>]) {
+        let base = self.session_base(tag);
+        for id in ids {
+            let mut k = base.clone().into_bytes();
+            k.extend_from_slice(id);
+            inv.key(k);
+        }
+    }
+
     async fn take_or_delete(
         &self,
         key: &SessionKey,
         now_ms: u64,
         delete: bool,
     ) -> Result<Taken, StoreError> {
-        let mut inv = Call::new(&self.scripts.take);
-        inv.key(self.session_key(key)).key(self.sealed_key(key));
-        inv.arg(self.index_base(key.tag())).arg(key.id()).arg(now_ms);
-        inv.arg(if delete { "1" } else { "0" });
-        let v = self.run(&inv, true).await?;
-        match &v {
-            Value::Nil => Ok(Taken::Missing),
-            Value::BulkString(raw) => Ok(Taken::Taken(decode(raw)?)),
-            _ => Err(unexpected("take", &v)),
+        let (s, x) = (self.session_key(key), self.sealed_key(key));
+        for _ in 0..MAX_INDEX_ATTEMPTS {
+            let mut conn = self.conn.clone();
+            let raw: Option<Vec<u8>> =
+                redis::cmd("GET").arg(&s).query_async(&mut conn).await.map_err(map_err)?;
+            // An undecodable record is still sealed or deleted; its decode error comes below.
+            let principal = raw.as_deref().and_then(|r| record::decode(r).ok()?.principal);
+            let mut inv = Call::new(&self.scripts.take);
+            inv.key(&s).key(&x);
+            let ids = match &principal {
+                Some(p) => {
+                    let index = self.member_index_key(key, p);
+                    let ids = self.members(&index).await?;
+                    inv.key(index);
+                    self.declare_members(&mut inv, key.tag(), &ids);
+                    ids
+                }
+                None => Vec::new(),
+            };
+            inv.arg(key.id()).arg(now_ms).arg(if delete { "1" } else { "0" });
+            inv.arg(raw.as_deref().unwrap_or(b""));
+            for id in &ids {
+                inv.arg(id.as_slice());
+            }
+            let v = self.run(&inv, true).await?;
+            match &v {
+                Value::Int(STALE) => continue,
+                Value::Nil => return Ok(Taken::Missing),
+                Value::BulkString(raw) => return Ok(Taken::Taken(decode(raw)?)),
+                _ => return Err(unexpected("take", &v)),
+            }
         }
+        Err(index_busy())
+    }
+
+    /// Runs the revoke script in `mode` ('one' / 'all') against the index as just read.
+    async fn revoke_mode(&self, principal: &str, mode: &str, id: &str) -> Result<i64, StoreError> {
+        let index = self.index_key(principal);
+        for _ in 0..MAX_INDEX_ATTEMPTS {
+            let ids = self.members(&index).await?;
+            let mut inv = Call::new(&self.scripts.revoke);
+            inv.key(&index);
+            self.declare_members(&mut inv, Tag::for_principal(principal), &ids);
+            inv.arg(mode).arg(id);
+            for m in &ids {
+                inv.arg(m.as_slice());
+            }
+            let v = self.run(&inv, true).await?;
+            match int(&v) {
+                Some(STALE) => continue,
+                Some(n) if n >= 0 => return Ok(n),
+                _ => return Err(unexpected("revoke", &v)),
+            }
+        }
+        Err(index_busy())
     }
 
     /// Reads the server's version, eviction policy and persistence settings (what the
@@ -539,29 +633,43 @@ impl Store for RedisStore {
         if ttl == 0 {
             return Err(backend("refusing to create a session that is already expired"));
         }
-        let mut inv = Call::new(&self.scripts.create);
-        inv.key(self.session_key(key));
-        if let Some(p) = &record.principal {
-            inv.key(self.index_key(p));
+        let encoded = record::encode(record);
+        for _ in 0..MAX_INDEX_ATTEMPTS {
+            let mut inv = Call::new(&self.scripts.create);
+            inv.key(self.session_key(key));
+            let ids = match &record.principal {
+                Some(p) => {
+                    let index = self.index_key(p);
+                    let ids = self.members(&index).await?;
+                    inv.key(index);
+                    self.declare_members(&mut inv, Tag::for_principal(p), &ids);
+                    ids
+                }
+                None => Vec::new(),
+            };
+            inv.arg(encoded.as_slice())
+                .arg(ttl)
+                .arg(now_ms)
+                .arg(record.absolute_ms)
+                .arg(key.id())
+                .arg(policy.max_sessions_per_user.unwrap_or(0))
+                .arg(if policy.cap_policy == CapPolicy::Refuse { "1" } else { "0" });
+            for id in &ids {
+                inv.arg(id.as_slice());
+            }
+            let v = self.run(&inv, true).await?;
+            return match int(&v) {
+                Some(STALE) => continue,
+                Some(1) => Ok(true),
+                Some(0) => Ok(false),
+                Some(-1) => Err(StoreError::LimitExceeded(format!(
+                    "the user already has the maximum of {} sessions",
+                    policy.max_sessions_per_user.unwrap_or(0)
+                ))),
+                _ => Err(unexpected("create", &v)),
+            };
         }
-        inv.arg(record::encode(record))
-            .arg(ttl)
-            .arg(now_ms)
-            .arg(record.absolute_ms)
-            .arg(key.id())
-            .arg(policy.max_sessions_per_user.unwrap_or(0))
-            .arg(if policy.cap_policy == CapPolicy::Refuse { "1" } else { "0" })
-            .arg(self.session_base(key.tag()));
-        let v = self.run(&inv, true).await?;
-        match int(&v) {
-            Some(1) => Ok(true),
-            Some(0) => Ok(false),
-            Some(-1) => Err(StoreError::LimitExceeded(format!(
-                "the user already has the maximum of {} sessions",
-                policy.max_sessions_per_user.unwrap_or(0)
-            ))),
-            _ => Err(unexpected("create", &v)),
-        }
+        Err(index_busy())
     }
 
     async fn load(
@@ -675,11 +783,30 @@ impl Store for RedisStore {
         restore: bool,
         _now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let mut inv = Call::new(&self.scripts.finish);
-        inv.key(self.sealed_key(key)).key(self.session_key(key));
-        inv.arg(if restore { "1" } else { "0" }).arg(self.index_base(key.tag())).arg(key.id());
-        let v = self.run(&inv, true).await?;
-        int(&v).map(|n| n == 1).ok_or_else(|| unexpected("finish_take", &v))
+        let (x, s) = (self.sealed_key(key), self.session_key(key));
+        for _ in 0..MAX_INDEX_ATTEMPTS {
+            let mut inv = Call::new(&self.scripts.finish);
+            inv.key(&x).key(&s);
+            inv.arg(if restore { "1" } else { "0" }).arg(key.id());
+            if restore {
+                let mut conn = self.conn.clone();
+                let raw: Option<Vec<u8>> =
+                    redis::cmd("GET").arg(&x).query_async(&mut conn).await.map_err(map_err)?;
+                let Some(raw) = raw else { return Ok(false) };
+                let r = decode(&raw)?;
+                if let Some(p) = &r.principal {
+                    inv.key(self.member_index_key(key, p));
+                }
+                inv.arg(raw.as_slice()).arg(r.absolute_ms);
+            }
+            let v = self.run(&inv, true).await?;
+            match int(&v) {
+                Some(STALE) => continue,
+                Some(n) => return Ok(n == 1),
+                None => return Err(unexpected("finish_take", &v)),
+            }
+        }
+        Err(index_busy())
     }
 
     async fn list_user(
@@ -687,10 +814,26 @@ impl Store for RedisStore {
         principal: &str,
         now_ms: u64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
-        let mut inv = Call::new(&self.scripts.list);
-        inv.key(self.index_key(principal));
-        inv.arg(now_ms).arg(self.session_base(Tag::for_principal(principal)));
-        let v = self.run(&inv, false).await?;
+        let index = self.index_key(principal);
+        let mut reply = None;
+        for _ in 0..MAX_INDEX_ATTEMPTS {
+            let ids = self.members(&index).await?;
+            let mut inv = Call::new(&self.scripts.list);
+            inv.key(&index);
+            self.declare_members(&mut inv, Tag::for_principal(principal), &ids);
+            inv.arg(now_ms);
+            for id in &ids {
+                inv.arg(id.as_slice());
+            }
+            match self.run(&inv, false).await? {
+                Value::Int(STALE) => continue,
+                v => {
+                    reply = Some(v);
+                    break;
+                }
+            }
+        }
+        let v = reply.ok_or_else(index_busy)?;
         let Value::Array(items) = &v else {
             return Err(unexpected("list", &v));
         };
@@ -719,20 +862,10 @@ impl Store for RedisStore {
     }
 
     async fn revoke(&self, principal: &str, id: &str) -> Result<bool, StoreError> {
-        let mut inv = Call::new(&self.scripts.revoke);
-        inv.key(self.index_key(principal));
-        inv.arg(self.session_base(Tag::for_principal(principal))).arg("one").arg(id);
-        let v = self.run(&inv, true).await?;
-        int(&v).map(|n| n > 0).ok_or_else(|| unexpected("revoke", &v))
+        Ok(self.revoke_mode(principal, "one", id).await? > 0)
     }
 
     async fn revoke_all(&self, principal: &str, keep: Option<&str>) -> Result<u64, StoreError> {
-        let mut inv = Call::new(&self.scripts.revoke);
-        inv.key(self.index_key(principal));
-        inv.arg(self.session_base(Tag::for_principal(principal)))
-            .arg("all")
-            .arg(keep.unwrap_or(""));
-        let v = self.run(&inv, true).await?;
-        int(&v).map(|n| n.max(0) as u64).ok_or_else(|| unexpected("revoke_all", &v))
+        Ok(self.revoke_mode(principal, "all", keep.unwrap_or("")).await? as u64)
     }
 }

@@ -54,7 +54,113 @@ async fn cluster_specifics() {
     login_crosses_slots(&cluster).await;
     scripts_reload_on_every_master(&cluster).await;
     index_is_exact_while_sessions_expire(&cluster).await;
+    reshard_under_traffic(&cluster).await;
     durability_per_shard(&mut cluster).await;
+}
+
+// A user's slot is migrated to another master key by key (as `redis-cli --cluster reshard`
+// does) while the user's sessions are read, written, listed and revoked. Every operation
+// either succeeds with the right answer or fails as unavailable (503) — `ASK`, `TRYAGAIN` and
+// scripts meeting a moved key — and afterwards the index is exact: a session is listed
+// exactly when it can be loaded.
+async fn reshard_under_traffic(cluster: &Cluster) {
+    let s = store(cluster, "mig").await;
+    let pol = policy();
+    let user = principal();
+    let slot = cluster.keyslot(&s.index_key(&user)).unwrap();
+    let src = cluster.master_for_slot(slot).unwrap();
+    let dst = cluster.masters().unwrap().into_iter().find(|&m| m != src).unwrap();
+    let id_of = |i: usize| cluster.nodes()[i].cli(&["CLUSTER", "MYID"]).unwrap().trim().to_string();
+    let (src_id, dst_id) = (id_of(src), id_of(dst));
+    let mut keys = Vec::new();
+    for i in 0..6u8 {
+        let k = TokenCodec::default().generate(Tag::for_principal(&user)).unwrap().key();
+        assert!(s
+            .create(&k, &record(Some(&user), &[("n", &[i])]), sesame::now_ms(), &pol)
+            .await
+            .unwrap());
+        keys.push(k);
+    }
+    let dst_port = cluster.nodes()[dst].port().to_string();
+    cluster.nodes()[dst]
+        .cli(&["CLUSTER", "SETSLOT", &slot.to_string(), "IMPORTING", &src_id])
+        .unwrap();
+    cluster.nodes()[src]
+        .cli(&["CLUSTER", "SETSLOT", &slot.to_string(), "MIGRATING", &dst_id])
+        .unwrap();
+    let in_slot =
+        cluster.nodes()[src].cli(&["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100"]).unwrap();
+    let in_slot: Vec<String> =
+        in_slot.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    assert_eq!(in_slot.len(), 7, "six sessions and the index: {in_slot:?}");
+    let (mut ok, mut unavailable) = (0, 0);
+    let mut revoked = None;
+    for (step, key) in in_slot.iter().enumerate() {
+        let r = cluster.nodes()[src]
+            .cli(&["MIGRATE", "127.0.0.1", &dst_port, "", "0", "5000", "KEYS", key])
+            .unwrap();
+        // NOKEY: the traffic deleted it meanwhile (the revocation below).
+        assert!(r == "OK" || r == "NOKEY", "{key}: {r}");
+        // Traffic between two moves.
+        let mut outcomes = Vec::new();
+        outcomes.push(s.list_user(&user, sesame::now_ms()).await.map(|l| {
+            let listed: BTreeSet<String> = l.into_iter().map(|i| i.id).collect();
+            let expected: BTreeSet<String> =
+                keys.iter().map(|k| k.id()).filter(|id| Some(id) != revoked.as_ref()).collect();
+            assert_eq!(listed, expected, "a list during the migration must be exact");
+        }));
+        for k in &keys[1..] {
+            outcomes.push(s.load(k, sesame::now_ms(), &pol).await.map(|l| {
+                assert!(l.is_some(), "a live session loads, or the load fails");
+            }));
+        }
+        if step == 3 {
+            match s.revoke(&user, &keys[0].id()).await {
+                Ok(true) => revoked = Some(keys[0].id()),
+                Ok(false) => panic!("the session was there to revoke"),
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        for o in outcomes {
+            match o {
+                Ok(()) => ok += 1,
+                Err(sesame::StoreError::Unavailable { .. }) => unavailable += 1,
+                Err(e) => panic!(
+                    "step {step}: only 'unavailable' may fail a request during a migration: {e}"
+                ),
+            }
+        }
+    }
+    for node in cluster.nodes() {
+        // Replicas answer an error for SETSLOT; only the masters' answers matter.
+        let _ = node.cli(&["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &dst_id]);
+    }
+    assert_eq!(cluster.master_for_slot(slot).unwrap(), dst);
+    eprintln!("during the migration: {ok} operations succeeded, {unavailable} were unavailable");
+    // Afterwards: exactly the live sessions are listed, and all of them load.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        match s.list_user(&user, sesame::now_ms()).await {
+            Ok(l) => break l,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("after the migration: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let listed: BTreeSet<String> = listed.into_iter().map(|i| i.id).collect();
+    for k in &keys {
+        let loaded = s.load(k, sesame::now_ms(), &pol).await.unwrap();
+        assert_eq!(loaded.is_some(), listed.contains(&k.id()), "listed iff alive: {}", k.id());
+        if revoked.as_deref() == Some(k.id().as_str()) {
+            assert!(loaded.is_none(), "a revocation that succeeded stays done");
+        }
+    }
+    let alive = listed.len() as u64;
+    assert!(alive >= 5);
+    assert_eq!(s.revoke_all(&user, None).await.unwrap(), alive);
+    assert!(s.list_user(&user, sesame::now_ms()).await.unwrap().is_empty());
 }
 
 // With durability on, a write is confirmed by the replica of the key's own master: when that
