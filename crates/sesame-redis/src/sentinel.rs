@@ -225,9 +225,8 @@ impl Inner {
         // Refused credentials or unusable settings are reported as such, not as an outage.
         let mut config_error = None;
         let mut note = |e: &RedisError| {
-            if matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig)
-            {
-                config_error = Some(e.kind());
+            if crate::store::is_config_error(e) {
+                config_error = Some(ErrorKind::AuthenticationFailed);
             }
         };
         for s in &spec.sentinels {

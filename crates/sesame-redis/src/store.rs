@@ -344,8 +344,19 @@ fn backend(message: &str) -> StoreError {
 /// [`StoreError::Unavailable`] (the request gets a 503 and a later one may succeed). That
 /// includes a cluster's `MOVED`/`ASK` still coming back after the client's redirections and
 /// retries: the slot map is changing (a failover or a resharding under way).
+/// Whether an error says the connection settings are wrong (credentials, permissions,
+/// client configuration): retrying will not help.
+pub(crate) fn is_config_error(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed
+            | ErrorKind::InvalidClientConfig
+            | ErrorKind::Server(ServerErrorKind::NoPerm)
+    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+}
+
 pub(crate) fn map_err(e: RedisError) -> StoreError {
-    if matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig) {
+    if is_config_error(&e) {
         // Wrong credentials or settings: retrying will not help; say so.
         return StoreError::Backend {
             message: format!("Redis refused the connection settings: {e}"),

@@ -85,3 +85,41 @@ async fn unknown_master_name_and_dead_sentinels_are_clear_errors() {
         .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
 }
+
+// Sentinels that require their own password: without `sentinel_credentials` the store
+// cannot connect (a configuration error, not an outage); with them it works and follows a
+// failover (the `+switch-master` listeners authenticate too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_with_their_own_password() {
+    let mut group = tokio::task::spawn_blocking(|| {
+        SentinelGroup::start_with(SentinelOptions {
+            password: Some("data-pw".into()),
+            sentinel_password: Some("sentinel pw".into()),
+            ..SentinelOptions::default()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let url = group.url();
+    let e = RedisStore::connect(&url).await.unwrap_err();
+    assert!(!matches!(e, StoreError::Unavailable { .. }), "{e}");
+    assert!(!e.to_string().contains("sentinel pw") && !e.to_string().contains("data-pw"), "{e}");
+    let s = RedisStore::builder(&url)
+        .sentinel_credentials(None, "sentinel pw")
+        .connect()
+        .await
+        .unwrap();
+    let p = principal();
+    let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
+    assert!(s.create(&k, &record(Some(&p), &[]), sesame::now_ms(), &policy()).await.unwrap());
+    group.data_nodes()[0].cli(&["WAIT", "1", "5000"]).unwrap();
+    let first = group.current_master_port().unwrap();
+    group.kill_master().unwrap();
+    let second = tokio::task::block_in_place(|| {
+        group.wait_for_failover(first, Duration::from_secs(30)).unwrap()
+    });
+    create_until_ok(&s, Duration::from_secs(20)).await;
+    assert_eq!(s.current_master(), Some(format!("127.0.0.1:{second}")));
+    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_some());
+}

@@ -59,6 +59,10 @@ pub struct SentinelOptions {
     /// [`SentinelGroup::ca_cert_pem`] is all a client needs to trust. Client
     /// certificates are not required.
     pub tls: bool,
+    /// A password the sentinels themselves require (`requirepass` in sentinel.conf, and
+    /// `sentinel sentinel-pass` so they can talk to each other). Clients then need
+    /// `RedisStoreBuilder::sentinel_credentials`.
+    pub sentinel_password: Option<String>,
 }
 
 impl Default for SentinelOptions {
@@ -70,6 +74,7 @@ impl Default for SentinelOptions {
             appendonly: false,
             replicas: 1,
             tls: false,
+            sentinel_password: None,
         }
     }
 }
@@ -182,7 +187,7 @@ impl SentinelGroup {
     ///
     /// Panics if `index` is not below 3.
     pub fn sentinel_cli(&self, index: usize, args: &[&str]) -> Result<String, TestkitError> {
-        sentinel_cli(&self.sentinels[index], self.tls_files(), args)
+        sentinel_cli(&self.sentinels[index], self.sentinel_auth(), self.tls_files(), args)
     }
 
     /// The data nodes: index 0 is the initial master, the others its replicas.
@@ -321,10 +326,16 @@ impl SentinelGroup {
         })
     }
 
+    /// The sentinels' own credentials for `redis-cli`, if they require a password.
+    fn sentinel_auth(&self) -> Option<(Option<&str>, &str)> {
+        self.opts.sentinel_password.as_deref().map(|p| (None, p))
+    }
+
     /// Asks one sentinel for the master's port.
     fn master_port_from(&self, sentinel: &RedisProcess) -> Result<u16, String> {
         let reply = sentinel_cli(
             sentinel,
+            self.sentinel_auth(),
             self.tls_files(),
             &["SENTINEL", "get-master-addr-by-name", &self.opts.master_name],
         )
@@ -365,16 +376,25 @@ impl SentinelGroup {
             if reported != master_port {
                 return Err(format!("sentinel {port} reports master port {reported}"));
             }
-            let master = sentinel_cli(sentinel, self.tls_files(), &["SENTINEL", "master", name])
-                .map_err(|err| first_line(&err.to_string()))?;
+            let master = sentinel_cli(
+                sentinel,
+                self.sentinel_auth(),
+                self.tls_files(),
+                &["SENTINEL", "master", name],
+            )
+            .map_err(|err| first_line(&err.to_string()))?;
             let master = field_map(&master);
             let others = master.get("num-other-sentinels").map(String::as_str);
             if others != Some("2") {
                 return Err(format!("sentinel {port} knows {others:?} other sentinels"));
             }
-            let replicas =
-                sentinel_cli(sentinel, self.tls_files(), &["SENTINEL", "replicas", name])
-                    .map_err(|err| first_line(&err.to_string()))?;
+            let replicas = sentinel_cli(
+                sentinel,
+                self.sentinel_auth(),
+                self.tls_files(),
+                &["SENTINEL", "replicas", name],
+            )
+            .map_err(|err| first_line(&err.to_string()))?;
             let replicas = records(&replicas);
             if replicas.len() < self.opts.replicas {
                 return Err(format!("sentinel {port} knows {} replicas", replicas.len()));
@@ -471,6 +491,10 @@ fn sentinel_conf(opts: &SentinelOptions, master_port: u16) -> String {
         }
         let _ = writeln!(conf, "sentinel auth-pass {name} {}", quote(pass));
     }
+    if let Some(pass) = &opts.sentinel_password {
+        let _ = writeln!(conf, "requirepass {}", quote(pass));
+        let _ = writeln!(conf, "sentinel sentinel-pass {}", quote(pass));
+    }
     conf
 }
 
@@ -490,7 +514,8 @@ fn start_sentinel(
         log_tail: format_tail(""),
     })?;
     let args = |process: &RedisProcess, port: u16| sentinel_args(&conf_path, process, port, tls);
-    let probe = |port| probe_pid(port, None, tls);
+    let auth = opts.sentinel_password.as_deref().map(|p| (None, p));
+    let probe = |port| probe_pid(port, auth, tls);
     process.start_on_free_port(&args, &probe)?;
     Ok(process)
 }
@@ -538,10 +563,11 @@ fn sentinel_args(
 /// `tls` is given).
 fn sentinel_cli(
     sentinel: &RedisProcess,
+    auth: Option<(Option<&str>, &str)>,
     tls: Option<&TlsFiles>,
     args: &[&str],
 ) -> Result<String, TestkitError> {
-    run_cli(cli_command(sentinel.port(), None, tls), args, || sentinel.diagnostics())
+    run_cli(cli_command(sentinel.port(), auth, tls), args, || sentinel.diagnostics())
 }
 
 /// Quotes `text` for a Redis configuration file (a double-quoted string with
