@@ -53,6 +53,13 @@ async fn follows_switchover_and_kill() {
     let second = tokio::task::block_in_place(|| {
         group.wait_for_failover(first, Duration::from_secs(30)).unwrap()
     });
+    // Without a single request, the `+switch-master` announcement alone makes the store
+    // forget the old master.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.current_master() == Some(format!("127.0.0.1:{first}")) {
+        assert!(Instant::now() < deadline, "the store never heard of the switch");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (failures, _) = create_until_ok(&s, Duration::from_secs(20)).await;
     assert_eq!(
         s.current_master(),
