@@ -5,8 +5,8 @@
 //! A principal's index key (`<prefix>:{<tag>}:u:<principal>`) expires with the latest idle
 //! deadline of its sessions, not with their absolute deadlines: whatever sets or pushes a
 //! logged-in session's TTL (create, the touch in `load`, save, restoring a sealed session)
-//! extends the index's TTL to at least as much, and nothing shortens it. Take and revoke
-//! delete an index left empty.
+//! extends the index's TTL to at least as much; take and revoke recompute it from the
+//! remaining members, and delete an index left empty.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -340,10 +340,6 @@ fn backend(message: &str) -> StoreError {
     StoreError::Backend { message: message.to_string(), source: None }
 }
 
-/// Maps a client error: anything that means "Redis is not there right now" is
-/// [`StoreError::Unavailable`] (the request gets a 503 and a later one may succeed). That
-/// includes a cluster's `MOVED`/`ASK` still coming back after the client's redirections and
-/// retries: the slot map is changing (a failover or a resharding under way).
 /// Whether an error says the connection settings are wrong (credentials, permissions,
 /// client configuration): retrying will not help.
 pub(crate) fn is_config_error(e: &RedisError) -> bool {
@@ -355,6 +351,10 @@ pub(crate) fn is_config_error(e: &RedisError) -> bool {
     ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
 }
 
+/// Maps a client error: anything that means "Redis is not there right now" is
+/// [`StoreError::Unavailable`] (the request gets a 503 and a later one may succeed). That
+/// includes a cluster's `MOVED`/`ASK` still coming back after the client's redirections and
+/// retries: the slot map is changing (a failover or a resharding under way).
 pub(crate) fn map_err(e: RedisError) -> StoreError {
     if is_config_error(&e) {
         // Wrong credentials or settings: retrying will not help; say so.
@@ -541,13 +541,15 @@ impl RedisStore {
         redis::cmd("ZRANGE").arg(index).arg(0).arg(-1).query_async(&mut conn).await.map_err(map_err)
     }
 
-    /// Declares the members' session keys, then passes their ids after the other arguments.
+    /// Declares the members' session keys after the keys already given, and passes their ids
+    /// after the arguments already given (call it last).
     fn declare_members(&self, inv: &mut Call<'_>, tag: Tag, ids: &[Vec<u8>]) {
         let base = self.session_base(tag);
         for id in ids {
             let mut k = base.clone().into_bytes();
             k.extend_from_slice(id);
             inv.key(k);
+            inv.arg(id.as_slice());
         }
     }
 
@@ -563,29 +565,31 @@ impl RedisStore {
             let raw: Option<Vec<u8>> =
                 redis::cmd("GET").arg(&s).query_async(&mut conn).await.map_err(map_err)?;
             // An undecodable record is still sealed or deleted; its decode error comes below.
-            let principal = raw.as_deref().and_then(|r| record::decode(r).ok()?.principal);
+            let read = raw.as_deref().map(decode);
+            let principal = match &read {
+                Some(Ok(r)) => r.principal.as_deref(),
+                _ => None,
+            };
             let mut inv = Call::new(&self.scripts.take);
             inv.key(&s).key(&x);
-            let ids = match &principal {
-                Some(p) => {
-                    let index = self.member_index_key(key, p);
-                    let ids = self.members(&index).await?;
-                    inv.key(index);
-                    self.declare_members(&mut inv, key.tag(), &ids);
-                    ids
-                }
-                None => Vec::new(),
-            };
             inv.arg(key.id()).arg(now_ms).arg(if delete { "1" } else { "0" });
             inv.arg(raw.as_deref().unwrap_or(b""));
-            for id in &ids {
-                inv.arg(id.as_slice());
+            if let Some(p) = principal {
+                let index = self.member_index_key(key, p);
+                let ids = self.members(&index).await?;
+                inv.key(index);
+                self.declare_members(&mut inv, key.tag(), &ids);
             }
             let v = self.run(&inv, true).await?;
-            match &v {
-                Value::Int(STALE) => continue,
-                Value::Nil => return Ok(Taken::Missing),
-                Value::BulkString(raw) => return Ok(Taken::Taken(decode(raw)?)),
+            match (&v, read) {
+                (Value::Int(STALE), _) => continue,
+                (Value::Nil, _) => return Ok(Taken::Missing),
+                // The script hands back the record it was given (checked equal to the
+                // stored one): already decoded. A sealed record is new to us.
+                (Value::BulkString(got), Some(read)) if Some(got.as_slice()) == raw.as_deref() => {
+                    return read.map(Taken::Taken)
+                }
+                (Value::BulkString(got), _) => return Ok(Taken::Taken(decode(got)?)),
                 _ => return Err(unexpected("take", &v)),
             }
         }
@@ -598,12 +602,8 @@ impl RedisStore {
         for _ in 0..MAX_INDEX_ATTEMPTS {
             let ids = self.members(&index).await?;
             let mut inv = Call::new(&self.scripts.revoke);
-            inv.key(&index);
+            inv.key(&index).arg(mode).arg(id);
             self.declare_members(&mut inv, Tag::for_principal(principal), &ids);
-            inv.arg(mode).arg(id);
-            for m in &ids {
-                inv.arg(m.as_slice());
-            }
             let v = self.run(&inv, true).await?;
             match int(&v) {
                 Some(STALE) => continue,
@@ -648,16 +648,6 @@ impl Store for RedisStore {
         for _ in 0..MAX_INDEX_ATTEMPTS {
             let mut inv = Call::new(&self.scripts.create);
             inv.key(self.session_key(key));
-            let ids = match &record.principal {
-                Some(p) => {
-                    let index = self.index_key(p);
-                    let ids = self.members(&index).await?;
-                    inv.key(index);
-                    self.declare_members(&mut inv, Tag::for_principal(p), &ids);
-                    ids
-                }
-                None => Vec::new(),
-            };
             inv.arg(encoded.as_slice())
                 .arg(ttl)
                 .arg(now_ms)
@@ -665,8 +655,13 @@ impl Store for RedisStore {
                 .arg(key.id())
                 .arg(policy.max_sessions_per_user.unwrap_or(0))
                 .arg(if policy.cap_policy == CapPolicy::Refuse { "1" } else { "0" });
-            for id in &ids {
-                inv.arg(id.as_slice());
+            if let Some(p) = &record.principal {
+                // Under the session's own tag, like every key of the script (a logged-in
+                // session carries its principal's tag, so this is the principal's index).
+                let index = self.member_index_key(key, p);
+                let ids = self.members(&index).await?;
+                inv.key(index);
+                self.declare_members(&mut inv, key.tag(), &ids);
             }
             let v = self.run(&inv, true).await?;
             return match int(&v) {
@@ -830,12 +825,8 @@ impl Store for RedisStore {
         for _ in 0..MAX_INDEX_ATTEMPTS {
             let ids = self.members(&index).await?;
             let mut inv = Call::new(&self.scripts.list);
-            inv.key(&index);
+            inv.key(&index).arg(now_ms);
             self.declare_members(&mut inv, Tag::for_principal(principal), &ids);
-            inv.arg(now_ms);
-            for id in &ids {
-                inv.arg(id.as_slice());
-            }
             match self.run(&inv, false).await? {
                 Value::Int(STALE) => continue,
                 v => {
