@@ -1,8 +1,14 @@
 //! The stored form of a session: one MessagePack array per session key.
 //!
 //! ```text
-//! [ version, created_ms, absolute_ms, principal | false, auth_ms | false, { name: value, ... } ]
+//! [ version, created_ms, absolute_ms, principal | false, auth_ms | false, { name: value, ... },
+//!   rotated_ms ]
 //! ```
+//!
+//! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.)
+//!
+//! A session key can instead hold a [`Pointer`]: what a rotation leaves behind for the
+//! superseded token. Pointers start with the byte `P`, which no record starts with.
 //!
 //! Values are the attribute bytes made by the core's value codec (header byte + payload),
 //! written with MessagePack `str` framing (raw bytes, not necessarily UTF-8), because Redis's
@@ -16,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use sesame::Record;
+use sesame::{Record, SessionKey, Tag};
 
 /// Longest possible session life: the configuration caps the absolute timeout at a year.
 const MAX_LIFETIME_MS: u64 = 366 * 24 * 3600 * 1000;
@@ -26,7 +32,7 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(32 + r.attrs.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>());
     // Writing into a Vec cannot fail; the results are ignored for that reason.
-    let _ = rmp::encode::write_array_len(&mut out, 6);
+    let _ = rmp::encode::write_array_len(&mut out, 7);
     let _ = rmp::encode::write_uint(&mut out, r.version);
     let _ = rmp::encode::write_uint(&mut out, r.created_ms);
     let _ = rmp::encode::write_uint(&mut out, r.absolute_ms);
@@ -54,6 +60,7 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
         let _ = rmp::encode::write_str_len(&mut out, u32::try_from(v.len()).unwrap_or(u32::MAX));
         out.extend_from_slice(v);
     }
+    let _ = rmp::encode::write_uint(&mut out, r.rotated_ms);
     out
 }
 
@@ -61,8 +68,8 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
     let mut c = Cursor { b: bytes, pos: 0 };
     let n = c.array_len()?.ok_or("record is not an array")?;
-    if n != 6 {
-        return Err(format!("record has {n} fields, expected 6"));
+    if n != 6 && n != 7 {
+        return Err(format!("record has {n} fields, expected 6 or 7"));
     }
     let version = c.uint()?;
     let created_ms = c.uint()?;
@@ -95,13 +102,105 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
         let v = c.bytes()?.to_vec();
         attrs.insert(k, v);
     }
+    let rotated_ms = if n == 7 { c.uint()? } else { 0 };
     if c.pos != bytes.len() {
         return Err("trailing bytes after the record".into());
     }
     if absolute_ms < created_ms || absolute_ms - created_ms > MAX_LIFETIME_MS {
         return Err("the record's deadlines are impossible".into());
     }
-    Ok(Record { created_ms, absolute_ms, principal, auth_ms, version, attrs })
+    Ok(Record { created_ms, absolute_ms, principal, auth_ms, rotated_ms, version, attrs })
+}
+
+/// What a superseded token's key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pointer {
+    /// What happened to the token.
+    pub(crate) kind: PointerKind,
+    /// Renew: the end of the grace window; Moving: when the claim lapses (ms since the epoch).
+    pub(crate) until_ms: u64,
+    /// Where the lineage went.
+    pub(crate) successor: SessionKey,
+    /// The successor token sealed for the old token's holder (Renew only; else empty).
+    pub(crate) sealed: Vec<u8>,
+}
+
+/// The states of a superseded key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PointerKind {
+    /// Superseded by a same-privilege rotation: resolves to its successor until `until_ms`,
+    /// revokes the lineage when presented after that.
+    Renew,
+    /// Superseded by a login into another slot: dead for requests, followed by a logout.
+    Elevate,
+    /// A login into another slot is writing the successor (first step of three).
+    Moving,
+    /// Closed by a logout (a session key that must not be created, or a claim that was
+    /// cancelled): dead.
+    Ended,
+}
+
+impl PointerKind {
+    fn byte(self) -> u8 {
+        match self {
+            PointerKind::Renew => b'R',
+            PointerKind::Elevate => b'E',
+            PointerKind::Moving => b'M',
+            PointerKind::Ended => b'X',
+        }
+    }
+}
+
+/// The first byte of every pointer.
+pub(crate) const POINTER_MARK: u8 = b'P';
+const POINTER_HEAD: usize = 2 + 8 + 8 + 22;
+
+/// Encodes a pointer: `P`, kind, `until_ms` (8 bytes big-endian), the successor's tag (8 hex
+/// characters) and id (22 characters), then the sealed successor.
+pub(crate) fn encode_pointer(p: &Pointer) -> Vec<u8> {
+    let mut out = Vec::with_capacity(POINTER_HEAD + p.sealed.len());
+    out.push(POINTER_MARK);
+    out.push(p.kind.byte());
+    out.extend_from_slice(&p.until_ms.to_be_bytes());
+    out.extend_from_slice(p.successor.tag().to_hex().as_bytes());
+    out.extend_from_slice(p.successor.id().as_bytes());
+    out.extend_from_slice(&p.sealed);
+    out
+}
+
+/// What a session key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// A live session's record.
+    Record(Record),
+    /// A superseded token's pointer.
+    Pointer(Pointer),
+}
+
+/// Decodes whatever a session key holds.
+pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Stored, String> {
+    if bytes.first() != Some(&POINTER_MARK) {
+        return decode(bytes).map(Stored::Record);
+    }
+    let head = bytes.get(..POINTER_HEAD).ok_or("pointer is truncated")?;
+    let kind = match head.get(1) {
+        Some(b'R') => PointerKind::Renew,
+        Some(b'E') => PointerKind::Elevate,
+        Some(b'M') => PointerKind::Moving,
+        Some(b'X') => PointerKind::Ended,
+        _ => return Err("unknown pointer kind".into()),
+    };
+    let mut until = [0u8; 8];
+    until.copy_from_slice(head.get(2..10).ok_or("pointer is truncated")?);
+    let tag = std::str::from_utf8(head.get(10..18).ok_or("pointer is truncated")?)
+        .ok()
+        .and_then(Tag::from_hex)
+        .ok_or("pointer has a bad tag")?;
+    let id = std::str::from_utf8(head.get(18..40).ok_or("pointer is truncated")?)
+        .map_err(|_| "pointer has a bad id")?;
+    let successor = SessionKey::from_parts(tag, id).ok_or("pointer has a bad id")?;
+    let sealed = bytes.get(POINTER_HEAD..).unwrap_or_default().to_vec();
+    Ok(Stored::Pointer(Pointer { kind, until_ms: u64::from_be_bytes(until), successor, sealed }))
 }
 
 struct Cursor<'a> {
@@ -210,9 +309,27 @@ mod tests {
             absolute_ms: 1_763_726_400_000,
             principal: Some("alice".into()),
             auth_ms: Some(1_763_683_200_001),
+            rotated_ms: 1_763_683_300_000,
             version: 7,
             attrs,
         }
+    }
+
+    // Pointers round-trip, and every truncation of one is an error, never a panic.
+    #[test]
+    fn pointers() {
+        let successor =
+            SessionKey::from_parts(Tag::for_principal("bob"), "AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        for (kind, sealed) in [(PointerKind::Renew, vec![7u8; 48]), (PointerKind::Elevate, vec![])]
+        {
+            let p = Pointer { kind, until_ms: u64::MAX, successor, sealed };
+            let bytes = encode_pointer(&p);
+            assert_eq!(decode_stored(&bytes).unwrap(), Stored::Pointer(p));
+            for n in 0..POINTER_HEAD {
+                assert!(decode_stored(&bytes[..n]).is_err() || n == 0);
+            }
+        }
+        assert!(matches!(decode_stored(&encode(&sample())).unwrap(), Stored::Record(_)));
     }
 
     // Records round-trip, with and without optional fields and attributes.

@@ -225,7 +225,7 @@ impl Inner {
         // Refused credentials or unusable settings are reported as such, not as an outage.
         let mut config_error = None;
         let mut note = |e: &RedisError| {
-            if crate::store::is_config_error(e) {
+            if crate::error::is_config_error(e) {
                 config_error = Some(ErrorKind::AuthenticationFailed);
             }
         };

@@ -32,11 +32,24 @@ pub struct Policy {
     pub max_record_bytes: usize,
     /// Largest number of attributes in one session.
     pub max_attributes: usize,
-    /// Largest number of live sessions per principal, if any.
-    pub max_sessions_per_user: Option<u32>,
+    /// Largest number of live sessions per principal. Every per-user operation is bounded by
+    /// it; at most [`MAX_SESSIONS_PER_USER`].
+    pub max_sessions_per_user: u32,
     /// What to do when the cap is reached.
     pub cap_policy: CapPolicy,
+    /// How long a token superseded by a same-privilege rotation still resolves to its
+    /// successor (so that a browser's parallel requests keep their session); presenting it
+    /// after that revokes its lineage.
+    pub grace_ms: u64,
+    /// Rotate the token of an active session once this long has passed since its last
+    /// rotation (the renewal timer); `None`: never.
+    pub renew_after_ms: Option<u64>,
 }
+
+/// The default cap on live sessions per user.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: u32 = 256;
+/// The largest cap on live sessions per user an app may configure.
+pub const MAX_SESSIONS_PER_USER: u32 = 100_000;
 
 /// Validated session configuration. Build it with [`SessionConfig::builder`].
 #[derive(Debug, Clone)]
@@ -46,6 +59,7 @@ pub struct SessionConfig {
     compress_above: usize,
     value_format: ValueFormat,
     secret_configured: bool,
+    keep_data_on_login: bool,
 }
 
 impl Default for SessionConfig {
@@ -57,20 +71,24 @@ impl Default for SessionConfig {
                 touch_after_ms: 60 * 1000,
                 max_record_bytes: 64 * 1024,
                 max_attributes: 256,
-                max_sessions_per_user: None,
+                max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
                 cap_policy: CapPolicy::EvictOldest,
+                grace_ms: 5_000,
+                renew_after_ms: None,
             },
             tokens: TokenCodec::default(),
             compress_above: 128,
             value_format: ValueFormat::Json,
             secret_configured: false,
+            keep_data_on_login: true,
         }
     }
 }
 
 impl SessionConfig {
     /// A builder starting from the defaults: 30 min idle, 12 h absolute, touch after 1 min,
-    /// 64 KiB per session, 256 attributes, no per-user cap, compression above 128 bytes.
+    /// 64 KiB per session, 256 attributes, at most 256 sessions per user, a 5 s grace window,
+    /// no renewal timer, compression above 128 bytes.
     ///
     /// ```
     /// use std::time::Duration;
@@ -109,6 +127,12 @@ impl SessionConfig {
     /// Whether a token secret was configured (otherwise the check value is only a checksum).
     pub fn has_token_secret(&self) -> bool {
         self.secret_configured
+    }
+
+    /// Whether an anonymous session's attributes are kept when it logs in (a login as a
+    /// different principal than the session's always starts clean).
+    pub fn keep_data_on_login(&self) -> bool {
+        self.keep_data_on_login
     }
 }
 
@@ -156,9 +180,35 @@ impl SessionConfigBuilder {
         self
     }
 
-    /// Caps the live sessions of one principal. Default: no cap.
+    /// Caps the live sessions of one principal (1 to 100,000). Default 256. Every per-user
+    /// operation is bounded by it.
     pub fn max_sessions_per_user(mut self, n: u32) -> Self {
-        self.config.policy.max_sessions_per_user = Some(n);
+        self.config.policy.max_sessions_per_user = n;
+        self
+    }
+
+    /// How long a token superseded by a same-privilege rotation (`cycle_id`, a re-login as the
+    /// same principal, the renewal timer) still resolves to its successor, so that requests
+    /// sent in parallel with the rotation keep their session. Presenting it after this window
+    /// revokes the whole lineage (reuse detection). Default 5 s; zero is allowed; at most the
+    /// idle timeout.
+    pub fn grace_period(mut self, d: Duration) -> Self {
+        self.config.policy.grace_ms = millis(d);
+        self
+    }
+
+    /// Rotates the token of an active session once `d` has passed since its last rotation,
+    /// with the same grace window. Default: off.
+    pub fn renew_after(mut self, d: Duration) -> Self {
+        self.config.policy.renew_after_ms = Some(millis(d));
+        self
+    }
+
+    /// Whether an anonymous session's attributes are carried into the session a login makes
+    /// (default true: a shopping cart survives the login). A login as a principal other than
+    /// the session's always starts from a clean session.
+    pub fn keep_data_on_login(mut self, keep: bool) -> Self {
+        self.config.keep_data_on_login = keep;
         self
     }
 
@@ -220,8 +270,16 @@ impl SessionConfigBuilder {
         if p.max_attributes == 0 {
             return Err(Error::Config("max_attributes must be at least 1".into()));
         }
-        if p.max_sessions_per_user == Some(0) {
-            return Err(Error::Config("max_sessions_per_user must be at least 1".into()));
+        if p.max_sessions_per_user == 0 || p.max_sessions_per_user > MAX_SESSIONS_PER_USER {
+            return Err(Error::Config(format!(
+                "max_sessions_per_user must be 1 to {MAX_SESSIONS_PER_USER}"
+            )));
+        }
+        if p.grace_ms > p.idle_ms {
+            return Err(Error::Config("the grace period must not exceed the idle timeout".into()));
+        }
+        if p.renew_after_ms.is_some_and(|r| r < 1000) {
+            return Err(Error::Config("renew_after must be at least one second".into()));
         }
         if let Some(secret) = self.secret {
             c.tokens = TokenCodec::new(Some(TokenSecret::new(secret)?));

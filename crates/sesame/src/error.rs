@@ -25,6 +25,15 @@ pub enum StoreError {
     /// A save was refused because it would exceed a configured limit; nothing was written.
     #[error("session limit exceeded: {0}")]
     LimitExceeded(String),
+    /// An exact update (`Session::update`) failed when run again on the stored value: the
+    /// stored value does not decode as the update's type, or the update itself failed.
+    #[error("update of session attribute {name:?} failed: {message}")]
+    Update {
+        /// Attribute name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The store refused the operation for another reason it explained.
     #[error("session store error: {message}")]
     Backend {
@@ -40,6 +49,22 @@ impl StoreError {
     /// Whether the error means the store is unreachable (as opposed to a refusal or bad data).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// A short name of the error's kind, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::LimitExceeded(_) => "limit",
+            StoreError::Update { .. } => "update",
+            StoreError::Backend { .. } => "backend",
+        }
+    }
+
+    /// A [`StoreError::Backend`] without a source.
+    pub fn backend(message: impl Into<String>) -> StoreError {
+        StoreError::Backend { message: message.into(), source: None }
     }
 
     /// An [`StoreError::Unavailable`] with a source.
@@ -78,6 +103,14 @@ pub enum Error {
     /// An argument was rejected (for example an empty or oversized principal).
     #[error("{0}")]
     Invalid(String),
+    /// The session ended (logged out, revoked or expired on another request or instance)
+    /// before this request's changes could be written; nothing was written.
+    #[error("the session ended before this request's changes were saved; nothing was written")]
+    SessionEnded,
+    /// The user's sessions were revoked while this login was in progress; nothing was
+    /// written. Log in again.
+    #[error("the user's sessions were revoked while this login was in progress; log in again")]
+    LoginRevoked,
     /// The session was destroyed earlier in this request.
     #[error("the session was destroyed in this request")]
     Destroyed,

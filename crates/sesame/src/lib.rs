@@ -29,11 +29,17 @@ pub mod store;
 pub mod token;
 pub mod value;
 
-pub use config::{CapPolicy, Policy, SessionConfig, SessionConfigBuilder};
+pub use config::{
+    CapPolicy, Policy, SessionConfig, SessionConfigBuilder, DEFAULT_MAX_SESSIONS_PER_USER,
+    MAX_SESSIONS_PER_USER,
+};
 pub use error::{BoxError, Error, StoreError};
 pub use manager::{now_ms, SessionManager, Stats};
 pub use memory::MemoryStore;
 pub use session::{Session, TokenAction};
-pub use store::{Delta, Loaded, Record, SaveOutcome, SessionInfo, Store, Taken};
+pub use store::{
+    CreateOutcome, Delta, Loaded, Login, Lookup, Record, RotateOutcome, Rotation, RotationKind,
+    SaveOutcome, SessionInfo, Store, Update,
+};
 pub use token::{InvalidToken, SessionKey, SessionToken, Tag, TokenCodec, TokenSecret, TOKEN_LEN};
 pub use value::ValueFormat;

@@ -10,6 +10,7 @@ use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::session::{check_principal, Session};
 use crate::store::{SessionInfo, Store};
+use crate::token::{SessionKey, SessionToken};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -26,6 +27,8 @@ struct Counters {
     unknown_tokens: AtomicU64,
     created: AtomicU64,
     destroyed: AtomicU64,
+    reused_tokens: AtomicU64,
+    sessions_ended: AtomicU64,
 }
 
 /// A snapshot of a manager's counters.
@@ -40,6 +43,11 @@ pub struct Stats {
     pub created: u64,
     /// Sessions destroyed by logout.
     pub destroyed: u64,
+    /// Superseded tokens presented after their grace window: each revoked its lineage
+    /// (possible token theft).
+    pub reused_tokens: u64,
+    /// Commits whose session had ended meanwhile (their changes were refused).
+    pub sessions_ended: u64,
 }
 
 /// Opens sessions on a store under one configuration. Cheap to clone.
@@ -103,14 +111,31 @@ impl SessionManager {
     /// The live sessions of a principal, oldest first.
     pub async fn list_user(&self, principal: &str) -> Result<Vec<SessionInfo>, Error> {
         check_principal(principal)?;
-        Ok(self.store.list_user(principal, now_ms()).await?)
+        let limit = self.config.policy().max_sessions_per_user as usize;
+        Ok(self.store.list_user(principal, now_ms(), limit).await?)
     }
 
     /// Ends every session of a principal (for example when the account is disabled or its
-    /// password changed). Returns how many sessions were ended.
+    /// password changed), including sessions being created or rotated at this moment: a login
+    /// of the principal that began before this call fails with [`Error::LoginRevoked`].
+    /// Returns how many live sessions were ended.
     pub async fn revoke_user(&self, principal: &str) -> Result<u64, Error> {
         check_principal(principal)?;
-        Ok(self.store.revoke_all(principal, None).await?)
+        Ok(self.store.revoke_all(principal, None, now_ms()).await?)
+    }
+
+    /// Opens a chain of sealed successors from `token`; the result must reach `head`.
+    pub(crate) fn open_chain(
+        &self,
+        token: &SessionToken,
+        sealed: &[Vec<u8>],
+        head: &SessionKey,
+    ) -> Option<SessionToken> {
+        let mut t = token.clone();
+        for s in sealed {
+            t = self.config.tokens().open_successor(&t, s)?;
+        }
+        (t.key() == *head).then_some(t)
     }
 
     /// A snapshot of the counters.
@@ -121,11 +146,22 @@ impl SessionManager {
             unknown_tokens: c.unknown_tokens.load(Ordering::Relaxed),
             created: c.created.load(Ordering::Relaxed),
             destroyed: c.destroyed.load(Ordering::Relaxed),
+            reused_tokens: c.reused_tokens.load(Ordering::Relaxed),
+            sessions_ended: c.sessions_ended.load(Ordering::Relaxed),
         }
     }
 
     pub(crate) fn note_unknown_token(&self) {
         self.counters.unknown_tokens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_reused_token(&self, key: &SessionKey) {
+        self.counters.reused_tokens.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(id = %key.id(), "a superseded session token was presented after its grace window; its session was revoked");
+    }
+
+    pub(crate) fn note_session_ended(&self) {
+        self.counters.sessions_ended.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn note_created(&self) {

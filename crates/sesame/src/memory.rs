@@ -1,6 +1,8 @@
 //! The in-memory store: the embedded default, with the same semantics and expiry as the Redis
 //! store. Sessions live in this process only, so it serves one instance (or several instances
-//! inside one process, as `sesame demo` does).
+//! inside one process, as `sesame demo` does). Every operation runs under one lock, so each is
+//! atomic; the interleavings that matter are those of whole requests (load, handler, commit),
+//! and the conformance suite runs them against this store as against Redis.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,10 +11,16 @@ use parking_lot::Mutex;
 
 use crate::config::{CapPolicy, Policy};
 use crate::error::StoreError;
-use crate::store::{Delta, Loaded, Record, SaveOutcome, SessionInfo, Store, Taken};
+use crate::store::{
+    pointer_expiry, touch_due, write_ttl, CreateOutcome, Delta, Loaded, Login, Lookup, Record,
+    RotateOutcome, Rotation, RotationKind, SaveOutcome, SessionInfo, Store,
+};
 use crate::token::{SessionKey, Tag};
 
-#[derive(Debug)]
+/// The most superseded tokens followed to reach a lineage's head.
+pub const MAX_LINEAGE_HOPS: usize = 32;
+
+#[derive(Debug, Clone)]
 struct Entry {
     record: Record,
     idle_deadline_ms: u64,
@@ -24,13 +32,29 @@ impl Entry {
     }
 }
 
+/// What a superseded key keeps: where its lineage went.
+#[derive(Debug, Clone)]
+struct Pointer {
+    successor: SessionKey,
+    sealed: Vec<u8>,
+    grace_until_ms: u64,
+    detect_reuse: bool,
+    expires_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Live(Entry),
+    Superseded(Pointer),
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    sessions: HashMap<SessionKey, Entry>,
-    /// Sessions sealed by a take, waiting for `finish_take`.
-    sealed: HashMap<SessionKey, Entry>,
-    /// principal → (session id → absolute deadline)
-    users: HashMap<String, BTreeMap<String, u64>>,
+    slots: HashMap<SessionKey, Slot>,
+    /// principal → ids of its sessions
+    users: HashMap<String, BTreeMap<String, ()>>,
+    /// principal → revocation epoch
+    epochs: HashMap<String, u64>,
     writes_since_sweep: usize,
 }
 
@@ -47,9 +71,10 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// Number of sessions held, expired ones not yet swept included.
+    /// Number of live sessions held, expired ones not yet swept included (superseded tokens
+    /// kept for their grace window and reuse detection are not counted).
     pub fn len(&self) -> usize {
-        self.inner.lock().sessions.len()
+        self.inner.lock().slots.values().filter(|s| matches!(s, Slot::Live(_))).count()
     }
 
     /// Whether the store holds no session.
@@ -58,21 +83,61 @@ impl MemoryStore {
     }
 }
 
+/// Where a key's lineage leads.
+enum Resolved {
+    /// Its own live session.
+    Own,
+    /// Superseded within grace (or not checked): the head, and the sealed successors on the way.
+    Head(SessionKey, Vec<Vec<u8>>),
+    /// Superseded after its grace window, with reuse detection.
+    PastGrace,
+    /// Nothing live.
+    Missing,
+}
+
 impl Inner {
-    fn get_live(&mut self, key: &SessionKey, now: u64) -> Option<&mut Entry> {
-        let live = self.sessions.get(key).map(|e| e.live(now));
-        match live {
-            Some(true) => self.sessions.get_mut(key),
-            Some(false) => {
-                self.remove(key);
-                None
-            }
-            None => None,
+    fn live_entry(&mut self, key: &SessionKey, now: u64) -> Option<&mut Entry> {
+        let dead = match self.slots.get(key) {
+            Some(Slot::Live(e)) => !e.live(now),
+            Some(Slot::Superseded(p)) => p.expires_ms <= now,
+            None => return None,
+        };
+        if dead {
+            self.remove(key);
+            return None;
+        }
+        match self.slots.get_mut(key) {
+            Some(Slot::Live(e)) => Some(e),
+            _ => None,
         }
     }
 
+    /// Follows a key's lineage. `check_grace`: a superseded key past its grace window (with
+    /// reuse detection) is [`Resolved::PastGrace`]; otherwise it is followed all the same.
+    fn resolve(&mut self, key: &SessionKey, now: u64, check_grace: bool) -> Resolved {
+        let mut at = *key;
+        let mut sealed = Vec::new();
+        for hop in 0..=MAX_LINEAGE_HOPS {
+            if self.live_entry(&at, now).is_some() {
+                return if hop == 0 { Resolved::Own } else { Resolved::Head(at, sealed) };
+            }
+            let Some(Slot::Superseded(p)) = self.slots.get(&at) else { return Resolved::Missing };
+            if hop == 0 && check_grace {
+                if !p.detect_reuse {
+                    return Resolved::Missing;
+                }
+                if p.grace_until_ms <= now {
+                    return Resolved::PastGrace;
+                }
+            }
+            sealed.push(p.sealed.clone());
+            at = p.successor;
+        }
+        Resolved::Missing
+    }
+
     fn remove(&mut self, key: &SessionKey) -> Option<Record> {
-        let entry = self.sessions.remove(key)?;
+        let Some(Slot::Live(entry)) = self.slots.remove(key) else { return None };
         if let Some(p) = &entry.record.principal {
             if let Some(ids) = self.users.get_mut(p) {
                 ids.remove(&key.id());
@@ -84,8 +149,17 @@ impl Inner {
         Some(entry.record)
     }
 
-    /// Drops index members whose session is gone; returns the live ids by age.
-    fn prune_user(&mut self, principal: &str, now: u64) -> Vec<(u64, String)> {
+    /// Ends whatever lineage `key` leads to; returns whether a live session was ended.
+    fn end_lineage(&mut self, key: &SessionKey, now: u64) -> bool {
+        match self.resolve(key, now, false) {
+            Resolved::Own => self.remove(key).is_some(),
+            Resolved::Head(head, _) => self.remove(&head).is_some(),
+            _ => false,
+        }
+    }
+
+    /// The live sessions of a principal: (idle deadline, id, entry), pruning the dead.
+    fn user_sessions(&mut self, principal: &str, now: u64) -> Vec<(u64, String, Entry)> {
         let tag = Tag::for_principal(principal);
         let ids: Vec<String> = match self.users.get(principal) {
             Some(ids) => ids.keys().cloned().collect(),
@@ -93,13 +167,10 @@ impl Inner {
         };
         let mut live = Vec::new();
         for id in ids {
-            let key = SessionKey::from_parts(tag, &id);
-            let alive = match key {
-                Some(k) => self.get_live(&k, now).map(|e| e.record.created_ms),
-                None => None,
-            };
-            match alive {
-                Some(created) => live.push((created, id)),
+            let entry = SessionKey::from_parts(tag, &id)
+                .and_then(|k| self.live_entry(&k, now).map(|e| e.clone()));
+            match entry {
+                Some(e) => live.push((e.idle_deadline_ms, id, e)),
                 None => {
                     if let Some(m) = self.users.get_mut(principal) {
                         m.remove(&id);
@@ -110,18 +181,81 @@ impl Inner {
         if self.users.get(principal).is_some_and(BTreeMap::is_empty) {
             self.users.remove(principal);
         }
-        live.sort();
+        live.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         live
     }
 
-    fn sweep(&mut self, now: u64) {
-        let dead: Vec<SessionKey> =
-            self.sessions.iter().filter(|(_, e)| !e.live(now)).map(|(k, _)| *k).collect();
-        for k in dead {
-            self.remove(&k);
+    fn epoch(&self, principal: &str) -> u64 {
+        self.epochs.get(principal).copied().unwrap_or(0)
+    }
+
+    fn login_current(&self, login: Option<&Login>) -> bool {
+        login.is_none_or(|l| self.epoch(&l.principal) == l.epoch)
+    }
+
+    /// Makes room for one more session of `principal` under the cap: evicts the least
+    /// recently active sessions, or refuses.
+    fn make_room(&mut self, principal: &str, now: u64, policy: &Policy) -> Result<(), StoreError> {
+        let live = self.user_sessions(principal, now);
+        let max = policy.max_sessions_per_user as usize;
+        if live.len() < max {
+            return Ok(());
         }
-        self.sealed.retain(|_, e| e.live(now));
+        if policy.cap_policy == CapPolicy::Refuse {
+            return Err(StoreError::LimitExceeded(format!(
+                "the user already has {} sessions, at most {max} allowed",
+                live.len()
+            )));
+        }
+        let tag = Tag::for_principal(principal);
+        for (_, id, _) in live.iter().take(live.len() + 1 - max) {
+            if let Some(k) = SessionKey::from_parts(tag, id) {
+                self.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_live(&mut self, key: SessionKey, record: Record, now: u64, policy: &Policy) {
+        if let Some(p) = &record.principal {
+            self.users.entry(p.clone()).or_default().insert(key.id(), ());
+        }
+        let idle_deadline_ms = now.saturating_add(write_ttl(policy, record.absolute_ms, now));
+        self.slots.insert(key, Slot::Live(Entry { record, idle_deadline_ms }));
+    }
+
+    fn loaded(&mut self, key: &SessionKey, now: u64, policy: &Policy) -> Option<Loaded> {
+        let e = self.live_entry(key, now)?;
+        let left = e.idle_deadline_ms.saturating_sub(now);
+        if let Some(ttl) = touch_due(policy, Some(left), e.record.absolute_ms, now) {
+            e.idle_deadline_ms = now.saturating_add(ttl);
+        }
+        Some(Loaded { record: e.record.clone(), idle_deadline_ms: e.idle_deadline_ms })
+    }
+
+    fn sweep(&mut self, now: u64) {
+        let dead: Vec<SessionKey> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| match s {
+                Slot::Live(e) => !e.live(now),
+                Slot::Superseded(p) => p.expires_ms <= now,
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dead {
+            if self.remove(&k).is_none() {
+                self.slots.remove(&k);
+            }
+        }
         self.writes_since_sweep = 0;
+    }
+
+    fn wrote(&mut self, now: u64) {
+        self.writes_since_sweep += 1;
+        if self.writes_since_sweep >= 4096 {
+            self.sweep(now);
+        }
     }
 }
 
@@ -131,41 +265,28 @@ impl Store for MemoryStore {
         &self,
         key: &SessionKey,
         record: &Record,
+        login: Option<&Login>,
         now_ms: u64,
         policy: &Policy,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<CreateOutcome, StoreError> {
         let mut g = self.inner.lock();
-        g.writes_since_sweep += 1;
-        if g.writes_since_sweep >= 4096 {
-            g.sweep(now_ms);
+        g.wrote(now_ms);
+        if write_ttl(policy, record.absolute_ms, now_ms) == 0 {
+            return Err(StoreError::backend(
+                "refusing to create a session that is already expired",
+            ));
         }
-        if g.get_live(key, now_ms).is_some() {
-            return Ok(false);
+        if g.live_entry(key, now_ms).is_some() || g.slots.contains_key(key) {
+            return Ok(CreateOutcome::Exists);
+        }
+        if !g.login_current(login) {
+            return Ok(CreateOutcome::Revoked);
         }
         if let Some(p) = &record.principal {
-            let live = g.prune_user(p, now_ms);
-            if let Some(max) = policy.max_sessions_per_user {
-                let max = max as usize;
-                if live.len() >= max {
-                    if policy.cap_policy == CapPolicy::Refuse {
-                        return Err(StoreError::LimitExceeded(format!(
-                            "the user already has {} sessions, at most {max} allowed",
-                            live.len()
-                        )));
-                    }
-                    let tag = Tag::for_principal(p);
-                    for (_, id) in live.iter().take(live.len() + 1 - max) {
-                        if let Some(k) = SessionKey::from_parts(tag, id) {
-                            g.remove(&k);
-                        }
-                    }
-                }
-            }
-            g.users.entry(p.clone()).or_default().insert(key.id(), record.absolute_ms);
+            g.make_room(p, now_ms, policy)?;
         }
-        let idle_deadline_ms = (now_ms + policy.idle_ms).min(record.absolute_ms);
-        g.sessions.insert(*key, Entry { record: record.clone(), idle_deadline_ms });
-        Ok(true)
+        g.insert_live(*key, record.clone(), now_ms, policy);
+        Ok(CreateOutcome::Created)
     }
 
     async fn load(
@@ -173,16 +294,23 @@ impl Store for MemoryStore {
         key: &SessionKey,
         now_ms: u64,
         policy: &Policy,
-    ) -> Result<Option<Loaded>, StoreError> {
+    ) -> Result<Lookup, StoreError> {
         let mut g = self.inner.lock();
-        let Some(e) = g.get_live(key, now_ms) else {
-            return Ok(None);
-        };
-        let since_touch = policy.idle_ms.saturating_sub(e.idle_deadline_ms.saturating_sub(now_ms));
-        if since_touch >= policy.touch_after_ms {
-            e.idle_deadline_ms = (now_ms + policy.idle_ms).min(e.record.absolute_ms);
-        }
-        Ok(Some(Loaded { record: e.record.clone(), idle_deadline_ms: e.idle_deadline_ms }))
+        Ok(match g.resolve(key, now_ms, true) {
+            Resolved::Own => match g.loaded(key, now_ms, policy) {
+                Some(l) => Lookup::Live(l),
+                None => Lookup::Missing,
+            },
+            Resolved::Head(head, sealed) => match g.loaded(&head, now_ms, policy) {
+                Some(loaded) => Lookup::Successor { head, loaded, sealed },
+                None => Lookup::Missing,
+            },
+            Resolved::PastGrace => {
+                g.end_lineage(key, now_ms);
+                Lookup::Reused
+            }
+            Resolved::Missing => Lookup::Missing,
+        })
     }
 
     async fn save(
@@ -194,112 +322,135 @@ impl Store for MemoryStore {
         policy: &Policy,
     ) -> Result<SaveOutcome, StoreError> {
         let mut g = self.inner.lock();
-        g.writes_since_sweep += 1;
-        let Some(e) = g.get_live(key, now_ms) else {
-            return Ok(SaveOutcome::Missing);
+        g.wrote(now_ms);
+        // A rotation by a parallel request within the grace window: the changes go to the
+        // lineage's head, as they would have gone to the session it continues.
+        let target = match g.resolve(key, now_ms, true) {
+            Resolved::Own => *key,
+            Resolved::Head(head, _) => head,
+            _ => return Ok(SaveOutcome::Missing),
         };
-        if let Some(v) = delta.expected_version {
-            if v != e.record.version {
-                return Ok(SaveOutcome::Conflict(e.record.version));
-            }
-        }
-        let mut next = e.record.clone();
-        next.apply(delta);
-        next.check_limits(policy)?;
-        next.version += 1;
-        let version = next.version;
-        e.idle_deadline_ms = (now_ms + policy.idle_ms).min(next.absolute_ms);
-        e.record = next;
-        Ok(SaveOutcome::Saved(version))
+        let Some(e) = g.live_entry(&target, now_ms) else { return Ok(SaveOutcome::Missing) };
+        let next = e.record.next(delta, policy)?;
+        e.idle_deadline_ms = now_ms.saturating_add(write_ttl(policy, next.absolute_ms, now_ms));
+        e.record = next.clone();
+        Ok(SaveOutcome::Saved(next))
     }
 
-    async fn destroy(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let mut g = self.inner.lock();
-        let sealed = g.sealed.remove(key).is_some();
-        Ok(g.remove(key).is_some() || sealed)
-    }
-
-    async fn take(&self, key: &SessionKey, now_ms: u64) -> Result<Taken, StoreError> {
-        let mut g = self.inner.lock();
-        let Some(idle_deadline_ms) = g.get_live(key, now_ms).map(|e| e.idle_deadline_ms) else {
-            // A rotation that failed half-way left it sealed: hand it over again.
-            return Ok(match g.sealed.get(key) {
-                Some(e) if e.live(now_ms) => Taken::Taken(e.record.clone()),
-                _ => Taken::Missing,
-            });
-        };
-        let Some(record) = g.remove(key) else { return Ok(Taken::Missing) };
-        g.sealed.insert(*key, Entry { record: record.clone(), idle_deadline_ms });
-        Ok(Taken::Taken(record))
-    }
-
-    async fn finish_take(
+    async fn rotate(
         &self,
-        key: &SessionKey,
-        restore: bool,
+        rot: &Rotation<'_>,
         now_ms: u64,
-    ) -> Result<bool, StoreError> {
+        policy: &Policy,
+    ) -> Result<RotateOutcome, StoreError> {
         let mut g = self.inner.lock();
-        g.sealed.retain(|_, e| e.live(now_ms));
-        let Some(entry) = g.sealed.remove(key) else { return Ok(false) };
-        if restore && !g.sessions.contains_key(key) {
-            if let Some(p) = &entry.record.principal {
-                g.users.entry(p.clone()).or_default().insert(key.id(), entry.record.absolute_ms);
+        g.wrote(now_ms);
+        match g.resolve(&rot.old, now_ms, true) {
+            Resolved::Own => {}
+            Resolved::Head(head, sealed) => {
+                return Ok(match g.loaded(&head, now_ms, policy) {
+                    Some(loaded) => RotateOutcome::AlreadyRotated { head, loaded, sealed },
+                    None => RotateOutcome::Missing,
+                })
             }
-            g.sessions.insert(*key, entry);
+            Resolved::PastGrace => {
+                g.end_lineage(&rot.old, now_ms);
+                return Ok(RotateOutcome::Missing);
+            }
+            Resolved::Missing => return Ok(RotateOutcome::Missing),
         }
-        Ok(true)
+        if g.slots.contains_key(&rot.new) {
+            return Ok(RotateOutcome::Collision);
+        }
+        if !g.login_current(rot.login.as_ref()) {
+            return Ok(RotateOutcome::Revoked);
+        }
+        let Some(current) = g.live_entry(&rot.old, now_ms).map(|e| e.record.clone()) else {
+            return Ok(RotateOutcome::Missing);
+        };
+        let next = rot.successor(&current, now_ms, policy)?;
+        let joins_index = next.principal.is_some() && next.principal != current.principal;
+        if joins_index {
+            if let Some(p) = &next.principal {
+                g.make_room(p, now_ms, policy)?;
+            }
+        }
+        let (grace_until_ms, detect_reuse) = match rot.kind {
+            RotationKind::Renew { grace_ms } => (now_ms.saturating_add(grace_ms), true),
+            RotationKind::Elevate => (now_ms, false),
+        };
+        g.remove(&rot.old);
+        g.insert_live(rot.new, next.clone(), now_ms, policy);
+        let pointer = Pointer {
+            successor: rot.new,
+            sealed: rot.sealed_successor.clone(),
+            grace_until_ms,
+            detect_reuse,
+            expires_ms: pointer_expiry(rot.kind, &next, now_ms, policy),
+        };
+        g.slots.insert(rot.old, Slot::Superseded(pointer));
+        Ok(RotateOutcome::Rotated(next))
+    }
+
+    async fn destroy(&self, key: &SessionKey, now_ms: u64) -> Result<bool, StoreError> {
+        let mut g = self.inner.lock();
+        Ok(g.end_lineage(key, now_ms))
+    }
+
+    async fn user_epoch(&self, principal: &str) -> Result<u64, StoreError> {
+        Ok(self.inner.lock().epoch(principal))
     }
 
     async fn list_user(
         &self,
         principal: &str,
         now_ms: u64,
+        limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         let mut g = self.inner.lock();
-        let tag = Tag::for_principal(principal);
-        let live = g.prune_user(principal, now_ms);
-        let mut out = Vec::with_capacity(live.len());
-        for (_, id) in live {
-            if let Some(e) = SessionKey::from_parts(tag, &id).and_then(|k| g.sessions.get(&k)) {
-                out.push(SessionInfo {
-                    id,
-                    created_ms: e.record.created_ms,
-                    expires_ms: e.idle_deadline_ms.min(e.record.absolute_ms),
-                    auth_ms: e.record.auth_ms,
-                });
-            }
-        }
-        Ok(out)
+        let live = g.user_sessions(principal, now_ms);
+        Ok(live
+            .into_iter()
+            .rev()
+            .take(limit)
+            .map(|(idle, id, e)| SessionInfo {
+                id,
+                created_ms: e.record.created_ms,
+                expires_ms: idle.min(e.record.absolute_ms),
+                auth_ms: e.record.auth_ms,
+            })
+            .collect())
     }
 
-    async fn revoke(&self, principal: &str, id: &str) -> Result<bool, StoreError> {
+    async fn revoke(&self, principal: &str, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         let mut g = self.inner.lock();
-        let listed = g.users.get(principal).is_some_and(|m| m.contains_key(id));
-        if !listed {
+        if !g.users.get(principal).is_some_and(|m| m.contains_key(id)) {
             return Ok(false);
         }
-        let now = crate::manager::now_ms();
         let Some(key) = SessionKey::from_parts(Tag::for_principal(principal), id) else {
             return Ok(false);
         };
-        let live = g.sessions.get(&key).is_some_and(|e| e.live(now));
+        let live = g.live_entry(&key, now_ms).is_some();
         Ok(g.remove(&key).is_some() && live)
     }
 
-    async fn revoke_all(&self, principal: &str, keep: Option<&str>) -> Result<u64, StoreError> {
-        let now = crate::manager::now_ms();
+    async fn revoke_all(
+        &self,
+        principal: &str,
+        keep: Option<&str>,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
         let mut g = self.inner.lock();
+        let epoch = g.epochs.entry(principal.to_string()).or_insert(0);
+        *epoch = epoch.saturating_add(1);
         let tag = Tag::for_principal(principal);
-        let ids: Vec<String> = match g.users.get(principal) {
-            Some(m) => m.keys().filter(|id| Some(id.as_str()) != keep).cloned().collect(),
-            None => return Ok(0),
-        };
         let mut n = 0;
-        for id in ids {
+        for (_, id, _) in g.user_sessions(principal, now_ms) {
+            if Some(id.as_str()) == keep {
+                continue;
+            }
             if let Some(k) = SessionKey::from_parts(tag, &id) {
-                let live = g.sessions.get(&k).is_some_and(|e| e.live(now));
-                if g.remove(&k).is_some() && live {
+                if g.remove(&k).is_some() {
                     n += 1;
                 }
             }

@@ -11,7 +11,10 @@ use tokio::sync::Mutex;
 
 use crate::error::Error;
 use crate::manager::{now_ms, SessionManager};
-use crate::store::{Delta, Loaded, Record, SaveOutcome, SessionInfo, Taken};
+use crate::store::{
+    write_ttl, CreateOutcome, Delta, Loaded, Login, Lookup, Record, RotateOutcome, Rotation,
+    RotationKind, SaveOutcome, SessionInfo, Update, UpdateFn,
+};
 use crate::token::{SessionKey, SessionToken, Tag};
 use crate::value;
 
@@ -39,17 +42,54 @@ struct Inner {
 enum Current {
     Unloaded,
     Absent,
-    Present { key: SessionKey, loaded: Loaded },
+    /// A live session: its key, the token that reaches it (unknown only if a superseded
+    /// token's successor could not be opened), and the record as loaded.
+    Present {
+        key: SessionKey,
+        token: Option<SessionToken>,
+        loaded: Loaded,
+    },
+}
+
+/// A pending change of one attribute.
+#[derive(Clone)]
+enum Change {
+    Set(Vec<u8>),
+    Remove,
+    Update { seen: Option<Vec<u8>>, result: Option<Vec<u8>>, steps: Vec<UpdateFn> },
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Change::Set(_) => "Set(..)",
+            Change::Remove => "Remove",
+            Change::Update { .. } => "Update(..)",
+        })
+    }
+}
+
+impl Change {
+    fn value(&self) -> Option<&Vec<u8>> {
+        match self {
+            Change::Set(v) => Some(v),
+            Change::Remove => None,
+            Change::Update { result, .. } => result.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct State {
     incoming: Option<SessionToken>,
     current: Current,
-    changes: BTreeMap<String, Option<Vec<u8>>>,
+    changes: BTreeMap<String, Change>,
     rotate: bool,
-    login: Option<(String, u64)>,
+    login: Option<Login>,
     destroyed: bool,
+    /// A token the client must be given even without a rotation of its own (the presented
+    /// token was superseded within its grace window).
+    send_token: bool,
 }
 
 /// What the transport must do with the client's token after a commit.
@@ -101,6 +141,7 @@ impl Session {
                     rotate: false,
                     login: None,
                     destroyed: false,
+                    send_token: false,
                 }),
             }),
         }
@@ -113,14 +154,31 @@ impl Session {
         }
         if let Current::Unloaded = st.current {
             let m = &self.inner.manager;
-            st.current = match &st.incoming {
+            let policy = m.config().policy();
+            let now = now_ms();
+            st.current = match st.incoming.clone() {
                 Some(token) => {
                     let key = token.key();
-                    match m.store().load(&key, now_ms(), m.config().policy()).await? {
-                        Some(loaded) if loaded.record.absolute_ms > now_ms() => {
-                            Current::Present { key, loaded }
+                    match m.store().load(&key, now, policy).await {
+                        Err(e) => {
+                            tracing::warn!(id = %key.id(), error = %e, kind = e.kind(), "session load failed");
+                            return Err(e.into());
                         }
-                        _ => {
+                        Ok(Lookup::Live(loaded)) if loaded.record.absolute_ms > now => {
+                            Current::Present { key, token: Some(token), loaded }
+                        }
+                        Ok(Lookup::Successor { head, loaded, sealed })
+                            if loaded.record.absolute_ms > now =>
+                        {
+                            let token = m.open_chain(&token, &sealed, &head);
+                            st.send_token = token.is_some();
+                            Current::Present { key: head, token, loaded }
+                        }
+                        Ok(Lookup::Reused) => {
+                            m.note_reused_token(&key);
+                            Current::Absent
+                        }
+                        Ok(_) => {
                             m.note_unknown_token();
                             Current::Absent
                         }
@@ -128,6 +186,14 @@ impl Session {
                 }
                 None => Current::Absent,
             };
+            if let (Current::Present { loaded, .. }, Some(renew)) =
+                (&st.current, policy.renew_after_ms)
+            {
+                let since = loaded.record.rotated_ms.max(loaded.record.created_ms);
+                if now.saturating_sub(since) >= renew {
+                    st.rotate = true;
+                }
+            }
         }
         Ok(st)
     }
@@ -142,15 +208,7 @@ impl Session {
     /// ```
     pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
         let st = self.loaded().await?;
-        let bytes = match st.changes.get(name) {
-            Some(Some(v)) => Some(v),
-            Some(None) => None,
-            None => match &st.current {
-                Current::Present { loaded, .. } => loaded.record.attrs.get(name),
-                _ => None,
-            },
-        };
-        match bytes {
+        match st.value(name) {
             None => Ok(None),
             Some(b) => value::decode(b)
                 .map(Some)
@@ -158,21 +216,19 @@ impl Session {
         }
     }
 
-    /// Sets an attribute. Setting the value it already has changes nothing.
+    /// Sets an attribute. Setting the value it already has changes nothing. Concurrent
+    /// requests that set different attributes all persist; two that set the same attribute:
+    /// the last one written wins. For an exact read-modify-write, use [`Session::update`].
     pub async fn insert<T: Serialize + ?Sized>(&self, name: &str, v: &T) -> Result<(), Error> {
         check_name(name)?;
         let config = self.inner.manager.config();
         let bytes = value::encode_as(config.value_format(), v, config.compress_above())
             .map_err(|message| Error::Value { name: name.to_string(), message })?;
         let mut st = self.loaded().await?;
-        let stored = match &st.current {
-            Current::Present { loaded, .. } => loaded.record.attrs.get(name) == Some(&bytes),
-            _ => false,
-        };
-        if stored {
+        if st.stored(name) == Some(&bytes) {
             st.changes.remove(name);
         } else {
-            st.changes.insert(name.to_string(), Some(bytes));
+            st.changes.insert(name.to_string(), Change::Set(bytes));
         }
         Ok(())
     }
@@ -180,24 +236,71 @@ impl Session {
     /// Removes an attribute. Returns whether it was there.
     pub async fn remove(&self, name: &str) -> Result<bool, Error> {
         let mut st = self.loaded().await?;
-        let in_store = match &st.current {
-            Current::Present { loaded, .. } => loaded.record.attrs.contains_key(name),
-            _ => false,
-        };
-        let was = match st.changes.get(name) {
-            Some(v) => v.is_some(),
-            None => in_store,
-        };
-        if in_store {
-            st.changes.insert(name.to_string(), None);
+        let was = st.value(name).is_some();
+        if st.stored(name).is_some() {
+            st.changes.insert(name.to_string(), Change::Remove);
         } else {
             st.changes.remove(name);
         }
         Ok(was)
     }
 
-    /// Gives the session a new token at commit: same data, the old token dead. Use it on any
-    /// privilege change.
+    /// An exact read-modify-write of one attribute: `f` changes the value (the type's default
+    /// when absent) and the result is returned. At commit, when another request changed the
+    /// attribute since this one read it, `f` runs again on the stored value, so concurrent
+    /// updates of one attribute are never lost (for example 100 concurrent "add to cart"
+    /// requests leave 100 items). `f` may run more than once: keep it free of side effects.
+    ///
+    /// ```no_run
+    /// # async fn f(session: sesame::Session) -> Result<(), sesame::Error> {
+    /// let cart: Vec<String> = session
+    ///     .update("cart", |cart: &mut Vec<String>| cart.push("apple".into()))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<T, F>(&self, name: &str, f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Default + Send + 'static,
+        F: Fn(&mut T) + Send + Sync + 'static,
+    {
+        check_name(name)?;
+        let config = self.inner.manager.config();
+        let (format, compress_above) = (config.value_format(), config.compress_above());
+        let step: UpdateFn = Arc::new(move |stored: Option<&[u8]>| {
+            let mut v: T = match stored {
+                Some(b) => value::decode(b)?,
+                None => T::default(),
+            };
+            f(&mut v);
+            value::encode_as(format, &v, compress_above).map(Some)
+        });
+        let mut st = self.loaded().await?;
+        let value_error = |message| Error::Value { name: name.to_string(), message };
+        let change = match st.changes.remove(name) {
+            // After this request's own set or removal, the result overrides whatever is stored
+            // (last writer wins, as the set alone would).
+            Some(c @ (Change::Set(_) | Change::Remove)) => Change::Set(
+                step(c.value().map(Vec::as_slice)).map_err(value_error)?.unwrap_or_default(),
+            ),
+            Some(Change::Update { seen, result, mut steps }) => {
+                let result = step(result.as_deref()).map_err(value_error)?;
+                steps.push(step);
+                Change::Update { seen, result, steps }
+            }
+            None => {
+                let seen = st.stored(name).cloned();
+                let result = step(seen.as_deref()).map_err(value_error)?;
+                Change::Update { seen, result, steps: vec![step] }
+            }
+        };
+        let out = change.value().map(|b| value::decode(b)).transpose().map_err(value_error)?;
+        st.changes.insert(name.to_string(), change);
+        out.ok_or_else(|| value_error("the update produced no value".into()))
+    }
+
+    /// Gives the session a new token at commit: same data, the old token superseded (it
+    /// resolves to the new one during the grace window, and presenting it later revokes the
+    /// session). Use it on any privilege change.
     pub async fn cycle_id(&self) -> Result<(), Error> {
         let mut st = self.loaded().await?;
         st.rotate = true;
@@ -205,17 +308,29 @@ impl Session {
     }
 
     /// Binds `principal` to the session, records the authentication time and rotates the
-    /// token (fixation protection). Attributes are kept. The absolute timeout restarts, since
-    /// the authenticated session begins now.
+    /// token (fixation protection). The absolute timeout restarts, since the authenticated
+    /// session begins now.
+    ///
+    /// - An anonymous session keeps its attributes (unless
+    ///   [`crate::SessionConfigBuilder::keep_data_on_login`] turned that off); its old token is
+    ///   dead at once.
+    /// - A session of the same principal (a re-login) keeps its attributes; the old token is
+    ///   superseded as by [`Session::cycle_id`].
+    /// - A session of another principal is ended, and the login starts a clean session.
+    ///
+    /// When the principal's sessions are revoked ([`SessionManager::revoke_user`]) between
+    /// this call and the commit, the commit fails with [`Error::LoginRevoked`].
     pub async fn login(&self, principal: &str) -> Result<(), Error> {
         check_principal(principal)?;
+        let epoch = self.inner.manager.store().user_epoch(principal).await?;
         let mut st = self.loaded().await?;
-        st.login = Some((principal.to_string(), now_ms()));
+        st.login = Some(Login { principal: principal.to_string(), auth_ms: now_ms(), epoch });
         st.rotate = true;
         Ok(())
     }
 
-    /// Ends the session: deleted from the store at commit, the client told to forget it.
+    /// Ends the session: at commit, its lineage is ended in the store (every instance sees it)
+    /// and the client is told to forget its token.
     pub async fn logout(&self) -> Result<(), Error> {
         self.destroy().await
     }
@@ -231,25 +346,19 @@ impl Session {
     /// The logged-in principal (including one bound earlier in this request).
     pub async fn principal(&self) -> Result<Option<String>, Error> {
         let st = self.loaded().await?;
-        if let Some((p, _)) = &st.login {
-            return Ok(Some(p.clone()));
+        if let Some(l) = &st.login {
+            return Ok(Some(l.principal.clone()));
         }
-        Ok(match &st.current {
-            Current::Present { loaded, .. } => loaded.record.principal.clone(),
-            _ => None,
-        })
+        Ok(st.record().and_then(|r| r.principal.clone()))
     }
 
     /// Authentication time, ms since the Unix epoch.
     pub async fn auth_time_ms(&self) -> Result<Option<u64>, Error> {
         let st = self.loaded().await?;
-        if let Some((_, t)) = &st.login {
-            return Ok(Some(*t));
+        if let Some(l) = &st.login {
+            return Ok(Some(l.auth_ms));
         }
-        Ok(match &st.current {
-            Current::Present { loaded, .. } => loaded.record.auth_ms,
-            _ => None,
-        })
+        Ok(st.record().and_then(|r| r.auth_ms))
     }
 
     /// Fails unless a principal authenticated within `max_age` (re-authentication gate).
@@ -265,10 +374,7 @@ impl Session {
     /// Creation (or login) time of the stored session, ms since the Unix epoch.
     pub async fn created_ms(&self) -> Result<Option<u64>, Error> {
         let st = self.loaded().await?;
-        Ok(match &st.current {
-            Current::Present { loaded, .. } => Some(loaded.record.created_ms),
-            _ => None,
-        })
+        Ok(st.record().map(|r| r.created_ms))
     }
 
     /// When the stored session expires if left idle, ms since the Unix epoch.
@@ -298,7 +404,7 @@ impl Session {
     async fn stored_principal(&self) -> Result<(String, Option<String>), Error> {
         let st = self.loaded().await?;
         match &st.current {
-            Current::Present { key, loaded } => match &loaded.record.principal {
+            Current::Present { key, loaded, .. } => match &loaded.record.principal {
                 Some(p) => Ok((p.clone(), Some(key.id()))),
                 None => Err(Error::NotLoggedIn),
             },
@@ -306,7 +412,8 @@ impl Session {
         }
     }
 
-    /// The live sessions of this session's principal, oldest first.
+    /// The live sessions of this session's principal, the most recently active first (at
+    /// most the per-user cap).
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
         let (p, _) = self.stored_principal().await?;
         self.inner.manager.list_user(&p).await
@@ -315,166 +422,266 @@ impl Session {
     /// Revokes one session of this session's principal by id. Returns whether it existed.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, Error> {
         let (p, _) = self.stored_principal().await?;
-        Ok(self.inner.manager.store().revoke(&p, id).await?)
+        Ok(self.inner.manager.store().revoke(&p, id, now_ms()).await?)
     }
 
-    /// Revokes every other session of this session's principal ("log out other devices").
+    /// Revokes every other session of this session's principal ("log out other devices"),
+    /// including logins of that principal in flight.
     pub async fn revoke_other_sessions(&self) -> Result<u64, Error> {
         let (p, me) = self.stored_principal().await?;
-        Ok(self.inner.manager.store().revoke_all(&p, me.as_deref()).await?)
+        Ok(self.inner.manager.store().revoke_all(&p, me.as_deref(), now_ms()).await?)
     }
 
     /// Writes what changed and reports what to tell the client. Called once by the transport
     /// layer when the handler is done; calling it again does nothing.
+    ///
+    /// A save that finds its session ended meanwhile (logged out, revoked or expired on another
+    /// request) fails with [`Error::SessionEnded`]: the changes were not written.
     pub async fn commit(&self) -> Result<TokenAction, Error> {
         let mut st = self.inner.state.lock().await;
-        let m = &self.inner.manager;
-        let policy = m.config().policy();
+        let m = self.inner.manager.clone();
         let now = now_ms();
         if st.destroyed {
             let had = st.incoming.is_some();
             if let Current::Present { key, .. } = &st.current {
-                m.store().destroy(key).await?;
+                m.store().destroy(key, now).await?;
                 m.note_destroyed();
             }
             st.current = Current::Absent;
             st.incoming = None;
             return Ok(if had { TokenAction::Clear } else { TokenAction::Keep });
         }
-        let mut delta = Delta::default();
-        for (name, change) in std::mem::take(&mut st.changes) {
-            match change {
-                Some(value) => delta.set.push((name, value)),
-                None => delta.remove.push(name),
-            }
-        }
+        let delta = st.take_delta();
         let rotate = std::mem::take(&mut st.rotate);
         let login = st.login.take();
         let current = std::mem::replace(&mut st.current, Current::Absent);
-        let base = match current {
-            Current::Present { key, loaded } if rotate || login.is_some() => {
-                // Refuse an oversized result before the old session is touched.
-                let mut probe = loaded.record.clone();
-                probe.apply(&delta);
-                if let Some((p, _)) = &login {
-                    probe.principal = Some(p.clone());
-                }
-                probe.check_limits(policy)?;
-                let taken = match m.store().take(&key, now).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        // The take may have sealed the session before failing (a lost reply,
-                        // replicas that did not confirm in time): put it back, so the failed
-                        // request loses nothing. If this fails too, the sealed record waits
-                        // for this token's next rotation (a take hands it over again).
-                        if let Err(again) = m.store().finish_take(&key, true, now).await {
-                            tracing::warn!(error = %again, "could not restore a session after a failed take");
+        match current {
+            Current::Present { key, token, loaded } => {
+                let before = loaded.record.principal.clone();
+                match &login {
+                    Some(l) if before.as_deref() != Some(l.principal.as_str()) => {
+                        if before.is_some() || !m.config().keep_data_on_login() {
+                            // A different principal (or a login told not to keep anonymous
+                            // data) starts clean: the old session ends first.
+                            m.store().destroy(&key, now).await?;
+                            return self.create_fresh(&mut st, &delta, login, now).await;
                         }
-                        return Err(e.into());
+                        let kind = RotationKind::Elevate;
+                        self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
                     }
-                };
-                match taken {
-                    Taken::Taken(record) => Some((key, record)),
-                    // Revoked meanwhile: only a login may start a fresh session.
-                    _ if login.is_some() => None,
-                    _ => return Ok(TokenAction::Keep),
-                }
-            }
-            Current::Present { key, loaded } => {
-                if !delta.is_empty() {
-                    match m.store().save(&key, &loaded.record, &delta, now, policy).await? {
-                        SaveOutcome::Saved(_) => {}
-                        _ => tracing::debug!(id = %key.id(), "save found no session; dropped"),
+                    _ if rotate || login.is_some() => {
+                        let kind = RotationKind::Renew { grace_ms: m.config().policy().grace_ms };
+                        self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
                     }
-                }
-                st.current = Current::Present { key, loaded };
-                return Ok(TokenAction::Keep);
-            }
-            _ => {
-                if delta.is_empty() && login.is_none() {
-                    return Ok(TokenAction::Keep);
-                }
-                // A login with a token whose session a half-failed rotation left sealed (the
-                // take went through, its reply and the restore did not) resumes it, so the
-                // data survives; the store hands a sealed record only to its own key.
-                match (&login, &st.incoming) {
-                    (Some(_), Some(token)) => {
-                        let key = token.key();
-                        match m.store().take(&key, now).await? {
-                            Taken::Taken(record) if record.absolute_ms > now => Some((key, record)),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
+                    _ => self.save(&mut st, key, token, loaded, &delta, now).await,
                 }
             }
-        };
-        let (tag, mut record) = match &base {
-            Some((old_key, record)) => (old_key.tag(), record.clone()),
-            None => (
-                Tag::random()?,
-                Record {
-                    created_ms: now,
-                    absolute_ms: now + policy.absolute_ms,
-                    ..Record::default()
-                },
-            ),
-        };
-        record.apply(&delta);
-        record.version += 1;
-        let tag = match login {
-            Some((principal, at)) => {
-                let tag = Tag::for_principal(&principal);
-                record.principal = Some(principal);
-                record.auth_ms = Some(at);
-                record.created_ms = now;
-                record.absolute_ms = now + policy.absolute_ms;
-                tag
-            }
-            None => tag,
-        };
-        record.check_limits(policy)?;
-        let created = self.create(&mut st, tag, &record, now).await;
-        // The new session is written (or failed) before the old one is dropped, so its data is
-        // never lost in between; the old key has been dead since the take either way.
-        if let Some((old_key, _)) = &base {
-            let restore = created.is_err();
-            if let Err(e) = m.store().finish_take(old_key, restore, now).await {
-                if restore {
-                    // The store fails for both steps: the user must log in again. The old
-                    // session stays sealed and expires; it is never valid next to a new one.
-                    tracing::warn!(error = %e, "could not restore a session after a failed rotation");
-                } else {
-                    tracing::warn!(error = %e, "could not drop a sealed session after a rotation; it expires unused");
-                }
-            }
+            _ if delta.is_empty() && login.is_none() => Ok(TokenAction::Keep),
+            _ => self.create_fresh(&mut st, &delta, login, now).await,
         }
-        created
     }
 
-    async fn create(
+    async fn save(
         &self,
         st: &mut State,
-        tag: Tag,
-        record: &Record,
+        key: SessionKey,
+        token: Option<SessionToken>,
+        loaded: Loaded,
+        delta: &Delta,
         now: u64,
     ) -> Result<TokenAction, Error> {
         let m = &self.inner.manager;
         let policy = m.config().policy();
+        if delta.is_empty() {
+            let action = st.action_for(token.as_ref(), &loaded);
+            st.current = Current::Present { key, token, loaded };
+            return Ok(action);
+        }
+        match m.store().save(&key, &loaded.record, delta, now, policy).await? {
+            SaveOutcome::Saved(record) => {
+                let idle_deadline_ms =
+                    now.saturating_add(write_ttl(policy, record.absolute_ms, now));
+                let loaded = Loaded { record, idle_deadline_ms };
+                let action = st.action_for(token.as_ref(), &loaded);
+                st.current = Current::Present { key, token, loaded };
+                Ok(action)
+            }
+            _ => {
+                m.note_session_ended();
+                Err(Error::SessionEnded)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn rotate(
+        &self,
+        st: &mut State,
+        old: SessionKey,
+        old_token: Option<SessionToken>,
+        loaded: Loaded,
+        delta: &Delta,
+        login: Option<Login>,
+        kind: RotationKind,
+        now: u64,
+    ) -> Result<TokenAction, Error> {
+        let m = self.inner.manager.clone();
+        let policy = m.config().policy();
+        let tag = match &login {
+            Some(l) => Tag::for_principal(&l.principal),
+            None => old.tag(),
+        };
+        for _ in 0..3 {
+            let new_token = m.config().tokens().generate(tag)?;
+            let sealed_successor = match (kind, &old_token) {
+                (RotationKind::Renew { .. }, Some(t)) => {
+                    m.config().tokens().seal_successor(t, &new_token)
+                }
+                _ => Vec::new(),
+            };
+            let rotation = Rotation {
+                old,
+                base: &loaded.record,
+                new: new_token.key(),
+                sealed_successor,
+                delta,
+                login: login.clone(),
+                kind,
+            };
+            match m.store().rotate(&rotation, now, policy).await? {
+                RotateOutcome::Rotated(record) => {
+                    m.note_created();
+                    let idle_deadline_ms =
+                        now.saturating_add(write_ttl(policy, record.absolute_ms, now));
+                    let loaded = Loaded { record, idle_deadline_ms };
+                    let expires_ms = loaded.expires_ms();
+                    st.current = Current::Present {
+                        key: new_token.key(),
+                        token: Some(new_token.clone()),
+                        loaded,
+                    };
+                    st.incoming = Some(new_token.clone());
+                    return Ok(TokenAction::Set { token: new_token, expires_ms });
+                }
+                RotateOutcome::AlreadyRotated { head, loaded, sealed } => {
+                    // Another request rotated this token a moment ago: the lineage goes on at
+                    // its head. This request's changes go there; its client gets that token.
+                    let token = old_token.as_ref().and_then(|t| m.open_chain(t, &sealed, &head));
+                    st.send_token = token.is_some();
+                    return self.save(st, head, token, loaded, delta, now).await;
+                }
+                RotateOutcome::Missing if login.is_some() => {
+                    // The session ended or was taken over by a concurrent login: this login
+                    // starts a clean session (nothing of the old one is carried).
+                    return self.create_fresh(st, delta, login, now).await;
+                }
+                RotateOutcome::Missing => {
+                    m.note_session_ended();
+                    return Err(Error::SessionEnded);
+                }
+                RotateOutcome::Revoked => return Err(Error::LoginRevoked),
+                _ => tracing::warn!("session key collision on rotation; drawing a new token"),
+            }
+        }
+        Err(Error::Random("three token collisions in a row; the random source is broken".into()))
+    }
+
+    async fn create_fresh(
+        &self,
+        st: &mut State,
+        delta: &Delta,
+        login: Option<Login>,
+        now: u64,
+    ) -> Result<TokenAction, Error> {
+        let m = self.inner.manager.clone();
+        let policy = m.config().policy();
+        let mut record = Record {
+            created_ms: now,
+            absolute_ms: now.saturating_add(policy.absolute_ms),
+            ..Record::default()
+        };
+        let tag = match &login {
+            Some(l) => {
+                record.principal = Some(l.principal.clone());
+                record.auth_ms = Some(l.auth_ms);
+                Tag::for_principal(&l.principal)
+            }
+            None => Tag::random()?,
+        };
+        let record = record.next(delta, policy)?;
         for _ in 0..3 {
             let token = m.config().tokens().generate(tag)?;
             let key = token.key();
-            if m.store().create(&key, record, now, policy).await? {
-                m.note_created();
-                let idle_deadline_ms = now + policy.idle_ms;
-                let loaded = Loaded { record: record.clone(), idle_deadline_ms };
-                let expires_ms = loaded.expires_ms();
-                st.current = Current::Present { key, loaded };
-                st.incoming = Some(token.clone());
-                return Ok(TokenAction::Set { token, expires_ms });
+            match m.store().create(&key, &record, login.as_ref(), now, policy).await? {
+                CreateOutcome::Created => {
+                    m.note_created();
+                    let idle_deadline_ms =
+                        now.saturating_add(write_ttl(policy, record.absolute_ms, now));
+                    let loaded = Loaded { record, idle_deadline_ms };
+                    let expires_ms = loaded.expires_ms();
+                    st.current = Current::Present { key, token: Some(token.clone()), loaded };
+                    st.incoming = Some(token.clone());
+                    return Ok(TokenAction::Set { token, expires_ms });
+                }
+                CreateOutcome::Revoked => return Err(Error::LoginRevoked),
+                _ => tracing::warn!("session key collision on create; drawing a new token"),
             }
-            tracing::warn!("session key collision on create; drawing a new token");
         }
         Err(Error::Random("three token collisions in a row; the random source is broken".into()))
+    }
+}
+
+impl State {
+    /// The stored record, if a session backs the request.
+    fn record(&self) -> Option<&Record> {
+        match &self.current {
+            Current::Present { loaded, .. } => Some(&loaded.record),
+            _ => None,
+        }
+    }
+
+    /// The stored value of an attribute.
+    fn stored(&self, name: &str) -> Option<&Vec<u8>> {
+        self.record().and_then(|r| r.attrs.get(name))
+    }
+
+    /// The value of an attribute as this request sees it (its own changes first).
+    fn value(&self, name: &str) -> Option<&Vec<u8>> {
+        match self.changes.get(name) {
+            Some(c) => c.value(),
+            None => self.stored(name),
+        }
+    }
+
+    fn take_delta(&mut self) -> Delta {
+        let mut delta = Delta::default();
+        for (name, change) in std::mem::take(&mut self.changes) {
+            match change {
+                Change::Set(v) => delta.set.push((name, v)),
+                Change::Remove => delta.remove.push(name),
+                Change::Update { seen, result, steps } => {
+                    let apply: UpdateFn = Arc::new(move |stored: Option<&[u8]>| {
+                        let mut v = stored.map(<[u8]>::to_vec);
+                        for step in &steps {
+                            v = step(v.as_deref())?;
+                        }
+                        Ok(v)
+                    });
+                    delta.update.push(Update { name, seen, result, apply });
+                }
+            }
+        }
+        delta
+    }
+
+    /// What to tell the client when no new token was made by this request: the lineage's
+    /// head token when the presented one was superseded, nothing otherwise.
+    fn action_for(&mut self, token: Option<&SessionToken>, loaded: &Loaded) -> TokenAction {
+        match (std::mem::take(&mut self.send_token), token) {
+            (true, Some(t)) => {
+                TokenAction::Set { token: t.clone(), expires_ms: loaded.expires_ms() }
+            }
+            _ => TokenAction::Keep,
+        }
     }
 }

@@ -61,6 +61,20 @@ impl Tag {
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
+
+    /// Parses what [`Tag::to_hex`] writes (8 hex characters, either case).
+    pub fn from_hex(text: &str) -> Option<Tag> {
+        let b = text.as_bytes();
+        if b.len() != TAG_LEN * 2 {
+            return None;
+        }
+        let mut out = [0u8; TAG_LEN];
+        for (i, o) in out.iter_mut().enumerate() {
+            let pair = std::str::from_utf8(b.get(i * 2..i * 2 + 2)?).ok()?;
+            *o = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(Tag(out))
+    }
 }
 
 impl fmt::Debug for Tag {
@@ -154,6 +168,47 @@ impl TokenCodec {
             Err(InvalidToken::Check)
         }
     }
+}
+
+impl TokenCodec {
+    /// Seals `next` for the holder of `old`: XOR with a pad only `old`'s holder can derive.
+    /// A rotation keeps this with the superseded key, so that a request still presenting the
+    /// old token inside its grace window learns its successor (the store never sees a token).
+    pub fn seal_successor(&self, old: &SessionToken, next: &SessionToken) -> Vec<u8> {
+        let pad = successor_pad(old);
+        next.raw.iter().zip(pad.iter()).map(|(a, b)| a ^ b).collect()
+    }
+
+    /// Opens what [`TokenCodec::seal_successor`] sealed for `old`. `None` when it does not
+    /// open to a token with a valid check value (wrong holder, damaged bytes).
+    pub fn open_successor(&self, old: &SessionToken, sealed: &[u8]) -> Option<SessionToken> {
+        if sealed.len() != RAW_LEN {
+            return None;
+        }
+        let pad = successor_pad(old);
+        let mut raw = [0u8; RAW_LEN];
+        for (i, out) in raw.iter_mut().enumerate() {
+            *out = sealed.get(i).copied().unwrap_or(0) ^ pad.get(i).copied().unwrap_or(0);
+        }
+        let expected = self.mac(&raw[..BODY_LEN]).ok()?;
+        bool::from(expected.ct_eq(&raw[BODY_LEN..])).then_some(SessionToken { raw })
+    }
+}
+
+/// 64 bytes only the holder of `token` can compute: HMAC-SHA-256 keyed by the whole token over
+/// two fixed labels.
+fn successor_pad(token: &SessionToken) -> [u8; 64] {
+    let mut pad = [0u8; 64];
+    for (i, label) in [b"sesame successor pad 1", b"sesame successor pad 2"].iter().enumerate() {
+        if let Ok(mut m) = HmacSha256::new_from_slice(&token.raw) {
+            m.update(*label);
+            let block = m.finalize().into_bytes();
+            if let Some(dst) = pad.get_mut(i * 32..(i + 1) * 32) {
+                dst.copy_from_slice(&block);
+            }
+        }
+    }
+    pad
 }
 
 /// Why a presented token was rejected. Never carries the token itself.

@@ -1,0 +1,16 @@
+-- Compare-and-set of a session record: write the new record only if the stored value is
+-- still, byte for byte, the one the caller merged its changes into.
+-- KEYS[1] session key; logged in: KEYS[2] index.
+-- ARGV[1] the value the caller expects, ARGV[2] the new record, ARGV[3] ttl ms, ARGV[4] index
+-- member, ARGV[5] its new score (the idle deadline).
+-- Returns {1} saved, {0} missing, {2, current} when the value changed (another save, a
+-- rotation: the caller decides from `current`).
+local raw = redis.call('GET', KEYS[1])
+if not raw then return { 0 } end
+if raw ~= ARGV[1] then return { 2, raw } end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if KEYS[2] then
+  redis.call('ZADD', KEYS[2], 'XX', 'GT', ARGV[5], ARGV[4])
+  redis.call('PEXPIREAT', KEYS[2], tonumber(ARGV[5]) + INDEX_MARGIN_MS, 'GT')
+end
+return { 1 }

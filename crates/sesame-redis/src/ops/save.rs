@@ -1,0 +1,72 @@
+//! Saving a delta (`save.lua`): merged on the client into the record as read, written with
+//! compare-and-set, merged again from the stored record when another write came first. A save
+//! that meets a token superseded within its grace window goes on at the lineage's head.
+
+use sesame::store::write_ttl;
+use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, StoreError};
+
+use crate::error::{backend, unexpected};
+use crate::ops::lineage::{code, Follow, Found, Resolved};
+use crate::record;
+use crate::script::{run, Call};
+use crate::store::RedisStore;
+
+/// Most attempts of one save under contention: each conflict means another write landed
+/// first, so N concurrent writers need at most N.
+pub(crate) const MAX_SAVE_ATTEMPTS: usize = 128;
+
+pub(crate) async fn save(
+    store: &RedisStore,
+    key: &SessionKey,
+    base: &Record,
+    delta: &Delta,
+    now: u64,
+    policy: &Policy,
+) -> Result<SaveOutcome, StoreError> {
+    let mut target = *key;
+    let mut expected = record::encode(base);
+    let mut current = base.clone();
+    for _ in 0..MAX_SAVE_ATTEMPTS {
+        if current.absolute_ms <= now {
+            return Ok(SaveOutcome::Missing);
+        }
+        let next = current.next(delta, policy)?;
+        let ttl = write_ttl(policy, next.absolute_ms, now);
+        let mut call = Call::new(&store.scripts.save);
+        call.key(store.keys.session(&target));
+        if let Some(p) = &next.principal {
+            call.key(store.keys.index(p));
+        }
+        call.arg(expected.as_slice())
+            .arg(record::encode(&next))
+            .arg(ttl)
+            .arg(next.index_member(&target.id()))
+            .arg(now.saturating_add(ttl));
+        // Sets and removals give the same record when applied twice; exact updates do not, so
+        // a save carrying one is not sent again after a broken connection.
+        call.retry_safe(delta.update.is_empty());
+        let v = run(&store.conn, store.durability, &call).await?;
+        let (c, rest) = code(&v, "save")?;
+        match c {
+            1 => return Ok(SaveOutcome::Saved(next)),
+            0 => return Ok(SaveOutcome::Missing),
+            2 => {}
+            _ => return Err(unexpected("save", &v)),
+        }
+        let read = match Found::from_reply(rest.first(), now, "save")? {
+            Found::Record(read) => read,
+            found => match store.resolve_from(&target, found, now, Follow::Request).await? {
+                Resolved::Head(head, read, _) => {
+                    target = head;
+                    read
+                }
+                _ => return Ok(SaveOutcome::Missing),
+            },
+        };
+        expected = read.raw;
+        current = read.record;
+    }
+    Err(backend(&format!(
+        "save still conflicting after {MAX_SAVE_ATTEMPTS} attempts: too many concurrent writers on one session"
+    )))
+}

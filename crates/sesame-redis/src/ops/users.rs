@@ -1,0 +1,111 @@
+//! A principal's sessions: the list (one read of the index), "log out everywhere" (`bump_epoch.lua`
+//! then `end_many.lua` in bounded batches), and the epoch read when a login begins.
+
+use redis::Value;
+use sesame::store::parse_index_member;
+use sesame::{SessionInfo, StoreError, Tag};
+
+use crate::error::{backend, unexpected};
+use crate::script::{run, Call};
+use crate::store::RedisStore;
+
+/// Sessions ended per script by `revoke_all`: the most keys one script declares.
+pub(crate) const REVOKE_BATCH: usize = 100;
+
+/// How long an epoch is kept after it last moved (ms): far longer than a login takes.
+const EPOCH_TTL_MS: u64 = 24 * 3600 * 1000;
+
+pub(crate) async fn user_epoch(store: &RedisStore, principal: &str) -> Result<u64, StoreError> {
+    let mut p = redis::pipe();
+    p.get(store.keys.epoch(principal));
+    let (raw,): (Option<String>,) = crate::script::read(&store.conn, &p).await?;
+    match raw {
+        None => Ok(0),
+        Some(s) => s
+            .parse()
+            .map_err(|_| StoreError::Corrupt("the user's revocation epoch is not a number".into())),
+    }
+}
+
+/// The live sessions of a principal, the most recently active first, at most `limit`: one
+/// `ZRANGE` of the index, whose members carry what a list shows.
+pub(crate) async fn list_user(
+    store: &RedisStore,
+    principal: &str,
+    now: u64,
+    limit: usize,
+) -> Result<Vec<SessionInfo>, StoreError> {
+    let mut p = redis::pipe();
+    p.cmd("ZRANGE")
+        .arg(store.keys.index(principal))
+        .arg("+inf")
+        .arg(format!("({now}"))
+        .arg("BYSCORE")
+        .arg("REV")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(limit)
+        .arg("WITHSCORES");
+    let (items,): (Vec<(String, f64)>,) = crate::script::read(&store.conn, &p).await?;
+    let mut out = Vec::with_capacity(items.len());
+    for (member, score) in items {
+        let Some((id, created_ms, auth_ms)) = parse_index_member(&member) else {
+            tracing::warn!("skipping a malformed member of a user's session index");
+            continue;
+        };
+        // Scores are whole milliseconds, well inside f64's exact range; `as` saturates.
+        let expires_ms = if score.is_finite() && score > 0.0 { score as u64 } else { 0 };
+        out.push(SessionInfo { id: id.to_string(), created_ms, expires_ms, auth_ms });
+    }
+    Ok(out)
+}
+
+/// Moves the principal's epoch, then ends its indexed sessions (except `keep`) in batches.
+pub(crate) async fn revoke_all(
+    store: &RedisStore,
+    principal: &str,
+    keep: Option<&str>,
+) -> Result<u64, StoreError> {
+    let mut call = Call::new(&store.scripts.bump_epoch);
+    call.key(store.keys.epoch(principal)).arg(EPOCH_TTL_MS);
+    run(&store.conn, store.durability, &call).await?;
+    let index = store.keys.index(principal);
+    let tag = Tag::for_principal(principal);
+    let keep_id = keep.unwrap_or("");
+    let mut ended = 0u64;
+    // Bounded: the cap allows at most 100,000 sessions per user (1,000 batches); a few more
+    // rounds cover logins that land while this runs (they are ended too).
+    for _ in 0..1_100 {
+        let mut p = redis::pipe();
+        p.cmd("ZRANGE").arg(&index).arg(0).arg(REVOKE_BATCH);
+        let (members,): (Vec<String>,) = crate::script::read(&store.conn, &p).await?;
+        let batch: Vec<(&str, &String)> = members
+            .iter()
+            .filter_map(|m| parse_index_member(m).map(|(id, _, _)| (id, m)))
+            .filter(|(id, _)| *id != keep_id)
+            .take(REVOKE_BATCH)
+            .collect();
+        if batch.is_empty() {
+            let malformed: Vec<&String> =
+                members.iter().filter(|m| parse_index_member(m).is_none()).collect();
+            if !malformed.is_empty() {
+                // Not written by sesame; they name no session. Drop them.
+                let mut p = redis::pipe();
+                p.cmd("ZREM").arg(&index).arg(malformed).ignore();
+                crate::script::read::<()>(&store.conn, &p).await?;
+            }
+            return Ok(ended);
+        }
+        let mut call = Call::new(&store.scripts.end_many);
+        call.key(&index).retry_safe(true);
+        for (id, member) in &batch {
+            call.key(store.keys.session_id(tag, id)).arg(member.as_str());
+        }
+        let v = run(&store.conn, store.durability, &call).await?;
+        match v {
+            Value::Int(n) => ended = ended.saturating_add(u64::try_from(n).unwrap_or(0)),
+            _ => return Err(unexpected("revoke_all", &v)),
+        }
+    }
+    Err(backend("the user's sessions kept growing while being revoked; try again"))
+}

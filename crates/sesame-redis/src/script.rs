@@ -1,0 +1,191 @@
+//! The script registry and runner: every write is one Lua script, called by SHA (`EVALSHA`),
+//! loaded again on `NOSCRIPT`, followed in the same pipeline by `WAIT` when durability is on,
+//! and sent once more after a broken connection when the caller says that is safe.
+
+use redis::{ErrorKind, Script, ServerErrorKind, Value};
+use sesame::StoreError;
+
+use crate::conn::Conn;
+use crate::error::{is_broken_connection, map_err};
+
+/// Helpers every script may use, defined once (`lua/lib.lua`), prepended to each script.
+const LIB: &str = include_str!("lua/lib.lua");
+
+/// The scripts, each the Lua beside the Rust that calls it.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) create: Script,
+    pub(crate) save: Script,
+    pub(crate) rotate: Script,
+    pub(crate) swap: Script,
+    pub(crate) end: Script,
+    pub(crate) end_many: Script,
+    pub(crate) bump_epoch: Script,
+}
+
+fn with_lib(body: &str) -> Script {
+    Script::new(&format!("{LIB}\n{body}"))
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Scripts {
+        Scripts {
+            create: with_lib(include_str!("ops/create.lua")),
+            save: with_lib(include_str!("ops/save.lua")),
+            rotate: with_lib(include_str!("ops/rotate.lua")),
+            swap: with_lib(include_str!("ops/swap.lua")),
+            end: with_lib(include_str!("ops/end.lua")),
+            end_many: with_lib(include_str!("ops/end_many.lua")),
+            bump_epoch: with_lib(include_str!("ops/bump_epoch.lua")),
+        }
+    }
+
+    pub(crate) fn all(&self) -> [&Script; 7] {
+        [
+            &self.create,
+            &self.save,
+            &self.rotate,
+            &self.swap,
+            &self.end,
+            &self.end_many,
+            &self.bump_epoch,
+        ]
+    }
+}
+
+/// Wait for replicas before acknowledging a write (see
+/// [`crate::RedisStoreBuilder::durability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// How many replicas must confirm each write.
+    pub replicas: u32,
+    /// How long to wait for them.
+    pub timeout: std::time::Duration,
+}
+
+/// One script call: its keys and arguments.
+pub(crate) struct Call<'a> {
+    script: &'a Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+    /// Whether sending the call again after a broken connection is safe (the script
+    /// recognizes its own earlier write, or its effect is the same when applied twice).
+    retry_safe: bool,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(script: &'a Script) -> Call<'a> {
+        Call {
+            script,
+            keys: Vec::with_capacity(4),
+            args: Vec::with_capacity(10),
+            retry_safe: false,
+        }
+    }
+
+    pub(crate) fn key(&mut self, k: impl redis::ToRedisArgs) -> &mut Self {
+        k.write_redis_args(&mut self.keys);
+        self
+    }
+
+    pub(crate) fn arg(&mut self, a: impl redis::ToRedisArgs) -> &mut Self {
+        a.write_redis_args(&mut self.args);
+        self
+    }
+
+    pub(crate) fn retry_safe(&mut self, safe: bool) -> &mut Self {
+        self.retry_safe = safe;
+        self
+    }
+
+    fn cmd(&self) -> redis::Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(self.script.get_hash()).arg(self.keys.len());
+        for k in &self.keys {
+            c.arg(k.as_slice());
+        }
+        for a in &self.args {
+            c.arg(a.as_slice());
+        }
+        c
+    }
+}
+
+/// Runs a write script. With durability, `WAIT` travels in the same pipeline on the same
+/// connection right behind it, so it covers exactly this write.
+pub(crate) async fn run(
+    conn: &Conn,
+    durability: Option<Durability>,
+    call: &Call<'_>,
+) -> Result<Value, StoreError> {
+    let cmd = call.cmd();
+    let mut conn = conn.clone();
+    let mut reloaded = false;
+    let mut resent = false;
+    loop {
+        let result = match durability {
+            Some(d) => {
+                let mut p = redis::pipe();
+                p.add_command(cmd.clone())
+                    .cmd("WAIT")
+                    .arg(d.replicas)
+                    .arg(u64::try_from(d.timeout.as_millis()).unwrap_or(u64::MAX).max(1));
+                match p.query_async::<(Value, i64)>(&mut conn).await {
+                    Ok((v, acked)) if acked >= i64::from(d.replicas) => Ok(v),
+                    Ok((_, acked)) => {
+                        return Err(StoreError::Unavailable {
+                            message: format!(
+                                "write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it may be lost by a failover",
+                                d.replicas,
+                                d.timeout.as_millis()
+                            ),
+                            source: None,
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => cmd.query_async::<Value>(&mut conn).await,
+        };
+        match result {
+            Err(e) if !reloaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // A restarted or promoted server has an empty script cache. On a cluster this
+                // loads the script on every node.
+                reloaded = true;
+                call.script.load_async(&mut conn).await.map_err(map_err)?;
+            }
+            Err(e) if !resent && call.retry_safe && is_broken_connection(&e) => {
+                // The connection was found broken (a restarted server): the client reconnects,
+                // and this call is one that may safely be sent again.
+                resent = true;
+                tracing::debug!(error = %e, "resending a write after a broken connection");
+            }
+            other => return other.map_err(map_err),
+        }
+    }
+}
+
+/// Sends a read (a command or a pipeline), once more after a broken connection.
+pub(crate) async fn read<T: redis::FromRedisValue>(
+    conn: &Conn,
+    pipe: &redis::Pipeline,
+) -> Result<T, StoreError> {
+    let mut conn = conn.clone();
+    match pipe.query_async::<T>(&mut conn).await {
+        Err(e) if is_broken_connection(&e) => {
+            tracing::debug!(error = %e, "resending a read after a broken connection");
+            pipe.query_async::<T>(&mut conn).await.map_err(map_err)
+        }
+        other => other.map_err(map_err),
+    }
+}
+
+/// Loads every script into the server's script cache, so the first calls need no `NOSCRIPT`
+/// retry. (After a server restart, calls reload scripts by themselves.)
+pub(crate) async fn load_all(conn: &Conn, scripts: &Scripts) -> Result<(), StoreError> {
+    let mut conn = conn.clone();
+    for script in scripts.all() {
+        script.load_async(&mut conn).await.map_err(map_err)?;
+    }
+    Ok(())
+}
