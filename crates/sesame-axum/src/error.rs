@@ -7,8 +7,16 @@ use sesame::{Error, StoreError};
 
 /// A session error that handlers can return with `?`. It becomes a response whose status says
 /// what happened: 503 when the store is unreachable (never an anonymous session instead),
-/// 401 when a login is needed, 413 when a limit was hit, 400 for bad input, 500 otherwise.
-/// The body is JSON `{"error": "..."}` and never contains a token.
+/// 401 when a login is needed or the session ended meanwhile (logged out, revoked or expired
+/// on another request: the request's changes were not written), 413 when a limit was hit,
+/// 400 for bad input, 500 otherwise. The body is JSON `{"error": "..."}` and never contains a
+/// token.
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// let res = sesame_axum::SessionError(sesame::Error::SessionEnded).into_response();
+/// assert_eq!(res.status(), 401);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct SessionError(#[from] pub Error);
@@ -25,8 +33,14 @@ impl SessionError {
         match &self.0 {
             Error::Store(StoreError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(StoreError::LimitExceeded(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::NotLoggedIn | Error::StaleAuthentication => StatusCode::UNAUTHORIZED,
+            Error::NotLoggedIn
+            | Error::StaleAuthentication
+            | Error::SessionEnded
+            | Error::LoginRevoked => StatusCode::UNAUTHORIZED,
             Error::Invalid(_) | Error::Value { .. } => StatusCode::BAD_REQUEST,
+            // A stored value that an exact update cannot read (or an update that failed on
+            // it) is a server-side problem, like any other store error.
+            Error::Store(StoreError::Update { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -43,6 +57,8 @@ impl IntoResponse for SessionError {
                 tracing::error!(error = %self.0, "session error");
                 "session error".to_string()
             }
+            // Messages of these errors are fixed texts or describe limits and input; none of
+            // them holds a token.
             _ => self.0.to_string(),
         };
         let mut res = (status, Json(serde_json::json!({ "error": message }))).into_response();
@@ -51,5 +67,31 @@ impl IntoResponse for SessionError {
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(res: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    // A session that ended meanwhile and a login overtaken by a revocation are 401s that say
+    // so in the JSON body; a failed exact update is a 500 with a generic message.
+    #[tokio::test]
+    async fn ended_and_revoked_are_401_with_their_message() {
+        for e in [Error::SessionEnded, Error::LoginRevoked] {
+            let text = e.to_string();
+            let res = SessionError(e).into_response();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(body(res).await, serde_json::json!({ "error": text }));
+        }
+        let update = StoreError::Update { name: "cart".into(), message: "bad bytes".into() };
+        let res = SessionError::from(update).into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body(res).await, serde_json::json!({ "error": "session error" }));
     }
 }

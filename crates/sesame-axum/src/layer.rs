@@ -99,8 +99,18 @@ where
             let action = match session.commit().await {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "session commit failed");
-                    return Ok(SessionError::from(e).into_response());
+                    // The handler's response is dropped: it may say "saved" while nothing was
+                    // written (for example a 200 for a save whose session was logged out by
+                    // another request meanwhile, which is a 401 here).
+                    let err = SessionError::from(e);
+                    if err.status().is_server_error() {
+                        tracing::warn!(error = %err.0, "session commit failed");
+                    } else {
+                        tracing::debug!(error = %err.0, "session commit refused");
+                    }
+                    let mut res = err.into_response();
+                    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    return Ok(res);
                 }
             };
             let value = match action {

@@ -5,11 +5,13 @@
 //! - [`layer`]: [`SessionLayer`] — reads the token from the cookie (rejecting malformed ones
 //!   without a store call), puts a lazy [`sesame::Session`] in the request, and after the
 //!   handler commits the changes and sets or clears the cookie (with `Cache-Control:
-//!   no-store` and `Vary: Cookie`). A failed commit becomes a 503/500, never a silent loss.
+//!   no-store` and `Vary: Cookie`). A failed commit replaces the handler's response with the
+//!   error's (503, 401 when the session ended meanwhile, 413, 500): never a silent loss.
 //! - [`extract`]: the [`Session`] extractor.
 //! - [`cookie`]: [`CookieConfig`] — `__Host-` name, `Secure`, `HttpOnly`, `SameSite=Lax`,
 //!   `Path=/`, no `Domain`, no `Max-Age` unless persistent; validated when built.
-//! - [`error`]: [`SessionError`], a session error as a response (503 when the store is down).
+//! - [`error`]: [`SessionError`], a session error as a response (503 when the store is down,
+//!   401 when the session ended or the login was revoked meanwhile).
 #![forbid(unsafe_code)]
 
 pub mod cookie;

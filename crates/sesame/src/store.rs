@@ -261,6 +261,21 @@ pub enum Lookup {
     Reused,
 }
 
+impl Lookup {
+    /// The token's own live session, if that is what was found.
+    pub fn live(self) -> Option<Loaded> {
+        match self {
+            Lookup::Live(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Whether the token's own session is live.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Lookup::Live(_))
+    }
+}
+
 /// What kind of rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -370,6 +385,13 @@ pub enum CreateOutcome {
     Exists,
     /// The login's epoch moved: the user's sessions were revoked meanwhile; nothing written.
     Revoked,
+}
+
+impl CreateOutcome {
+    /// Whether the session was written.
+    pub fn is_created(self) -> bool {
+        self == CreateOutcome::Created
+    }
 }
 
 /// Result of a save.

@@ -11,7 +11,8 @@ use sesame::SessionManager;
 use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
 
 const PAGE: &str = include_str!("index.html");
-const MAX_CART: usize = 50;
+/// Most items a cart holds (enough for a hundred concurrent adds to all fit).
+const MAX_CART: usize = 100;
 
 #[derive(Clone)]
 struct Instance {
@@ -96,8 +97,8 @@ async fn user(session: &Session) -> Result<String, ApiError> {
 
 async fn me(State(i): State<Instance>, session: Session) -> ApiResult {
     let user = user(&session).await?;
-    let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
-    session.insert("visits", &visits).await?;
+    // An exact counter: requests of one session in parallel (on any instance) each count.
+    let visits: u64 = session.update("visits", |v: &mut u64| *v = v.saturating_add(1)).await?;
     let cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
     Ok(Json(json!({
         "user": user,
@@ -115,29 +116,46 @@ struct Item {
 }
 
 /// Works with or without login: an anonymous cart is kept when its owner logs in.
+///
+/// The cart is changed with an exact read-modify-write ([`sesame::Session::update`]), so that
+/// concurrent adds to one session (several tabs, several instances) all persist. The answer is
+/// the cart as this request saw it; items added meanwhile by other requests are kept too.
 async fn cart_add(session: Session, Json(body): Json<Item>) -> ApiResult {
     let item = body.item.trim().to_string();
     if item.is_empty() || item.len() > 64 {
         return Err(bad("item: 1 to 64 characters"));
     }
-    let mut cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
-    if !cart.contains(&item) {
-        if cart.len() >= MAX_CART {
-            return Err(bad("the cart is full"));
-        }
-        cart.push(item);
-        session.insert("cart", &cart).await?;
+    let cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
+    if cart.contains(&item) {
+        return Ok(Json(json!({ "cart": cart })));
     }
+    if cart.len() >= MAX_CART {
+        return Err(bad("the cart is full"));
+    }
+    // Run again on the stored cart at commit when another request changed it meanwhile: the
+    // checks are repeated there (no duplicate, never beyond the limit).
+    let cart = session
+        .update("cart", move |cart: &mut Vec<String>| {
+            if !cart.contains(&item) && cart.len() < MAX_CART {
+                cart.push(item.clone());
+            }
+        })
+        .await?;
     Ok(Json(json!({ "cart": cart })))
 }
 
+/// Removes an item (exactly, as [`cart_add`] adds). Removing an absent item writes nothing.
 async fn cart_remove(session: Session, Path(item): Path<String>) -> ApiResult {
-    let mut cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
-    cart.retain(|c| *c != item);
-    session.insert("cart", &cart).await?;
+    let cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
+    if !cart.contains(&item) {
+        return Ok(Json(json!({ "cart": cart })));
+    }
+    let cart =
+        session.update("cart", move |cart: &mut Vec<String>| cart.retain(|c| *c != item)).await?;
     Ok(Json(json!({ "cart": cart })))
 }
 
+/// The user's live sessions, the most recently active first (at most the per-user cap).
 async fn sessions(session: Session) -> ApiResult {
     user(&session).await?;
     let me = session.id().await?;
