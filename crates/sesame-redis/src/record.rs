@@ -67,9 +67,9 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
 /// Decodes a record, accepting what both this module and Redis's `cmsgpack` write.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
     let mut c = Cursor { b: bytes, pos: 0 };
-    let n = c.array_len()?.ok_or("record is not an array")?;
-    if n != 6 && n != 7 {
-        return Err(format!("record has {n} fields, expected 6 or 7"));
+    let fields = c.array_len()?.ok_or("record is not an array")?;
+    if fields != 6 && fields != 7 {
+        return Err(format!("record has {fields} fields, expected 6 or 7"));
     }
     let version = c.uint()?;
     let created_ms = c.uint()?;
@@ -102,7 +102,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
         let v = c.bytes()?.to_vec();
         attrs.insert(k, v);
     }
-    let rotated_ms = if n == 7 { c.uint()? } else { 0 };
+    let rotated_ms = if fields == 7 { c.uint()? } else { 0 };
     if c.pos != bytes.len() {
         return Err("trailing bytes after the record".into());
     }

@@ -50,9 +50,26 @@ pub(crate) async fn create(
     }
     let encoded = record::encode(record);
     let member = record.index_member(&key.id());
-    let mut evict: Option<String> = None;
+    // The least recently active live member, read first: at the cap the script evicts it, and
+    // on Redis Cluster every key a script touches must be declared. Below the cap it is unused.
+    let mut evict: Option<String> = match &record.principal {
+        Some(p) => {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZRANGE")
+                .arg(store.keys.index(p))
+                .arg(format!("({now}"))
+                .arg("+inf")
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1);
+            let (oldest,): (Vec<String>,) = crate::script::read(&store.conn, &pipe).await?;
+            oldest.into_iter().next()
+        }
+        None => None,
+    };
     // Each round either succeeds or learns the member to evict (which changes only when a
-    // concurrent login of the same user evicted it first).
+    // concurrent login of the same user changed the index first).
     for _ in 0..16 {
         let mut call = Call::new(&store.scripts.create);
         call.key(store.keys.session(key)).retry_safe(true);
