@@ -74,6 +74,7 @@ pub fn record(n: u32, now_ms: u64, policy: &Policy, format: ValueFormat) -> Benc
         absolute_ms: now_ms + policy.absolute_ms,
         principal: Some(principal(n)),
         auth_ms: Some(now_ms),
+        rotated_ms: 0,
         version: 1,
         attrs: attributes(n, format)?,
     })

@@ -3,8 +3,8 @@
 //!
 //! Each client is one user. It logs in, then loops over `GET /api/me` (which increments the
 //! session's `visits` counter: a read and an update per request) and logs in again every
-//! [`RELOGIN_EVERY`] requests (a rotation: the old session is sealed, the new one written, the
-//! old one dropped). Every response is checked:
+//! [`RELOGIN_EVERY`] requests (a rotation: the new session is written and the old token left
+//! pointing to it, in one script). Every response is checked:
 //!
 //! - `200` must name the client's own user (else: a *wrong session*), and show `visits` at
 //!   least one above the last acknowledged value (else: *updates lost*);

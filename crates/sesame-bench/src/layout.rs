@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, Store, ValueFormat};
+use sesame::{CreateOutcome, Delta, Policy, Record, SaveOutcome, SessionKey, Store, ValueFormat};
 use sesame_redis::RedisStore;
 
 use crate::hash::HashStore;
@@ -106,17 +106,18 @@ impl Client {
     ) -> BenchResult<()> {
         match self {
             Client::Compact(s) | Client::CompactMsgpack(s) => {
-                if s.create(key, record, now_ms, policy).await? {
-                    Ok(())
-                } else {
-                    Err(BenchError::new("session key already taken"))
+                match s.create(key, record, None, now_ms, policy).await? {
+                    CreateOutcome::Created => Ok(()),
+                    CreateOutcome::Exists => Err(BenchError::new("session key already taken")),
+                    other => Err(BenchError::new(format!("unexpected create outcome {other:?}"))),
                 }
             }
             Client::Hash(s) => s.create(key, record, now_ms, policy).await,
         }
     }
 
-    /// Loads a session (with the coalesced touch); `None` when absent.
+    /// Loads a session (with the coalesced touch); `None` when it is not the token's own live
+    /// session (absent, or superseded by a rotation).
     pub async fn load(
         &self,
         key: &SessionKey,
@@ -125,7 +126,7 @@ impl Client {
     ) -> BenchResult<Option<Record>> {
         match self {
             Client::Compact(s) | Client::CompactMsgpack(s) => {
-                Ok(s.load(key, now_ms, policy).await?.map(|l| l.record))
+                Ok(s.load(key, now_ms, policy).await?.live().map(|l| l.record))
             }
             Client::Hash(s) => s.load(key, now_ms, policy).await,
         }
@@ -144,7 +145,7 @@ impl Client {
         match self {
             Client::Compact(s) | Client::CompactMsgpack(s) => {
                 match s.save(key, base, delta, now_ms, policy).await? {
-                    SaveOutcome::Saved(v) => Ok(Some(v)),
+                    SaveOutcome::Saved(r) => Ok(Some(r.version)),
                     SaveOutcome::Missing => Ok(None),
                     other => Err(BenchError::new(format!("unexpected save outcome {other:?}"))),
                 }

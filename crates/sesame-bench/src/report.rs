@@ -204,12 +204,14 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
          per session key, encoded and decoded on the client. Its load is one round trip of two \
          plain commands, pipelined: `GET` + `PTTL`, no script; only when the idle deadline is \
          due for a push (`touch after` has passed since the last push) does a second round \
-         trip send `PEXPIRE`. Its save merges the delta on the client into the record it \
-         loaded, checks the size and attribute limits, and sends one `EVALSHA` of `save.lua`, \
-         a compare-and-set: `GET`, compare with the record the client loaded, `SET ... PX` \
-         idle timeout; when another save came first the script returns the current record \
-         and the client merges again and retries (a retry is another `EVALSHA` without the \
-         `SET`)."
+         trip send `PEXPIRE` (with `ZADD` + `PEXPIREAT` of the user's index for a logged-in \
+         session). Its save merges the delta on the client into the record it loaded, checks \
+         the size and attribute limits, and sends one `EVALSHA` of `save.lua`, a \
+         compare-and-set: `GET`, compare with the record the client loaded, `SET ... PX` idle \
+         timeout, then for a logged-in session `ZADD` (the member's score: its idle deadline) \
+         + `PEXPIREAT` of the user's index; when another save came first the script returns \
+         the current record and the client merges again and retries (a retry is another \
+         `EVALSHA` without the writes)."
     );
     let _ = writeln!(
         out,
@@ -244,7 +246,8 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
          1 s after the last write, once a throwaway session was created and deleted (Redis \
          allocates a latency histogram per command on first use). The compact create (both \
          variants) also indexes the session under its user; each index key is deleted right \
-         after its create, so both figures cover session keys only."
+         after its create, so both figures cover session keys only (the saves' `ZADD ... XX` \
+         then finds no index and adds none)."
     );
     let _ = writeln!(
         out,
@@ -256,7 +259,7 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
          `calls` of every command in `INFO commandstats` (the `INFO`, `CONFIG` and `SCRIPT` \
          calls made to measure left out) / requests, so the commands run inside scripts are \
          counted next to the `evalsha` that ran them (a compact read+write: `GET` + `PTTL` + \
-         `EVALSHA` + `GET` + `SET` = 5); scripts per request = `evalsha` calls / requests. \
+         `EVALSHA` + `GET` + `SET` + `ZADD` + `PEXPIREAT` = 7); scripts per request = `evalsha` calls / requests. \
          Client and server share the machine: requests/s is for information only."
     );
     let _ = writeln!(out, "\nReproduce with: `{COMMAND}`");

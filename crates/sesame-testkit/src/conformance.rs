@@ -730,26 +730,41 @@ pub async fn grace_window_resolves_to_successor(store: DynStore) {
 pub async fn reuse_after_grace_revokes_lineage(store: DynStore) {
     let pol = policy();
     let p = principal();
-    let old = create_user_session_token(&store, &p, &pol).await;
-    let base = expect_live(&store, &old.key(), &pol).await.record;
-    let new = token(old.tag());
     let d = Delta::default();
-    rotated(store.rotate(&renew(&old, &new, &base, &d, 300), now(), &pol).await.unwrap());
-    expect_live(&store, &new.key(), &pol).await;
+    // Two lineages of one user, each rotated once with a 300 ms grace window.
+    let mut lineages = Vec::new();
+    for _ in 0..2 {
+        let old = create_user_session_token(&store, &p, &pol).await;
+        let base = expect_live(&store, &old.key(), &pol).await.record;
+        let new = token(old.tag());
+        rotated(store.rotate(&renew(&old, &new, &base, &d, 300), now(), &pol).await.unwrap());
+        expect_live(&store, &new.key(), &pol).await;
+        lineages.push((old, base, new));
+    }
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let out = store.save(&old.key(), &base, &set(&[("x", b"1")]), now(), &pol).await.unwrap();
+    // The first: a load through its old token is reuse, and revokes it.
+    let (old, _, new) = &lineages[0];
+    assert_eq!(store.load(&old.key(), now(), &pol).await.unwrap(), Lookup::Reused);
+    expect_missing(&store, &new.key(), &pol).await;
+    let out = save(&store, &new.key(), &set(&[("x", b"1")]), now(), &pol).await.unwrap();
+    assert_eq!(out, SaveOutcome::Missing);
+    assert_eq!(
+        listed_ids(&store, &p, 64).await,
+        [lineages[1].2.key().id()],
+        "the head left the index"
+    );
+    // The second: a save or a rotation through its old token writes nothing; a load then is
+    // reuse all the same.
+    let (old, base, new) = &lineages[1];
+    let out = store.save(&old.key(), base, &set(&[("x", b"1")]), now(), &pol).await.unwrap();
     assert_eq!(out, SaveOutcome::Missing, "a save through a token past grace writes nothing");
     let third = token(old.tag());
-    let out = store.rotate(&renew(&old, &third, &base, &d, 300), now(), &pol).await.unwrap();
+    let out = store.rotate(&renew(old, &third, base, &d, 300), now(), &pol).await.unwrap();
     assert_eq!(out, RotateOutcome::Missing, "a rotation of a token past grace writes nothing");
     expect_missing(&store, &third.key(), &pol).await;
     assert_eq!(store.load(&old.key(), now(), &pol).await.unwrap(), Lookup::Reused);
     expect_missing(&store, &new.key(), &pol).await;
-    assert!(listed_ids(&store, &p, 64).await.is_empty(), "the head left the index");
-    assert_eq!(
-        save(&store, &new.key(), &set(&[("x", b"1")]), now(), &pol).await.unwrap(),
-        SaveOutcome::Missing
-    );
+    assert!(listed_ids(&store, &p, 64).await.is_empty());
 }
 
 /// An anonymous session logging in (Elevate): the successor carries the data and the login
@@ -795,6 +810,55 @@ pub async fn elevate_kills_old_token_at_once(store: DynStore) {
     );
     assert_eq!(listed_ids(&store, &p, 64).await, [new.id()]);
     expect_live(&store, &new, &pol).await;
+}
+
+/// A logout through an anonymous token that has since logged in (a dead, possibly planted
+/// token) does not end the logged-in session.
+pub async fn destroy_of_elevated_key_spares_login(store: DynStore) {
+    let pol = policy();
+    let p = principal();
+    let anon = create_anonymous(&store, &[("cart", b"1")]).await;
+    let base = expect_live(&store, &anon.key(), &pol).await.record;
+    let epoch = store.user_epoch(&p).await.unwrap();
+    let new = key(Tag::for_principal(&p));
+    let d = Delta::default();
+    let l = login(&p, epoch);
+    rotated(store.rotate(&elevate(&anon.key(), &new, &base, &d, l), now(), &pol).await.unwrap());
+    assert!(!store.destroy(&anon.key(), now()).await.unwrap(), "the anonymous token is dead");
+    expect_live(&store, &new, &pol).await;
+    assert_eq!(listed_ids(&store, &p, 64).await, [new.id()]);
+}
+
+/// A login (Elevate) ends the chain of superseded tokens: an anonymous token renewed before the
+/// login and presented within its grace window reaches nothing (no load, save, rotation or
+/// logout through it touches the logged-in session).
+pub async fn elevate_ends_the_chain(store: DynStore) {
+    let pol = policy();
+    let p = principal();
+    let t0 = create_anonymous(&store, &[("cart", b"1")]).await;
+    let base = expect_live(&store, &t0.key(), &pol).await.record;
+    let t1 = token(t0.tag());
+    let d = Delta::default();
+    rotated(store.rotate(&renew(&t0, &t1, &base, &d, 1_000), now(), &pol).await.unwrap());
+    let base1 = expect_live(&store, &t1.key(), &pol).await.record;
+    let epoch = store.user_epoch(&p).await.unwrap();
+    let t2 = key(Tag::for_principal(&p));
+    let l = login(&p, epoch);
+    let head =
+        rotated(store.rotate(&elevate(&t1.key(), &t2, &base1, &d, l), now(), &pol).await.unwrap());
+    assert_eq!(
+        store.load(&t0.key(), now(), &pol).await.unwrap(),
+        Lookup::Missing,
+        "load through t0"
+    );
+    let out = store.save(&t0.key(), &base, &set(&[("x", b"1")]), now(), &pol).await.unwrap();
+    assert_eq!(out, SaveOutcome::Missing, "save through t0");
+    let t3 = token(t0.tag());
+    let out = store.rotate(&renew(&t0, &t3, &base, &d, 1_000), now(), &pol).await.unwrap();
+    assert_eq!(out, RotateOutcome::Missing, "rotation of t0");
+    expect_missing(&store, &t3.key(), &pol).await;
+    assert!(!store.destroy(&t0.key(), now()).await.unwrap(), "logout through t0");
+    assert_eq!(expect_live(&store, &t2, &pol).await.record, head);
 }
 
 /// Destroy reports whether a live session was ended and removes it from its index.
@@ -1241,6 +1305,8 @@ macro_rules! conformance_tests {
             grace_window_resolves_to_successor,
             reuse_after_grace_revokes_lineage,
             elevate_kills_old_token_at_once,
+            destroy_of_elevated_key_spares_login,
+            elevate_ends_the_chain,
             destroy_ends_session,
             destroy_superseded_ends_head,
             destroy_races_rotations,

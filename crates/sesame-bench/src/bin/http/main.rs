@@ -121,13 +121,14 @@ fn run() -> BenchResult<String> {
          listed per command above. Redis CPU = its CPU seconds (`INFO cpu`) per second of \
          the run.\n\
          - The store's protocol: a load is one round trip of pipelined `GET` + `PTTL`, plus \
-         a `PEXPIRE` round trip only when the idle deadline is due for a push (once per \
-         session per minute); a save merges on the client and sends one `EVALSHA` of a \
-         compare-and-set script (`GET`, compare, `SET ... PX`), retried when another save \
-         came first. Round trips per request: GET /me_ro 1 (2 when the touch is due), GET /me \
-         2 (plus the touch, plus one per retry). Every sesame run is checked against it: on \
-         /me_ro no `EVALSHA` and no `SET`, one `PTTL` per request; on /me one `SET` per \
-         request; `GET` = loads + scripts.\n\
+         a round trip of `PEXPIRE` (and `ZADD` + `PEXPIREAT` of the user's index) only when \
+         the idle deadline is due for a push (once per session per minute); a save merges on \
+         the client and sends one `EVALSHA` of a compare-and-set script (`GET`, compare, \
+         `SET ... PX`, then `ZADD` + `PEXPIREAT` of the user's index), retried when another \
+         save came first. Round trips per request: GET /me_ro 1 (2 when the touch is due), \
+         GET /me 2 (plus the touch, plus one per retry). Every sesame run is checked against \
+         it: on /me_ro no `EVALSHA` and no `SET`, one `PTTL` per request; on /me one `SET` \
+         per request; `GET` = loads + scripts; `ZADD` = `PEXPIREAT` = touches + saves.\n\
          - Reproduce: `{REPRODUCE}`\n",
         redis_figures::version(&redis)?,
     ));

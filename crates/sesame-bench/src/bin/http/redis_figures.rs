@@ -49,12 +49,14 @@ impl RedisUse {
 }
 
 /// Checks that a run of `endpoint` on the Redis-backed server asked of Redis what the store's
-/// protocol says, given the `requests` wrk saw completed:
+/// protocol says, given the `requests` wrk saw completed (every session is logged in):
 ///
-/// - every request loads once: pipelined `GET` + `PTTL`, no script; `PEXPIRE` only when the
-///   session's idle deadline is due for a push;
+/// - every request loads once: pipelined `GET` + `PTTL`, no script; only when the session's
+///   idle deadline is due for a push, a second pipeline: `PEXPIRE` of the session, `ZADD` +
+///   `PEXPIREAT` of its user's index;
 /// - `GET /me` also saves once: one `EVALSHA` of the compare-and-set script, which runs `GET`
-///   and, unless another save came first (then the store retries), `SET`;
+///   and, unless another save came first (then the store retries), `SET` + `ZADD` +
+///   `PEXPIREAT` of the index;
 /// - `GET /me_ro` writes nothing: no `EVALSHA`, no `SET`.
 ///
 /// Requests still in flight when wrk stops are counted by Redis but not by wrk, hence the
@@ -66,20 +68,16 @@ pub(crate) fn check_protocol(
     u: &RedisUse,
 ) -> BenchResult<()> {
     let writes = endpoint == "/me";
-    let (pttl, scripts, set) = (u.calls_of("pttl"), u.scripts(), u.calls_of("set"));
+    let (loads, scripts, set) = (u.calls_of("pttl"), u.scripts(), u.calls_of("set"));
     let within = |calls: u64| (requests..=requests + slack).contains(&calls);
     let mut problems = Vec::new();
-    if let Some(other) = u
-        .calls
-        .keys()
-        .find(|name| !["get", "pttl", "pexpire", "evalsha", "set"].contains(&name.as_str()))
-    {
+    let known = ["get", "pttl", "pexpire", "zadd", "pexpireat", "evalsha", "set"];
+    if let Some(other) = u.calls.keys().find(|name| !known.contains(&name.as_str())) {
         problems.push(format!("unexpected command {other}"));
     }
-    // A save of a logged-in session also reads its index's TTL (a PTTL inside save.lua).
-    let loads = if writes { pttl.saturating_sub(set) } else { pttl };
+    // One PTTL per load, and none anywhere else.
     if !within(loads) {
-        problems.push(format!("{pttl} PTTL: {loads} loads (one load per request)"));
+        problems.push(format!("{loads} PTTL (one load per request)"));
     }
     // One GET per load and one per script run; a load caught half done may be off by one.
     if u.calls_of("get").abs_diff(loads + scripts) > slack {
@@ -90,6 +88,18 @@ pub(crate) fn check_protocol(
     }
     if !writes && (scripts > 0 || set > 0) {
         problems.push(format!("{scripts} EVALSHA and {set} SET on a read-only endpoint"));
+    }
+    // Each touch (a PEXPIRE) and each save (a SET) moves the session's member in its user's
+    // index and the index's expiry with it.
+    let index_moves = u.calls_of("pexpire") + set;
+    for name in ["zadd", "pexpireat"] {
+        if u.calls_of(name).abs_diff(index_moves) > slack {
+            problems.push(format!(
+                "{} {} for {index_moves} touches and saves (one each)",
+                u.calls_of(name),
+                name.to_uppercase()
+            ));
+        }
     }
     if problems.is_empty() {
         Ok(())
@@ -158,26 +168,41 @@ mod tests {
         RedisUse { calls: calls.iter().map(|&(n, c)| (n.to_string(), c)).collect(), cpu_s: 0.1 }
     }
 
-    // The store's protocol passes; a script on a read, a missing save or a stray command fails.
+    // The store's protocol passes; a script on a read, a missing save, a stray command or
+    // a touch or save that leaves the index behind fails.
     #[test]
     fn protocol_checks() {
-        let read = usage(&[("get", 1003), ("pttl", 1003), ("pexpire", 7)]);
+        let read =
+            usage(&[("get", 1003), ("pttl", 1003), ("pexpire", 7), ("zadd", 7), ("pexpireat", 7)]);
         assert!(check_protocol("/me_ro", 1000, 32, &read).is_ok());
         let write = usage(&[
             ("get", 2012),
-            ("pttl", 2010),
+            ("pttl", 1005),
             ("evalsha", 1007),
             ("set", 1005),
-            ("pexpire", 1005),
+            ("pexpire", 5),
+            ("zadd", 1010),
+            ("pexpireat", 1010),
         ]);
         assert!(check_protocol("/me", 1000, 32, &write).is_ok());
         let scripted = usage(&[("get", 1000), ("evalsha", 1000), ("pttl", 1000)]);
         assert!(check_protocol("/me_ro", 1000, 32, &scripted).is_err());
         assert!(check_protocol("/me", 1000, 32, &read).is_err());
         let stray = usage(&[("get", 1000), ("pttl", 1000), ("hgetall", 1)]);
-        let unsaved = usage(&[("get", 2000), ("pttl", 1000), ("evalsha", 1000), ("set", 900)]);
+        let unsaved = usage(&[
+            ("get", 2000),
+            ("pttl", 1000),
+            ("evalsha", 1000),
+            ("set", 900),
+            ("zadd", 900),
+            ("pexpireat", 900),
+        ]);
         assert!(check_protocol("/me", 1000, 32, &unsaved).is_err());
         assert!(check_protocol("/me_ro", 1000, 32, &stray).is_err());
         assert!(check_protocol("/me_ro", 2000, 32, &read).is_err());
+        let unindexed = usage(&[("get", 2000), ("pttl", 1000), ("evalsha", 1000), ("set", 1000)]);
+        assert!(check_protocol("/me", 1000, 32, &unindexed).is_err());
+        let untouched_index = usage(&[("get", 1000), ("pttl", 1000), ("pexpire", 100)]);
+        assert!(check_protocol("/me_ro", 1000, 32, &untouched_index).is_err());
     }
 }
