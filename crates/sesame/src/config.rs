@@ -101,7 +101,12 @@ impl SessionConfig {
     /// assert_eq!(config.policy().idle_ms, 15 * 60 * 1000);
     /// ```
     pub fn builder() -> SessionConfigBuilder {
-        SessionConfigBuilder { config: SessionConfig::default(), touch_after: None, secret: None }
+        SessionConfigBuilder {
+            config: SessionConfig::default(),
+            touch_after: None,
+            grace: None,
+            secret: None,
+        }
     }
 
     /// The store-facing policy.
@@ -141,6 +146,7 @@ impl SessionConfig {
 pub struct SessionConfigBuilder {
     config: SessionConfig,
     touch_after: Option<Duration>,
+    grace: Option<Duration>,
     secret: Option<Vec<u8>>,
 }
 
@@ -190,10 +196,10 @@ impl SessionConfigBuilder {
     /// How long a token superseded by a same-privilege rotation (`cycle_id`, a re-login as the
     /// same principal, the renewal timer) still resolves to its successor, so that requests
     /// sent in parallel with the rotation keep their session. Presenting it after this window
-    /// revokes the whole lineage (reuse detection). Default 5 s; zero is allowed; at most the
-    /// idle timeout.
+    /// revokes the whole lineage (reuse detection). Default 5 s (half the idle timeout when
+    /// that is shorter); zero is allowed; at most the idle timeout.
     pub fn grace_period(mut self, d: Duration) -> Self {
-        self.config.policy.grace_ms = millis(d);
+        self.grace = Some(d);
         self
     }
 
@@ -275,6 +281,10 @@ impl SessionConfigBuilder {
                 "max_sessions_per_user must be 1 to {MAX_SESSIONS_PER_USER}"
             )));
         }
+        p.grace_ms = match self.grace {
+            Some(d) => millis(d),
+            None => p.grace_ms.min(p.idle_ms / 2),
+        };
         if p.grace_ms > p.idle_ms {
             return Err(Error::Config("the grace period must not exceed the idle timeout".into()));
         }

@@ -122,13 +122,13 @@ impl Inner {
                 return if hop == 0 { Resolved::Own } else { Resolved::Head(at, sealed) };
             }
             let Some(Slot::Superseded(p)) = self.slots.get(&at) else { return Resolved::Missing };
-            if hop == 0 && check_grace {
-                if !p.detect_reuse {
-                    return Resolved::Missing;
-                }
-                if p.grace_until_ms <= now {
-                    return Resolved::PastGrace;
-                }
+            // A request never follows a login's pointer (the old token may have been planted),
+            // on any hop; only the presented token's own grace window counts.
+            if check_grace && !p.detect_reuse {
+                return Resolved::Missing;
+            }
+            if hop == 0 && check_grace && p.grace_until_ms <= now {
+                return Resolved::PastGrace;
             }
             sealed.push(p.sealed.clone());
             at = p.successor;

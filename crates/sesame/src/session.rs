@@ -527,11 +527,14 @@ impl Session {
     ) -> Result<TokenAction, Error> {
         let m = self.inner.manager.clone();
         let policy = m.config().policy();
+        let (mut old, mut old_token, mut loaded, mut kind) = (old, old_token, loaded, kind);
         let tag = match &login {
             Some(l) => Tag::for_principal(&l.principal),
             None => old.tag(),
         };
-        for _ in 0..3 {
+        let mut collisions = 0;
+        // Bounded: each round either finishes, or follows a rotation another request made.
+        for _ in 0..8 {
             let new_token = m.config().tokens().generate(tag)?;
             let sealed_successor = match (kind, &old_token) {
                 (RotationKind::Renew { .. }, Some(t)) => {
@@ -563,12 +566,30 @@ impl Session {
                     st.incoming = Some(new_token.clone());
                     return Ok(TokenAction::Set { token: new_token, expires_ms });
                 }
-                RotateOutcome::AlreadyRotated { head, loaded, sealed } => {
+                RotateOutcome::AlreadyRotated { head, loaded: head_loaded, sealed } => {
                     // Another request rotated this token a moment ago: the lineage goes on at
-                    // its head. This request's changes go there; its client gets that token.
+                    // its head, and so does this request (its client gets the head's token).
                     let token = old_token.as_ref().and_then(|t| m.open_chain(t, &sealed, &head));
+                    let wanted = login.as_ref().map(|l| l.principal.as_str());
+                    let bound = head_loaded.record.principal.as_deref();
+                    match (wanted, bound) {
+                        // No login, or the head already carries it: save there.
+                        (None, _) => {}
+                        (Some(w), Some(b)) if w == b => {}
+                        // The head is still anonymous (a renewal came first): log it in.
+                        (Some(_), None) => {
+                            kind = RotationKind::Elevate;
+                            (old, old_token, loaded) = (head, token, head_loaded);
+                            continue;
+                        }
+                        // The head belongs to someone else: a login as another principal.
+                        (Some(_), Some(_)) => {
+                            m.store().destroy(&head, now).await?;
+                            return self.create_fresh(st, delta, login, now).await;
+                        }
+                    }
                     st.send_token = token.is_some();
-                    return self.save(st, head, token, loaded, delta, now).await;
+                    return self.save(st, head, token, head_loaded, delta, now).await;
                 }
                 RotateOutcome::Missing if login.is_some() => {
                     // The session ended or was taken over by a concurrent login: this login
@@ -580,10 +601,18 @@ impl Session {
                     return Err(Error::SessionEnded);
                 }
                 RotateOutcome::Revoked => return Err(Error::LoginRevoked),
-                _ => tracing::warn!("session key collision on rotation; drawing a new token"),
+                _ => {
+                    collisions += 1;
+                    if collisions >= 3 {
+                        return Err(Error::Random(
+                            "three token collisions in a row; the random source is broken".into(),
+                        ));
+                    }
+                    tracing::warn!("session key collision on rotation; drawing a new token");
+                }
             }
         }
-        Err(Error::Random("three token collisions in a row; the random source is broken".into()))
+        Err(Error::Store(sesame_busy()))
     }
 
     async fn create_fresh(
@@ -628,6 +657,13 @@ impl Session {
             }
         }
         Err(Error::Random("three token collisions in a row; the random source is broken".into()))
+    }
+}
+
+fn sesame_busy() -> crate::error::StoreError {
+    crate::error::StoreError::Unavailable {
+        message: "the session kept being rotated by concurrent requests; try again".into(),
+        source: None,
     }
 }
 

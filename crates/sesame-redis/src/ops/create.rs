@@ -11,6 +11,9 @@ use crate::record;
 use crate::script::{run, Call};
 use crate::store::RedisStore;
 
+/// Most rounds of one create at the cap under concurrent logins of the same user.
+const MAX_ATTEMPTS: usize = 128;
+
 /// The create script's answers.
 enum Reply {
     Created,
@@ -68,9 +71,9 @@ pub(crate) async fn create(
         }
         None => None,
     };
-    // Each round either succeeds or learns the member to evict (which changes only when a
-    // concurrent login of the same user changed the index first).
-    for _ in 0..16 {
+    // Each round either succeeds or learns the member to evict, which changes only when a
+    // concurrent login of the same user landed first: N concurrent logins need at most N.
+    for _ in 0..MAX_ATTEMPTS {
         let mut call = Call::new(&store.scripts.create);
         call.key(store.keys.session(key)).retry_safe(true);
         if let Some(p) = &record.principal {
