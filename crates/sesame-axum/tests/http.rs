@@ -1,5 +1,5 @@
 //! The session layer over real HTTP (reqwest against an axum server on a loopback port),
-//! backed by a real, freshly spawned redis-server.
+//! backed by a real, freshly spawned redis-server (and, where said, by the in-memory store too).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Path;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sesame::{SessionConfig, SessionManager, Tag};
+use sesame::{MemoryStore, SessionConfig, SessionManager, Store, Tag};
 use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
 use sesame_redis::RedisStore;
 use sesame_testkit::{RedisOptions, RedisServer};
@@ -41,13 +41,57 @@ async fn logout(session: Session) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// Holds a handler between its session work and its answer until the test releases it.
+#[derive(Default)]
+struct Hold {
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Hold {
+    async fn here(&self) {
+        self.reached.notify_one();
+        self.release.notified().await;
+    }
+}
+
+/// Sets an attribute, then waits at the hold before answering 200 "saved" (the commit comes
+/// after that, in the layer).
+async fn slow_set(
+    session: Session,
+    Extension(hold): Extension<Arc<Hold>>,
+    Path((k, v)): Path<(String, String)>,
+) -> Result<Json<Value>, SessionError> {
+    session.insert(&k, &v).await?;
+    hold.here().await;
+    Ok(Json(json!({ "saved": true })))
+}
+
+/// Logs in (reading the user's revocation epoch), then waits at the hold before answering.
+async fn slow_login(
+    session: Session,
+    Extension(hold): Extension<Arc<Hold>>,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, SessionError> {
+    session.login(&user).await?;
+    hold.here().await;
+    Ok(Json(json!({ "user": user })))
+}
+
 fn router(manager: SessionManager) -> Router {
+    router_with_hold(manager, Arc::default())
+}
+
+fn router_with_hold(manager: SessionManager, hold: Arc<Hold>) -> Router {
     Router::new()
         .route("/set/{k}/{v}", post(set))
+        .route("/slow/set/{k}/{v}", post(slow_set))
+        .route("/slow/login/{user}", post(slow_login))
         .route("/get", get(dump))
         .route("/login/{user}", post(login))
         .route("/logout", post(logout))
         .route("/plain", get(|| async { "no session here" }))
+        .layer(Extension(hold))
         .layer(SessionLayer::new(manager).with_cookie(CookieConfig::default()))
 }
 
@@ -251,6 +295,7 @@ async fn idle_and_absolute_timeouts() {
         .idle_timeout(Duration::from_secs(1))
         .absolute_timeout(Duration::from_millis(2500))
         .touch_after(Duration::from_millis(200))
+        .grace_period(Duration::from_millis(300))
         .build()
         .unwrap();
     let a = app(&redis, config).await;
@@ -300,4 +345,115 @@ async fn corrupt_session_in_redis_is_a_500() {
         assert!(r.set_cookie.is_none());
     }
     assert_eq!(redis.cli(&["GET", &redis_key]).unwrap(), "\u{1}garbage\u{ff}");
+}
+
+/// Two instances on one store, the first one's handlers held at `hold`, and a manager of the
+/// same store for operator actions.
+async fn held_pair(
+    store: [Arc<dyn Store>; 3],
+    hold: Arc<Hold>,
+) -> (SocketAddr, SocketAddr, SessionManager) {
+    let [a, b, admin] = store;
+    let a = serve(router_with_hold(SessionManager::new(a, short_config()), hold)).await;
+    let b = serve(router(SessionManager::new(b, short_config()))).await;
+    (a, b, SessionManager::new(admin, short_config()))
+}
+
+fn memory_stores() -> [Arc<dyn Store>; 3] {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    [store.clone(), store.clone(), store]
+}
+
+async fn redis_stores(server: &RedisServer) -> [Arc<dyn Store>; 3] {
+    let mut v = Vec::new();
+    for _ in 0..3 {
+        v.push(Arc::new(RedisStore::connect(&server.url()).await.unwrap()) as Arc<dyn Store>);
+    }
+    v.try_into().ok().unwrap()
+}
+
+/// A save held in its handler while another request on the other instance logs the session
+/// out; then the save's commit runs.
+async fn check_save_after_logout(stores: [Arc<dyn Store>; 3]) {
+    let hold = Arc::new(Hold::default());
+    let (a, b, _) = held_pair(stores, hold.clone()).await;
+    let c = Client::new();
+    for round in 0..20 {
+        let t = call(&c, "POST", format!("http://{a}/set/x/{round}"), None).await.token.unwrap();
+        let slow = {
+            let (c, t) = (c.clone(), t.clone());
+            tokio::spawn(async move {
+                call(&c, "POST", format!("http://{a}/slow/set/y/late"), Some(&t)).await
+            })
+        };
+        hold.reached.notified().await;
+        let out = call(&c, "POST", format!("http://{b}/logout"), Some(&t)).await;
+        assert_eq!(out.status, 200, "round {round}");
+        hold.release.notify_one();
+        let r = slow.await.unwrap();
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "round {round}: {:?}", r.body);
+        assert_eq!(r.body, json!({ "error": sesame::Error::SessionEnded.to_string() }));
+        assert!(r.set_cookie.is_none(), "round {round}: no cookie change");
+        assert_eq!(r.headers["cache-control"], "no-store");
+        let after = call(&c, "GET", format!("http://{b}/get"), Some(&t)).await;
+        assert_eq!(after.body, json!({"x": null, "y": null, "user": null}), "round {round}");
+    }
+}
+
+// A save whose session another request logged out meanwhile answers 401 with a JSON error
+// instead of the handler's 200, and writes nothing, round after round; in-memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_after_logout_elsewhere_is_a_401_memory() {
+    check_save_after_logout(memory_stores()).await;
+}
+
+// The same on Redis, with two instances each with its own client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_after_logout_elsewhere_is_a_401_redis() {
+    let redis = RedisServer::start();
+    check_save_after_logout(redis_stores(&redis).await).await;
+}
+
+/// Logins held in their handler (after reading the user's epoch) while an operator revokes
+/// the user's sessions; then the login's commit runs.
+async fn check_login_overtaken_by_revocation(stores: [Arc<dyn Store>; 3]) {
+    let hold = Arc::new(Hold::default());
+    let (a, b, admin) = held_pair(stores, hold.clone()).await;
+    let c = Client::new();
+    for round in 0..20 {
+        let user = format!("u{round}");
+        let before =
+            call(&c, "POST", format!("http://{b}/login/{user}"), None).await.token.unwrap();
+        // Alternately a fresh login, and a re-login of the user's session (a rotation).
+        let presented = (round % 2 == 1).then(|| before.clone());
+        let slow = {
+            let c = c.clone();
+            let url = format!("http://{a}/slow/login/{user}");
+            tokio::spawn(async move { call(&c, "POST", url, presented.as_deref()).await })
+        };
+        hold.reached.notified().await;
+        assert_eq!(admin.revoke_user(&user).await.unwrap(), 1, "round {round}");
+        hold.release.notify_one();
+        let r = slow.await.unwrap();
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "round {round}: {:?}", r.body);
+        assert_eq!(r.body, json!({ "error": sesame::Error::LoginRevoked.to_string() }));
+        assert!(r.token.is_none(), "round {round}: no session handed out");
+        assert!(admin.list_user(&user).await.unwrap().is_empty(), "round {round}");
+        let again = call(&c, "POST", format!("http://{b}/login/{user}"), None).await;
+        assert_eq!(again.status, 200, "round {round}: a login after the revocation works");
+    }
+}
+
+// A login overtaken by "log out everywhere" (revoke_user between its start and its commit)
+// answers 401 with a JSON error and leaves no session; in-memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_overtaken_by_revocation_is_a_401_memory() {
+    check_login_overtaken_by_revocation(memory_stores()).await;
+}
+
+// The same on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_overtaken_by_revocation_is_a_401_redis() {
+    let redis = RedisServer::start();
+    check_login_overtaken_by_revocation(redis_stores(&redis).await).await;
 }

@@ -108,7 +108,7 @@ impl SessionManager {
         Session::new(self.clone(), incoming)
     }
 
-    /// The live sessions of a principal, oldest first.
+    /// The live sessions of a principal, most recently active first (at most the per-user cap).
     pub async fn list_user(&self, principal: &str) -> Result<Vec<SessionInfo>, Error> {
         check_principal(principal)?;
         let limit = self.config.policy().max_sessions_per_user as usize;

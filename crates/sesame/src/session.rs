@@ -469,6 +469,11 @@ impl Session {
                         let kind = RotationKind::Elevate;
                         self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
                     }
+                    // The presented token was superseded moments ago (within its grace window)
+                    // and this request continues at the head: the head's token is itself fresh,
+                    // and rotating again would hand parallel requests different tokens. Its
+                    // client is sent the head's token; the changes are saved there.
+                    _ if st.send_token => self.save(&mut st, key, token, loaded, &delta, now).await,
                     _ if rotate || login.is_some() => {
                         let kind = RotationKind::Renew { grace_ms: m.config().policy().grace_ms };
                         self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
