@@ -1,7 +1,8 @@
 //! Redis Cluster specifics on a real 3-master/3-replica cluster: logins that cross slots,
-//! scripts reloaded on every master, and the per-user index staying exact while sessions
-//! expire, with no index key left behind on any node. One cluster serves all checks (each
-//! with its own key prefix); the checks run one after another.
+//! scripts reloaded on every master, the per-user index staying exact while sessions expire
+//! (no session key left behind on any node, index keys that go within their margin), a slot
+//! migrated under traffic, and durability per shard. One cluster serves all checks (each with
+//! its own key prefix); the checks run one after another.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -9,14 +10,54 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sesame::{
-    CapPolicy, Delta, Policy, SessionConfig, SessionManager, Store, Tag, TokenAction, TokenCodec,
+    CapPolicy, CreateOutcome, Delta, Lookup, Policy, Record, RotateOutcome, Rotation, RotationKind,
+    SaveOutcome, SessionConfig, SessionKey, SessionManager, SessionToken, Store, StoreError, Tag,
+    TokenAction, TokenCodec,
 };
 use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{policy, principal, record};
 use sesame_testkit::Cluster;
 
+/// How long an index outlives the latest idle deadline of its sessions (`INDEX_MARGIN_MS` in
+/// the store's `lua/lib.lua`).
+const INDEX_MARGIN_MS: i64 = 60_000;
+
 async fn store(cluster: &Cluster, prefix: &str) -> RedisStore {
     RedisStore::builder(cluster.url()).prefix(prefix).connect().await.unwrap()
+}
+
+fn now() -> u64 {
+    sesame::now_ms()
+}
+
+fn token(tag: Tag) -> SessionToken {
+    TokenCodec::default().generate(tag).unwrap()
+}
+
+async fn create(s: &RedisStore, k: &SessionKey, r: &Record, pol: &Policy) {
+    assert_eq!(s.create(k, r, None, now(), pol).await.unwrap(), CreateOutcome::Created);
+}
+
+fn set(name: &str, value: &[u8]) -> Delta {
+    Delta { set: vec![(name.into(), value.to_vec())], ..Delta::default() }
+}
+
+/// A renewal of `old` to `new` whose old token resolves to the new one for a minute.
+fn renew<'a>(
+    old: &SessionToken,
+    new: &SessionToken,
+    base: &'a Record,
+    delta: &'a Delta,
+) -> Rotation<'a> {
+    Rotation {
+        old: old.key(),
+        base,
+        new: new.key(),
+        sealed_successor: TokenCodec::default().seal_successor(old, new),
+        delta,
+        login: None,
+        kind: RotationKind::Renew { grace_ms: 60_000 },
+    }
 }
 
 /// Every key matching `pattern` on every node (masters and replicas), with its node.
@@ -30,6 +71,34 @@ fn keys_everywhere(cluster: &Cluster, pattern: &str) -> Vec<(usize, String)> {
         }
     }
     out
+}
+
+/// Every key matching `pattern` on the masters, with its value (raw bytes, `None` for a
+/// sorted set) and PTTL.
+fn keys_on_masters(cluster: &Cluster, pattern: &str) -> Vec<(String, Option<Vec<u8>>, i64)> {
+    let mut out = Vec::new();
+    for m in cluster.masters().unwrap() {
+        let node = &cluster.nodes()[m];
+        let mut conn = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+        for k in node.cli(&["KEYS", pattern]).unwrap().lines().map(str::trim) {
+            if k.is_empty() {
+                continue;
+            }
+            let kind: String = redis::cmd("TYPE").arg(k).query(&mut conn).unwrap();
+            let value = match kind.as_str() {
+                "string" => Some(redis::cmd("GET").arg(k).query(&mut conn).unwrap()),
+                _ => None,
+            };
+            let pttl: i64 = redis::cmd("PTTL").arg(k).query(&mut conn).unwrap();
+            out.push((k.to_string(), value, pttl));
+        }
+    }
+    out
+}
+
+/// Whether a session key's value is a pointer left by a rotation (no record starts with `P`).
+fn is_pointer(v: &[u8]) -> bool {
+    v.first() == Some(&b'P')
 }
 
 /// Waits (bounded) until no key matches `pattern` on any node: expired keys may linger a
@@ -59,10 +128,11 @@ async fn cluster_specifics() {
 }
 
 // A user's slot is migrated to another master key by key (as `redis-cli --cluster reshard`
-// does) while the user's sessions are read, written, listed and revoked. Every operation
-// either succeeds with the right answer or fails as unavailable (503) — `ASK`, `TRYAGAIN` and
-// scripts meeting a moved key — and afterwards the index is exact: a session is listed
-// exactly when it can be loaded.
+// does) while the user's sessions are read, saved, renewed, listed and revoked. Every
+// operation either succeeds with the right answer or fails as unavailable (503) — `ASK`,
+// `TRYAGAIN` and scripts meeting a moved key — and afterwards the index is exact: a session is
+// listed exactly when it loads as live, every successful write is there, and the sessions work
+// on the new master.
 async fn reshard_under_traffic(cluster: &Cluster) {
     let s = store(cluster, "mig").await;
     let pol = policy();
@@ -72,14 +142,14 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     let dst = cluster.masters().unwrap().into_iter().find(|&m| m != src).unwrap();
     let id_of = |i: usize| cluster.nodes()[i].cli(&["CLUSTER", "MYID"]).unwrap().trim().to_string();
     let (src_id, dst_id) = (id_of(src), id_of(dst));
-    let mut keys = Vec::new();
+    // Each session's current token and the value of `n` its last acknowledged save wrote.
+    let mut current: Vec<(SessionToken, u8)> = Vec::new();
+    let mut every_token = Vec::new();
     for i in 0..6u8 {
-        let k = TokenCodec::default().generate(Tag::for_principal(&user)).unwrap().key();
-        assert!(s
-            .create(&k, &record(Some(&user), &[("n", &[i])]), sesame::now_ms(), &pol)
-            .await
-            .unwrap());
-        keys.push(k);
+        let t = token(Tag::for_principal(&user));
+        create(&s, &t.key(), &record(Some(&user), &[("n", &[i])]), &pol).await;
+        current.push((t.clone(), i));
+        every_token.push(t);
     }
     let dst_port = cluster.nodes()[dst].port().to_string();
     cluster.nodes()[dst]
@@ -88,35 +158,82 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     cluster.nodes()[src]
         .cli(&["CLUSTER", "SETSLOT", &slot.to_string(), "MIGRATING", &dst_id])
         .unwrap();
-    let in_slot =
-        cluster.nodes()[src].cli(&["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100"]).unwrap();
-    let in_slot: Vec<String> =
-        in_slot.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let keys_in_slot = || -> Vec<String> {
+        let listed = cluster.nodes()[src]
+            .cli(&["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100"])
+            .unwrap();
+        listed.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    };
+    let in_slot = keys_in_slot();
     assert_eq!(in_slot.len(), 7, "six sessions and the index: {in_slot:?}");
     let (mut ok, mut unavailable) = (0, 0);
-    let mut revoked = None;
-    for (step, key) in in_slot.iter().enumerate() {
+    let mut revoked: Option<usize> = None;
+    let migrate = |key: &str| {
         let r = cluster.nodes()[src]
             .cli(&["MIGRATE", "127.0.0.1", &dst_port, "", "0", "5000", "KEYS", key])
             .unwrap();
         // NOKEY: the traffic deleted it meanwhile (the revocation below).
         assert!(r == "OK" || r == "NOKEY", "{key}: {r}");
+    };
+    for (step, key) in in_slot.iter().enumerate() {
+        migrate(key);
         // Traffic between two moves.
-        let mut outcomes = Vec::new();
-        outcomes.push(s.list_user(&user, sesame::now_ms()).await.map(|l| {
+        let mut outcomes: Vec<Result<(), StoreError>> = Vec::new();
+        outcomes.push(s.list_user(&user, now(), 64).await.map(|l| {
             let listed: BTreeSet<String> = l.into_iter().map(|i| i.id).collect();
-            let expected: BTreeSet<String> =
-                keys.iter().map(|k| k.id()).filter(|id| Some(id) != revoked.as_ref()).collect();
+            let expected: BTreeSet<String> = current
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| revoked != Some(*i))
+                .map(|(_, (t, _))| t.key().id())
+                .collect();
             assert_eq!(listed, expected, "a list during the migration must be exact");
         }));
-        for k in &keys[1..] {
-            outcomes.push(s.load(k, sesame::now_ms(), &pol).await.map(|l| {
-                assert!(l.is_some(), "a live session loads, or the load fails");
+        for (i, (t, _)) in current.iter().enumerate().skip(1) {
+            outcomes.push(s.load(&t.key(), now(), &pol).await.map(|l| {
+                assert!(l.is_live(), "session {i}: a live session loads, or the load fails");
             }));
         }
+        // A save of one session.
+        let i = 1 + step % 5;
+        let n = 10 + step as u8;
+        match s.load(&current[i].0.key(), now(), &pol).await {
+            Ok(l) => {
+                let base = l.live().expect("a live session").record;
+                match s.save(&current[i].0.key(), &base, &set("n", &[n]), now(), &pol).await {
+                    Ok(SaveOutcome::Saved(r)) => {
+                        assert_eq!(r.attrs["n"], [n]);
+                        current[i].1 = n;
+                        outcomes.push(Ok(()));
+                    }
+                    Ok(other) => panic!("step {step}: a live session's save: {other:?}"),
+                    Err(e) => outcomes.push(Err(e)),
+                }
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
+        // A renewal of another.
+        let j = 1 + (step + 2) % 5;
+        match s.load(&current[j].0.key(), now(), &pol).await {
+            Ok(l) => {
+                let base = l.live().expect("a live session").record;
+                let next = token(Tag::for_principal(&user));
+                let d = Delta::default();
+                match s.rotate(&renew(&current[j].0, &next, &base, &d), now(), &pol).await {
+                    Ok(RotateOutcome::Rotated(_)) => {
+                        every_token.push(next.clone());
+                        current[j].0 = next;
+                        outcomes.push(Ok(()));
+                    }
+                    Ok(other) => panic!("step {step}: a live session's renewal: {other:?}"),
+                    Err(e) => outcomes.push(Err(e)),
+                }
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
         if step == 3 {
-            match s.revoke(&user, &keys[0].id()).await {
-                Ok(true) => revoked = Some(keys[0].id()),
+            match s.revoke(&user, &current[0].0.key().id(), now()).await {
+                Ok(true) => revoked = Some(0),
                 Ok(false) => panic!("the session was there to revoke"),
                 Err(e) => outcomes.push(Err(e)),
             }
@@ -124,13 +241,22 @@ async fn reshard_under_traffic(cluster: &Cluster) {
         for o in outcomes {
             match o {
                 Ok(()) => ok += 1,
-                Err(sesame::StoreError::Unavailable { .. }) => unavailable += 1,
+                Err(StoreError::Unavailable { .. }) => unavailable += 1,
                 Err(e) => panic!(
                     "step {step}: only 'unavailable' may fail a request during a migration: {e}"
                 ),
             }
         }
     }
+    // Whatever the traffic wrote to the old master meanwhile moves too.
+    for _ in 0..10 {
+        let left = keys_in_slot();
+        if left.is_empty() {
+            break;
+        }
+        left.iter().for_each(|k| migrate(k));
+    }
+    assert!(keys_in_slot().is_empty());
     for node in cluster.nodes() {
         // Replicas answer an error for SETSLOT; only the masters' answers matter.
         let _ = node.cli(&["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &dst_id]);
@@ -140,7 +266,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     // Afterwards: exactly the live sessions are listed, and all of them load.
     let deadline = Instant::now() + Duration::from_secs(10);
     let listed = loop {
-        match s.list_user(&user, sesame::now_ms()).await {
+        match s.list_user(&user, now(), 64).await {
             Ok(l) => break l,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("after the migration: {e}");
@@ -150,17 +276,35 @@ async fn reshard_under_traffic(cluster: &Cluster) {
         }
     };
     let listed: BTreeSet<String> = listed.into_iter().map(|i| i.id).collect();
-    for k in &keys {
-        let loaded = s.load(k, sesame::now_ms(), &pol).await.unwrap();
-        assert_eq!(loaded.is_some(), listed.contains(&k.id()), "listed iff alive: {}", k.id());
-        if revoked.as_deref() == Some(k.id().as_str()) {
-            assert!(loaded.is_none(), "a revocation that succeeded stays done");
+    for t in &every_token {
+        let loaded = s.load(&t.key(), now(), &pol).await.unwrap();
+        let id = t.key().id();
+        assert_eq!(loaded.is_live(), listed.contains(&id), "listed iff alive: {id}");
+    }
+    for (i, (t, n)) in current.iter().enumerate() {
+        let loaded = s.load(&t.key(), now(), &pol).await.unwrap();
+        if revoked == Some(i) {
+            assert_eq!(loaded, Lookup::Missing, "a revocation that succeeded stays done");
+            continue;
         }
+        let Lookup::Live(l) = loaded else { panic!("session {i} lost: {loaded:?}") };
+        assert_eq!(l.record.attrs["n"], [*n], "session {i}: its last acknowledged save");
     }
     let alive = listed.len() as u64;
     assert!(alive >= 5);
-    assert_eq!(s.revoke_all(&user, None).await.unwrap(), alive);
-    assert!(s.list_user(&user, sesame::now_ms()).await.unwrap().is_empty());
+    // A renewal on the new master.
+    let (t, _) = current[1].clone();
+    let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap().record;
+    let next = token(Tag::for_principal(&user));
+    let d = Delta::default();
+    let out = s.rotate(&renew(&t, &next, &base, &d), now(), &pol).await.unwrap();
+    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+    let ids: BTreeSet<String> =
+        s.list_user(&user, now(), 64).await.unwrap().into_iter().map(|i| i.id).collect();
+    assert!(ids.contains(&next.key().id()) && !ids.contains(&t.key().id()));
+    assert_eq!(ids.len() as u64, alive);
+    assert_eq!(s.revoke_all(&user, None, now()).await.unwrap(), alive);
+    assert!(s.list_user(&user, now(), 64).await.unwrap().is_empty());
 }
 
 // With durability on, a write is confirmed by the replica of the key's own master: when that
@@ -188,26 +332,27 @@ async fn durability_per_shard(cluster: &mut Cluster) {
     cluster.kill_node(replica);
     let (mut refused, mut accepted) = (0, 0);
     for u in &users {
-        let k = TokenCodec::default().generate(Tag::for_principal(u)).unwrap().key();
-        let r = s.create(&k, &record(Some(u), &[]), sesame::now_ms(), &pol).await;
+        let k = token(Tag::for_principal(u)).key();
+        let r = s.create(&k, &record(Some(u), &[]), None, now(), &pol).await;
         if master_of(cluster, u) == victim_master {
             let e = r.unwrap_err();
             assert!(e.to_string().contains("not confirmed"), "{e}");
             refused += 1;
         } else {
-            assert!(r.unwrap());
+            assert_eq!(r.unwrap(), CreateOutcome::Created);
             accepted += 1;
         }
     }
     assert!(refused > 0 && accepted > 0, "{refused} refused, {accepted} accepted");
     tokio::task::block_in_place(|| cluster.restart_node(replica).unwrap());
-    let k = TokenCodec::default().generate(Tag::for_principal(&users[0])).unwrap().key();
-    assert!(s.create(&k, &record(Some(&users[0]), &[]), sesame::now_ms(), &pol).await.unwrap());
+    let k = token(Tag::for_principal(&users[0])).key();
+    create(&s, &k, &record(Some(&users[0]), &[]), &pol).await;
 }
 
 // An anonymous session (random tag) logs in: the new session lives in the user's slot, the
-// old key is gone from every node, the data came along, and a login refused at the cap
-// restores the old session in its own slot.
+// data came along, the old key (in its own slot) is left holding a pointer without the data
+// that expires within the idle window, and a login refused at the cap restores the old
+// session in its own slot; no claim of a login is left behind.
 async fn login_crosses_slots(cluster: &Cluster) {
     let s = store(cluster, "cross").await;
     let config = SessionConfig::builder()
@@ -215,6 +360,7 @@ async fn login_crosses_slots(cluster: &Cluster) {
         .cap_policy(CapPolicy::Refuse)
         .build()
         .unwrap();
+    let idle = config.policy().idle_ms as i64;
     let manager = SessionManager::new(Arc::new(s.clone()), config);
     let mut crossed = 0;
     for i in 0..6 {
@@ -240,10 +386,12 @@ async fn login_crosses_slots(cluster: &Cluster) {
             .await
             .unwrap()
             .is_none());
-        assert!(
-            keys_everywhere(cluster, &format!("*{}*", old.key().id())).is_empty(),
-            "old key gone"
-        );
+        let left = keys_on_masters(cluster, &format!("*{}*", old.key().id()));
+        let [(_, Some(v), ttl)] = &left[..] else { panic!("the old key: {left:?}") };
+        assert!(is_pointer(v), "the old key holds a pointer");
+        let item = format!("item{i}");
+        assert!(!v.windows(item.len()).any(|w| w == item.as_bytes()), "without the data");
+        assert!(*ttl > 0 && *ttl <= idle, "expiring within the idle window: {ttl}");
 
         // A second anonymous session logging in as the same user is refused at the cap and
         // put back whole in its own slot.
@@ -255,13 +403,23 @@ async fn login_crosses_slots(cluster: &Cluster) {
         assert!(refused.commit().await.is_err());
         let back = manager.open(Some(&t2.expose()));
         assert_eq!(back.get::<Vec<String>>("cart").await.unwrap(), Some(vec!["kept".to_string()]));
+        let left = keys_on_masters(cluster, &format!("*{}*", t2.key().id()));
+        let [(_, Some(v), ttl)] = &left[..] else { panic!("the restored key: {left:?}") };
+        assert!(!is_pointer(v), "a record again");
+        assert!(*ttl > 0 && *ttl <= idle, "{ttl}");
     }
     assert!(crossed >= 3, "most logins should cross slots ({crossed} of 6 did)");
-    until_no_keys(cluster, "cross:*:x:*").await;
+    for (k, v, ttl) in keys_on_masters(cluster, "cross:*:s:*") {
+        let v = v.expect("a session key is a string");
+        // A claim (the first step of a login into another slot) is a pointer of kind `M`.
+        assert!(!v.starts_with(b"PM"), "a login's claim left behind under {k}");
+        assert!(ttl > 0, "{k} expires");
+    }
 }
 
 // After SCRIPT FLUSH on every node (as after restarts or a failover to a node that never saw
-// the scripts), every operation still works, on every master.
+// the scripts), every operation still works, on every master; afterwards no session or index
+// is left, only the pointers of renewed tokens and the revocation epochs, which expire.
 async fn scripts_reload_on_every_master(cluster: &Cluster) {
     let s = store(cluster, "flush").await;
     let pol = policy();
@@ -275,54 +433,65 @@ async fn scripts_reload_on_every_master(cluster: &Cluster) {
         assert_eq!(node.cli(&["SCRIPT", "FLUSH"]).unwrap(), "OK");
     }
     for u in &users {
-        let k = TokenCodec::default().generate(Tag::for_principal(u)).unwrap().key();
-        assert!(s
-            .create(&k, &record(Some(u), &[("a", b"1")]), sesame::now_ms(), &pol)
-            .await
-            .unwrap());
-        let base = s.load(&k, sesame::now_ms(), &pol).await.unwrap().unwrap().record;
-        let d = Delta { set: vec![("b".into(), b"2".to_vec())], ..Delta::default() };
-        s.save(&k, &base, &d, sesame::now_ms(), &pol).await.unwrap();
-        assert_eq!(s.list_user(u, sesame::now_ms()).await.unwrap().len(), 1);
-        assert_eq!(s.revoke_all(u, None).await.unwrap(), 1);
+        let t = token(Tag::for_principal(u));
+        create(&s, &t.key(), &record(Some(u), &[("a", b"1")]), &pol).await;
+        let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap().record;
+        let saved = s.save(&t.key(), &base, &set("b", b"2"), now(), &pol).await.unwrap();
+        let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
+        let next = token(Tag::for_principal(u));
+        let d = Delta::default();
+        let out = s.rotate(&renew(&t, &next, &r, &d), now(), &pol).await.unwrap();
+        assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+        assert_eq!(s.list_user(u, now(), 64).await.unwrap().len(), 1);
+        assert_eq!(s.revoke_all(u, None, now()).await.unwrap(), 1);
     }
-    until_no_keys(cluster, "flush:*").await;
+    until_no_keys(cluster, "flush:*:u:*").await;
+    let left = keys_on_masters(cluster, "flush:*");
+    assert_eq!(left.len(), 48, "a pointer and an epoch per user: {left:?}");
+    for (k, v, ttl) in left {
+        assert!(ttl > 0, "{k} expires");
+        if k.contains(":s:") {
+            assert!(is_pointer(&v.unwrap()), "no session left under {k}");
+        } else {
+            assert!(k.contains(":e:"), "{k}");
+        }
+    }
 }
 
 // Sessions that die by idle timeout leave the index exact (list, revoke-all and the cap
-// count live sessions only) and no index key survives them on any node.
+// count live sessions only), no session key survives them on any node, and the index keys
+// left behind go within their margin after the last idle deadline.
 async fn index_is_exact_while_sessions_expire(cluster: &Cluster) {
     let s = store(cluster, "expire").await;
     let short =
-        Policy { idle_ms: 1_200, touch_after_ms: 100, max_sessions_per_user: Some(3), ..policy() };
+        Policy { idle_ms: 1_200, touch_after_ms: 100, max_sessions_per_user: 3, ..policy() };
     let users: Vec<String> = (0..9).map(|_| principal()).collect();
     for u in &users {
         for _ in 0..3 {
-            let k = TokenCodec::default().generate(Tag::for_principal(u)).unwrap().key();
-            assert!(s.create(&k, &record(Some(u), &[]), sesame::now_ms(), &short).await.unwrap());
+            create(&s, &token(Tag::for_principal(u)).key(), &record(Some(u), &[]), &short).await;
         }
-        assert_eq!(s.list_user(u, sesame::now_ms()).await.unwrap().len(), 3);
+        assert_eq!(s.list_user(u, now(), 64).await.unwrap().len(), 3);
     }
-    // One more session per user at the cap evicts exactly the oldest one.
+    // One more session of a user at the cap is refused under the refusing policy.
     let refuse = Policy { cap_policy: CapPolicy::Refuse, ..short.clone() };
-    let k = TokenCodec::default().generate(Tag::for_principal(&users[0])).unwrap().key();
-    assert!(s.create(&k, &record(Some(&users[0]), &[]), sesame::now_ms(), &refuse).await.is_err());
+    let k = token(Tag::for_principal(&users[0])).key();
+    let e = s.create(&k, &record(Some(&users[0]), &[]), None, now(), &refuse).await.unwrap_err();
+    assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     for u in &users {
-        assert!(
-            s.list_user(u, sesame::now_ms()).await.unwrap().is_empty(),
-            "expired sessions listed"
-        );
-        assert_eq!(s.revoke_all(u, None).await.unwrap(), 0);
+        assert!(s.list_user(u, now(), 64).await.unwrap().is_empty(), "expired sessions listed");
+        assert_eq!(s.revoke_all(u, None, now()).await.unwrap(), 0);
     }
     // The cap counts live sessions only: three new ones fit again.
     for _ in 0..3 {
-        let k = TokenCodec::default().generate(Tag::for_principal(&users[1])).unwrap().key();
-        assert!(s
-            .create(&k, &record(Some(&users[1]), &[]), sesame::now_ms(), &refuse)
-            .await
-            .unwrap());
+        let k = token(Tag::for_principal(&users[1])).key();
+        create(&s, &k, &record(Some(&users[1]), &[]), &refuse).await;
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    until_no_keys(cluster, "expire:*").await;
+    until_no_keys(cluster, "expire:*:s:*").await;
+    // Revoke-all cleared the other users' indexes; the last sessions' index is going.
+    let indexes = keys_on_masters(cluster, "expire:*:u:*");
+    let [(k, _, ttl)] = &indexes[..] else { panic!("{indexes:?}") };
+    assert_eq!(k, &s.index_key(&users[1]));
+    assert!(*ttl > 0 && *ttl <= INDEX_MARGIN_MS, "{k} goes within the margin: {ttl}");
 }

@@ -67,10 +67,11 @@ async fn connect_fails(what: &str, builder: sesame_redis::RedisStoreBuilder) -> 
 async fn create_and_load(store: &DynStore) {
     let k = TokenCodec::default().generate(Tag::random().unwrap()).unwrap().key();
     assert!(store
-        .create(&k, &record(None, &[("a", b"1")]), sesame::now_ms(), &policy())
+        .create(&k, &record(None, &[("a", b"1")]), None, sesame::now_ms(), &policy())
         .await
-        .unwrap());
-    let loaded = store.load(&k, sesame::now_ms(), &policy()).await.unwrap().unwrap();
+        .unwrap()
+        .is_created());
+    let loaded = store.load(&k, sesame::now_ms(), &policy()).await.unwrap().live().unwrap();
     assert_eq!(loaded.record.attrs["a"], b"1");
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use sesame::{Store, StoreError, Tag, TokenCodec};
+use sesame::{CreateOutcome, Store, StoreError, Tag, TokenCodec};
 use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{policy, principal, record};
 use sesame_testkit::{SentinelGroup, SentinelOptions};
@@ -16,9 +16,9 @@ async fn create_until_ok(s: &RedisStore, deadline: Duration) -> (u32, Duration) 
     loop {
         let p = principal();
         let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
-        match s.create(&k, &record(Some(&p), &[]), sesame::now_ms(), &policy()).await {
-            Ok(true) => return (failures, started.elapsed()),
-            Ok(false) => panic!("key collision"),
+        match s.create(&k, &record(Some(&p), &[]), None, sesame::now_ms(), &policy()).await {
+            Ok(CreateOutcome::Created) => return (failures, started.elapsed()),
+            Ok(other) => panic!("not created: {other:?}"),
             Err(StoreError::Unavailable { .. }) if started.elapsed() < deadline => {
                 failures += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -42,9 +42,10 @@ async fn follows_switchover_and_kill() {
     let p = principal();
     let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
     assert!(s
-        .create(&k, &record(Some(&p), &[("a", b"1")]), sesame::now_ms(), &policy())
+        .create(&k, &record(Some(&p), &[("a", b"1")]), None, sesame::now_ms(), &policy())
         .await
-        .unwrap());
+        .unwrap()
+        .is_created());
     // Make sure both replicas have it before the master changes.
     group.data_nodes()[0].cli(&["WAIT", "2", "5000"]).unwrap();
 
@@ -66,7 +67,7 @@ async fn follows_switchover_and_kill() {
         Some(format!("127.0.0.1:{second}")),
         "after {failures} failures"
     );
-    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_some(), "data survived");
+    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_live(), "data survived");
 
     // 2. The new master is killed: requests fail as unavailable, then work on the next one.
     let victim = group.kill_master().unwrap();
@@ -75,7 +76,7 @@ async fn follows_switchover_and_kill() {
     });
     let (_, took) = create_until_ok(&s, Duration::from_secs(20)).await;
     assert_eq!(s.current_master(), Some(format!("127.0.0.1:{third}")), "{took:?}");
-    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_some());
+    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_live());
     tokio::task::block_in_place(|| group.restart_node(victim).unwrap());
 }
 
@@ -119,7 +120,8 @@ async fn sentinels_with_their_own_password() {
         .unwrap();
     let p = principal();
     let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
-    assert!(s.create(&k, &record(Some(&p), &[]), sesame::now_ms(), &policy()).await.unwrap());
+    let created = s.create(&k, &record(Some(&p), &[]), None, sesame::now_ms(), &policy()).await;
+    assert!(created.unwrap().is_created());
     group.data_nodes()[0].cli(&["WAIT", "1", "5000"]).unwrap();
     let first = group.current_master_port().unwrap();
     group.kill_master().unwrap();
@@ -128,5 +130,5 @@ async fn sentinels_with_their_own_password() {
     });
     create_until_ok(&s, Duration::from_secs(20)).await;
     assert_eq!(s.current_master(), Some(format!("127.0.0.1:{second}")));
-    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_some());
+    assert!(s.load(&k, sesame::now_ms(), &policy()).await.unwrap().is_live());
 }
