@@ -206,7 +206,8 @@ struct Backend {
     admin: SessionManager,
     log: Arc<Log>,
     client: Client,
-    _redis: Option<RedisServer>,
+    /// The Redis server or cluster, stopped when the backend is dropped.
+    _redis: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 async fn serve(router: axum::Router) -> SocketAddr {
@@ -216,7 +217,10 @@ async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
-async fn backend(stores: [Arc<dyn Store>; 3], redis: Option<RedisServer>) -> Backend {
+async fn backend(
+    stores: [Arc<dyn Store>; 3],
+    redis: Option<Box<dyn std::any::Any + Send + Sync>>,
+) -> Backend {
     let [a, b, admin] = stores;
     let log = Arc::new(Log::default());
     let gates = [Arc::new(Gate::default()), Arc::new(Gate::default())];
@@ -250,7 +254,20 @@ async fn redis() -> Backend {
         stores.push(Arc::new(RedisStore::connect(&server.url()).await.unwrap()) as Arc<dyn Store>);
     }
     let [a, b, admin]: [Arc<dyn Store>; 3] = stores.try_into().ok().unwrap();
-    backend([a, b, admin], Some(server)).await
+    backend([a, b, admin], Some(Box::new(server))).await
+}
+
+/// Two demo instances on a 3-master, 3-replica Redis Cluster, each with its own client.
+async fn cluster() -> Backend {
+    let cluster =
+        tokio::task::spawn_blocking(sesame_testkit::Cluster::start).await.unwrap().unwrap();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let s = RedisStore::connect(&cluster.url()).await.unwrap();
+        stores.push(Arc::new(s) as Arc<dyn Store>);
+    }
+    let [a, b, admin]: [Arc<dyn Store>; 3] = stores.try_into().ok().unwrap();
+    backend([a, b, admin], Some(Box::new(cluster))).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,6 +433,20 @@ macro_rules! on_both_stores {
             )*
         }
     };
+}
+
+// Every scenario once more on a Redis Cluster (one cluster for all: it is slow to start). On a
+// cluster, an anonymous session and its user's sessions live in different slots, so the
+// anonymous → user logins take the three-step path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_scenario_on_a_redis_cluster() {
+    let b = cluster().await;
+    hundred_concurrent_cart_adds_all_persist(&b).await;
+    concurrent_relogins_leave_one_session_with_the_data(&b).await;
+    logout_racing_relogins_leaves_no_session_with_the_data(&b).await;
+    revoke_all_racing_logins_and_rotations_ends_every_earlier_login(&b).await;
+    reused_token_after_the_grace_window_ends_the_lineage(&b).await;
+    save_after_logout_elsewhere_is_a_401(&b).await;
 }
 
 on_both_stores!(
