@@ -10,54 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sesame::{
-    CapPolicy, CreateOutcome, Delta, Lookup, Policy, Record, RotateOutcome, Rotation, RotationKind,
-    SaveOutcome, SessionConfig, SessionKey, SessionManager, SessionToken, Store, StoreError, Tag,
-    TokenAction, TokenCodec,
+    CapPolicy, CreateOutcome, Delta, Lookup, Policy, RotateOutcome, SaveOutcome, SessionConfig,
+    SessionManager, SessionToken, Store, StoreError, Tag, TokenAction,
 };
 use sesame_redis::RedisStore;
-use sesame_testkit::conformance::{policy, principal, record};
+use sesame_testkit::conformance::{policy, principal, record, renew, set, token};
+use sesame_testkit::fixtures::{create, is_pointer, now, INDEX_MARGIN_MS};
 use sesame_testkit::Cluster;
-
-/// How long an index outlives the latest idle deadline of its sessions (`INDEX_MARGIN_MS` in
-/// the store's `lua/lib.lua`).
-const INDEX_MARGIN_MS: i64 = 60_000;
 
 async fn store(cluster: &Cluster, prefix: &str) -> RedisStore {
     RedisStore::builder(cluster.url()).prefix(prefix).connect().await.unwrap()
-}
-
-fn now() -> u64 {
-    sesame::now_ms()
-}
-
-fn token(tag: Tag) -> SessionToken {
-    TokenCodec::default().generate(tag).unwrap()
-}
-
-async fn create(s: &RedisStore, k: &SessionKey, r: &Record, pol: &Policy) {
-    assert_eq!(s.create(k, r, None, now(), pol).await.unwrap(), CreateOutcome::Created);
-}
-
-fn set(name: &str, value: &[u8]) -> Delta {
-    Delta { set: vec![(name.into(), value.to_vec())], ..Delta::default() }
-}
-
-/// A renewal of `old` to `new` whose old token resolves to the new one for a minute.
-fn renew<'a>(
-    old: &SessionToken,
-    new: &SessionToken,
-    base: &'a Record,
-    delta: &'a Delta,
-) -> Rotation<'a> {
-    Rotation {
-        old: old.key(),
-        base,
-        new: new.key(),
-        sealed_successor: TokenCodec::default().seal_successor(old, new),
-        delta,
-        login: None,
-        kind: RotationKind::Renew { grace_ms: 60_000 },
-    }
 }
 
 /// Every key matching `pattern` on every node (masters and replicas), with its node.
@@ -94,11 +56,6 @@ fn keys_on_masters(cluster: &Cluster, pattern: &str) -> Vec<(String, Option<Vec<
         }
     }
     out
-}
-
-/// Whether a session key's value is a pointer left by a rotation (no record starts with `P`).
-fn is_pointer(v: &[u8]) -> bool {
-    v.first() == Some(&b'P')
 }
 
 /// Waits (bounded) until no key matches `pattern` on any node: expired keys may linger a
@@ -200,7 +157,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
         match s.load(&current[i].0.key(), now(), &pol).await {
             Ok(l) => {
                 let base = l.live().expect("a live session").record;
-                match s.save(&current[i].0.key(), &base, &set("n", &[n]), now(), &pol).await {
+                match s.save(&current[i].0.key(), &base, &set(&[("n", &[n])]), now(), &pol).await {
                     Ok(SaveOutcome::Saved(r)) => {
                         assert_eq!(r.attrs["n"], [n]);
                         current[i].1 = n;
@@ -219,7 +176,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
                 let base = l.live().expect("a live session").record;
                 let next = token(Tag::for_principal(&user));
                 let d = Delta::default();
-                match s.rotate(&renew(&current[j].0, &next, &base, &d), now(), &pol).await {
+                match s.rotate(&renew(&current[j].0, &next, &base, &d, 60_000), now(), &pol).await {
                     Ok(RotateOutcome::Rotated(_)) => {
                         every_token.push(next.clone());
                         current[j].0 = next;
@@ -297,7 +254,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap().record;
     let next = token(Tag::for_principal(&user));
     let d = Delta::default();
-    let out = s.rotate(&renew(&t, &next, &base, &d), now(), &pol).await.unwrap();
+    let out = s.rotate(&renew(&t, &next, &base, &d, 60_000), now(), &pol).await.unwrap();
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
     let ids: BTreeSet<String> =
         s.list_user(&user, now(), 64).await.unwrap().into_iter().map(|i| i.id).collect();
@@ -436,11 +393,11 @@ async fn scripts_reload_on_every_master(cluster: &Cluster) {
         let t = token(Tag::for_principal(u));
         create(&s, &t.key(), &record(Some(u), &[("a", b"1")]), &pol).await;
         let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap().record;
-        let saved = s.save(&t.key(), &base, &set("b", b"2"), now(), &pol).await.unwrap();
+        let saved = s.save(&t.key(), &base, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
         let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
         let next = token(Tag::for_principal(u));
         let d = Delta::default();
-        let out = s.rotate(&renew(&t, &next, &r, &d), now(), &pol).await.unwrap();
+        let out = s.rotate(&renew(&t, &next, &r, &d, 60_000), now(), &pol).await.unwrap();
         assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
         assert_eq!(s.list_user(u, now(), 64).await.unwrap().len(), 1);
         assert_eq!(s.revoke_all(u, None, now()).await.unwrap(), 1);

@@ -7,76 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sesame::{
-    CapPolicy, CreateOutcome, Delta, Login, Lookup, Policy, Record, RotateOutcome, Rotation,
-    RotationKind, SessionConfig, SessionKey, SessionManager, SessionToken, Store, StoreError, Tag,
-    TokenAction, TokenCodec,
+    CapPolicy, CreateOutcome, Delta, Login, Lookup, RotateOutcome, SessionConfig, SessionManager,
+    Store, StoreError, Tag, TokenAction,
 };
 use sesame_redis::RedisStore;
-use sesame_testkit::conformance::{policy, principal, record};
+use sesame_testkit::conformance::{
+    elevate, key as key_for, login, policy, principal, record, renew, token,
+};
+use sesame_testkit::fixtures::{contains, create, now};
 use sesame_testkit::{RedisOptions, RedisServer};
-
-fn now() -> u64 {
-    sesame::now_ms()
-}
-
-fn token(tag: Tag) -> SessionToken {
-    TokenCodec::default().generate(tag).unwrap()
-}
-
-fn key_for(tag: Tag) -> SessionKey {
-    token(tag).key()
-}
-
-async fn create(s: &RedisStore, k: &SessionKey, r: &Record, pol: &Policy) {
-    assert_eq!(s.create(k, r, None, now(), pol).await.unwrap(), CreateOutcome::Created);
-}
-
-/// A renewal of `old` to `new`.
-fn renew<'a>(
-    old: &SessionToken,
-    new: &SessionToken,
-    base: &'a Record,
-    delta: &'a Delta,
-) -> Rotation<'a> {
-    Rotation {
-        old: old.key(),
-        base,
-        new: new.key(),
-        sealed_successor: TokenCodec::default().seal_successor(old, new),
-        delta,
-        login: None,
-        kind: RotationKind::Renew { grace_ms: 1_000 },
-    }
-}
-
-/// An anonymous session under `old` logging in as `who` (epoch 0) under `new`.
-fn elevate<'a>(
-    old: &SessionKey,
-    new: &SessionKey,
-    base: &'a Record,
-    delta: &'a Delta,
-    who: &str,
-) -> Rotation<'a> {
-    Rotation {
-        old: *old,
-        base,
-        new: *new,
-        sealed_successor: vec![],
-        delta,
-        login: Some(Login { principal: who.to_string(), auth_ms: now(), epoch: 0 }),
-        kind: RotationKind::Elevate,
-    }
-}
 
 /// The raw bytes under a Redis key (empty when absent).
 fn value(server: &RedisServer, redis_key: &str) -> Vec<u8> {
     let mut conn = redis::Client::open(server.url()).unwrap();
     let v: Option<Vec<u8>> = redis::cmd("GET").arg(redis_key).query(&mut conn).unwrap();
     v.unwrap_or_default()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A master that syncs replicas without a disk round (fast, for replicas that come and go).
@@ -141,7 +86,7 @@ async fn writes_wait_for_replicas_or_fail() {
     let e = s.create(&k2, &record(None, &[]), None, now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
     let next = token(Tag::for_principal(&p));
-    let e = s.rotate(&renew(&t, &next, &base, &d), now(), &pol).await.unwrap_err();
+    let e = s.rotate(&renew(&t, &next, &base, &d, 1_000), now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
     assert!(matches!(s.destroy(&k, now()).await.unwrap_err(), StoreError::Unavailable { .. }));
     let e = s.revoke_all(&p, None, now()).await.unwrap_err();
@@ -201,7 +146,7 @@ async fn login_failing_after_its_claim_leaves_no_live_session() {
     replica.stop();
     let new = key_for(Tag::for_principal(&who));
     let d = Delta::default();
-    let e = s.rotate(&elevate(&anon, &new, &r, &d, &who), now(), &pol).await.unwrap_err();
+    let e = s.rotate(&elevate(&anon, &new, &r, &d, login(&who, 0)), now(), &pol).await.unwrap_err();
     assert!(
         matches!(&e, StoreError::Unavailable { message, .. } if message.contains("not confirmed")),
         "{e}"
@@ -218,7 +163,8 @@ async fn login_failing_after_its_claim_leaves_no_live_session() {
     // The old token is dead, and a second login with it takes nothing over.
     assert_eq!(plain.load(&anon, now(), &pol).await.unwrap(), Lookup::Missing);
     let retry = key_for(Tag::for_principal(&who));
-    let out = plain.rotate(&elevate(&anon, &retry, &r, &d, &who), now(), &pol).await.unwrap();
+    let out =
+        plain.rotate(&elevate(&anon, &retry, &r, &d, login(&who, 0)), now(), &pol).await.unwrap();
     assert_eq!(out, RotateOutcome::Missing);
     assert_eq!(master.cli(&["EXISTS", &s.session_key(&retry)]).unwrap(), "0");
     // A logout with the old token cancels the claim: the key the login was creating can no

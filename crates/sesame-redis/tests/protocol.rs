@@ -9,9 +9,11 @@ use std::sync::Arc;
 use sesame::store::index_member;
 use sesame::{
     CapPolicy, CreateOutcome, Login, Lookup, Policy, Record, RotateOutcome, Rotation, RotationKind,
-    SessionKey, Store, Tag, TokenCodec,
+    SessionKey, Store, Tag,
 };
 use sesame_redis::RedisStore;
+use sesame_testkit::conformance::key;
+use sesame_testkit::fixtures::{now, pointer_bytes};
 use sesame_testkit::{RedisOptions, RedisServer};
 
 fn policy(cap: u32) -> Policy {
@@ -26,14 +28,6 @@ fn policy(cap: u32) -> Policy {
         grace_ms: 2_000,
         renew_after_ms: None,
     }
-}
-
-fn now() -> u64 {
-    sesame::now_ms()
-}
-
-fn key(tag: Tag) -> SessionKey {
-    TokenCodec::default().generate(tag).unwrap().key()
 }
 
 fn record(principal: Option<&str>) -> Record {
@@ -178,16 +172,6 @@ async fn per_user_work_does_not_grow_with_the_users_sessions() {
     }
 }
 
-/// The bytes of a pointer as `record.rs` writes them (kept here to plant states that only a
-/// process dying mid-login can leave).
-fn moving_pointer(successor: &SessionKey, until_ms: u64) -> Vec<u8> {
-    let mut out = vec![b'P', b'M'];
-    out.extend_from_slice(&until_ms.to_be_bytes());
-    out.extend_from_slice(successor.tag().to_hex().as_bytes());
-    out.extend_from_slice(successor.id().as_bytes());
-    out
-}
-
 // A logout that meets a login under way into another slot (claimed, successor not yet written)
 // cancels it and closes the successor's key: the login can no longer create it.
 #[tokio::test]
@@ -201,7 +185,7 @@ async fn logout_cancels_a_login_under_way_between_slots() {
     let mut conn = redis::Client::open(server.url()).unwrap();
     let _: () = redis::cmd("SET")
         .arg(s.session_key(&old))
-        .arg(moving_pointer(&new, now() + 30_000))
+        .arg(pointer_bytes(b'M', now() + 30_000, &new))
         .arg("PX")
         .arg(30_000)
         .query(&mut conn)

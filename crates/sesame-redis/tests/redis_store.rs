@@ -1,129 +1,22 @@
 //! Redis-specific behaviour of the store, on real spawned redis-server processes: hostile
-//! bytes, what Redis holds (digests only, index keys that expire a fixed margin after the idle
-//! deadlines of their sessions, pointers left by rotations that expire by themselves), the
-//! exact commands of each operation, authentication and TLS.
+//! bytes, what Redis holds (digests only: never a token), authentication, TLS, and scripts
+//! reloaded after NOSCRIPT. What Redis holds for the per-user index and the pointers rotations
+//! leave, and the exact commands of each operation, are checked in `index.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use sesame::store::write_ttl;
-use sesame::{
-    CreateOutcome, Delta, Loaded, Login, Lookup, Policy, Record, RotateOutcome, Rotation,
-    RotationKind, SaveOutcome, SessionKey, SessionToken, Store, StoreError, Tag, TokenCodec,
-};
+use sesame::{Delta, Lookup, RotateOutcome, SaveOutcome, SessionToken, Store, StoreError, Tag};
 use sesame_redis::RedisStore;
-use sesame_testkit::conformance::{policy, principal, record};
+use sesame_testkit::conformance::{
+    elevate, key, login, policy, principal, record, renew, set, token,
+};
+use sesame_testkit::fixtures::{contains, create, is_pointer, live, now, pointer_bytes};
 use sesame_testkit::{RedisOptions, RedisServer};
 
-/// How long an index outlives the latest idle deadline of its sessions (`INDEX_MARGIN_MS` in
-/// the store's `lua/lib.lua`): deadlines come from the app's clock, expiry from Redis's.
-const INDEX_MARGIN_MS: i64 = 60_000;
-
-/// Slack allowed between a TTL computed on the client and one Redis reports.
-const SLACK_MS: i64 = 100;
-
-async fn store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&server.url()).await.unwrap()
-}
-
-fn token(tag: Tag) -> SessionToken {
-    TokenCodec::default().generate(tag).unwrap()
-}
-
-fn key(tag: Tag) -> SessionKey {
-    token(tag).key()
-}
-
-fn now() -> u64 {
-    sesame::now_ms()
-}
-
-async fn create(s: &RedisStore, k: &SessionKey, r: &Record, pol: &Policy) {
-    assert_eq!(s.create(k, r, None, now(), pol).await.unwrap(), CreateOutcome::Created);
-}
-
-fn live(l: Lookup) -> Loaded {
-    match l {
-        Lookup::Live(l) => l,
-        other => panic!("expected the token's own live session, got {other:?}"),
-    }
-}
-
-fn set(name: &str, value: &[u8]) -> Delta {
-    Delta { set: vec![(name.into(), value.to_vec())], ..Delta::default() }
-}
-
-/// A renewal of `old` to `new` (the successor sealed for `old`'s holder).
-fn renew<'a>(
-    old: &SessionToken,
-    new: &SessionToken,
-    base: &'a Record,
-    delta: &'a Delta,
-) -> Rotation<'a> {
-    Rotation {
-        old: old.key(),
-        base,
-        new: new.key(),
-        sealed_successor: TokenCodec::default().seal_successor(old, new),
-        delta,
-        login: None,
-        kind: RotationKind::Renew { grace_ms: 1_000 },
-    }
-}
-
-/// An anonymous session under `old` logging in as `who` under `new` (in `who`'s slot).
-fn elevate<'a>(
-    old: &SessionKey,
-    new: &SessionKey,
-    base: &'a Record,
-    delta: &'a Delta,
-    who: &str,
-    epoch: u64,
-) -> Rotation<'a> {
-    Rotation {
-        old: *old,
-        base,
-        new: *new,
-        sealed_successor: vec![],
-        delta,
-        login: Some(Login { principal: who.to_string(), auth_ms: now(), epoch }),
-        kind: RotationKind::Elevate,
-    }
-}
-
-fn conn(server: &RedisServer) -> redis::Connection {
-    redis::Client::open(server.url()).unwrap().get_connection().unwrap()
-}
-
-/// The raw bytes under a Redis key.
-fn raw(server: &RedisServer, redis_key: &str) -> Option<Vec<u8>> {
-    redis::cmd("GET").arg(redis_key).query(&mut conn(server)).unwrap()
-}
-
-/// Whether a session key holds the pointer a rotation leaves (they start with `P`, which no
-/// record starts with).
-fn is_pointer(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&b'P')
-}
-
-/// The members of a sorted set with their scores.
-fn zrange(server: &RedisServer, index: &str) -> Vec<(String, u64)> {
-    redis::cmd("ZRANGE")
-        .arg(index)
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query(&mut conn(server))
-        .unwrap()
-}
-
-/// Every key of the server.
-fn all_keys(server: &RedisServer) -> Vec<String> {
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn(server)).unwrap();
-    keys.sort();
-    keys
-}
+use common::{all_keys, conn, raw, store, zrange};
 
 /// The 48 bytes of a token (decoded from its base64url text).
 fn token_bytes(t: &SessionToken) -> Vec<u8> {
@@ -148,20 +41,6 @@ fn token_bytes(t: &SessionToken) -> Vec<u8> {
         }
     }
     assert_eq!(out.len(), 48);
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A pointer as the store writes it (`P`, kind, until ms big-endian, successor tag and id,
-/// sealed successor): for hostile values only.
-fn pointer_bytes(kind: u8, until_ms: u64, successor: &SessionKey) -> Vec<u8> {
-    let mut out = vec![b'P', kind];
-    out.extend_from_slice(&until_ms.to_be_bytes());
-    out.extend_from_slice(successor.tag().to_hex().as_bytes());
-    out.extend_from_slice(successor.id().as_bytes());
     out
 }
 
@@ -203,7 +82,7 @@ async fn hostile_bytes_in_redis_are_an_error() {
         }
         // The caller's idea of the record differs from the stored bytes, so the store reads
         // what is there, and must refuse it.
-        let r = s.save(&k, &record(None, &[]), &set("a", b"1"), now(), &p).await;
+        let r = s.save(&k, &record(None, &[]), &set(&[("a", b"1")]), now(), &p).await;
         assert!(r.is_err() || matches!(r, Ok(SaveOutcome::Missing)), "save over {bytes:?}: {r:?}");
         assert_eq!(
             raw(&server, &redis_key).as_deref(),
@@ -224,7 +103,7 @@ async fn hostile_bytes_in_redis_are_an_error() {
         .unwrap();
     let started = Instant::now();
     assert_eq!(s.load(&k, now(), &p).await.unwrap(), Lookup::Missing);
-    let r = s.save(&k, &record(None, &[]), &set("a", b"1"), now(), &p).await.unwrap();
+    let r = s.save(&k, &record(None, &[]), &set(&[("a", b"1")]), now(), &p).await.unwrap();
     assert_eq!(r, SaveOutcome::Missing);
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert_eq!(raw(&server, &redis_key), Some(cycle));
@@ -246,8 +125,8 @@ async fn redis_never_holds_a_token() {
         let r = record((i % 2 == 0).then_some(who.as_str()), &[("a", b"\x01\"v\"")]);
         create(&s, &t.key(), &r, &pol).await;
         let next = token(tag);
-        let d = set("b", b"\x01\"w\"");
-        let out = s.rotate(&renew(&t, &next, &r, &d), now(), &pol).await.unwrap();
+        let d = set(&[("b", b"\x01\"w\"")]);
+        let out = s.rotate(&renew(&t, &next, &r, &d, 1_000), now(), &pol).await.unwrap();
         assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
         tokens.push(t);
         tokens.push(next);
@@ -279,375 +158,6 @@ async fn redis_never_holds_a_token() {
         assert!(!contains(&dump, &text.as_bytes()[8..48]), "token's random part found in Redis");
         assert!(!contains(&dump, &token_bytes(t)[4..36]), "token's random bytes found in Redis");
     }
-}
-
-/// PTTL of each key, read in one pipeline (one server instant, so they compare exactly).
-fn pttls(server: &RedisServer, keys: &[&str]) -> Vec<i64> {
-    let mut p = redis::pipe();
-    for k in keys {
-        p.cmd("PTTL").arg(*k);
-    }
-    p.query(&mut conn(server)).unwrap()
-}
-
-/// Asserts that an index's TTL is the margin past a member's: `idx` ≈ `ttl` + margin.
-fn assert_index_follows(what: &str, idx: i64, ttl: i64) {
-    assert!(
-        idx >= ttl + INDEX_MARGIN_MS - SLACK_MS && idx <= ttl + INDEX_MARGIN_MS + SLACK_MS,
-        "{what}: index TTL {idx} is not the session's {ttl} + the margin"
-    );
-}
-
-/// Waits (up to 2 s) for the server's active expiry to reclaim every expired key.
-async fn wait_for_empty_db(server: &RedisServer) -> String {
-    let mut size = String::new();
-    for _ in 0..40 {
-        size = server.cli(&["DBSIZE"]).unwrap();
-        if size == "0" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    size
-}
-
-// A principal's index key expires a fixed margin after the idle deadline of its sessions (not
-// their absolute deadline), capped like theirs by the absolute one, and is deleted when its
-// last session is revoked or logged out: index keys never pile up. Revoking all leaves only
-// the principal's epoch, which expires too.
-#[tokio::test]
-async fn index_keys_do_not_outlive_sessions() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    let who = principal();
-    let index = s.index_key(&who);
-    // Idle 60 s, absolute 1 h: the index follows the idle TTL.
-    let k0 = key(Tag::for_principal(&who));
-    create(&s, &k0, &record(Some(&who), &[]), &policy()).await;
-    let [session, idx] = pttls(&server, &[&s.session_key(&k0), &index])[..] else { panic!() };
-    assert!(session > 0 && session <= policy().idle_ms as i64, "session TTL: {session}");
-    assert_index_follows("idle", idx, session);
-    assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1);
-    assert_eq!(all_keys(&server), vec![s.epoch_key(&who)], "revoke-all leaves no index key");
-    let epoch_ttl = pttls(&server, &[&s.epoch_key(&who)])[0];
-    assert!(epoch_ttl > 0, "the epoch expires: {epoch_ttl}");
-    let _: () = redis::cmd("DEL").arg(s.epoch_key(&who)).query(&mut conn(&server)).unwrap();
-    // An absolute deadline 1.5 s away caps both TTLs.
-    let k = key(Tag::for_principal(&who));
-    let mut r = record(Some(&who), &[]);
-    r.absolute_ms = now() + 1_500;
-    create(&s, &k, &r, &policy()).await;
-    let [session, idx] = pttls(&server, &[&s.session_key(&k), &index])[..] else { panic!() };
-    assert!(session > 0 && session <= 1_500, "session TTL capped: {session}");
-    assert_index_follows("absolute", idx, session);
-    tokio::time::sleep(Duration::from_millis(1_700)).await;
-    assert!(s.list_user(&who, now(), 64).await.unwrap().is_empty());
-    assert_eq!(all_keys(&server), vec![index.clone()], "the session is gone, its index expiring");
-    let k2 = key(Tag::for_principal(&who));
-    create(&s, &k2, &record(Some(&who), &[]), &policy()).await;
-    assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1);
-    assert_eq!(all_keys(&server), vec![s.epoch_key(&who)], "revoke-all leaves no index key");
-    let k3 = key(Tag::for_principal(&who));
-    create(&s, &k3, &record(Some(&who), &[]), &policy()).await;
-    assert!(s.destroy(&k3, now()).await.unwrap());
-    assert_eq!(all_keys(&server), vec![s.epoch_key(&who)], "logout leaves no index key");
-}
-
-// Sessions that die by their idle timeout (the usual death, long before the absolute
-// deadline) take their index key with them, even when one of them was touched later than the
-// others: the index follows the latest idle deadline, lists only live sessions meanwhile, and
-// once the margin after the last one has passed nothing is left in Redis.
-#[tokio::test]
-async fn index_key_expires_with_idle_sessions() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    let pol = Policy { idle_ms: 1_200, touch_after_ms: 200, ..policy() };
-    let who = principal();
-    let index = s.index_key(&who);
-    let mut keys = Vec::new();
-    for _ in 0..3 {
-        let k = key(Tag::for_principal(&who));
-        create(&s, &k, &record(Some(&who), &[]), &pol).await;
-        keys.push(k);
-    }
-    let [first, idx] = pttls(&server, &[&s.session_key(&keys[0]), &index])[..] else { panic!() };
-    assert!(idx <= 1_200 + INDEX_MARGIN_MS + SLACK_MS, "the idle TTL, not the absolute: {idx}");
-    assert_index_follows("created", idx, first);
-    // The last session is used once more 400 ms in: it now outlives the others, and the index
-    // with it.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(s.load(&keys[2], now(), &pol).await.unwrap().is_live());
-    let [last, idx] = pttls(&server, &[&s.session_key(&keys[2]), &index])[..] else { panic!() };
-    assert!(last > 1_000, "touched: {last}");
-    assert_index_follows("touched", idx, last);
-    // 1.3 s after creation: the untouched sessions are gone, the touched one and the index not.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(s.load(&keys[0], now(), &pol).await.unwrap(), Lookup::Missing);
-    let listed = s.list_user(&who, now(), 64).await.unwrap();
-    assert_eq!(listed.into_iter().map(|i| i.id).collect::<Vec<_>>(), vec![keys[2].id()]);
-    // Past the touched session's idle deadline: nothing is listed; the index goes once the
-    // margin after that deadline has passed, and nothing else is left.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(s.load(&keys[2], now(), &pol).await.unwrap(), Lookup::Missing);
-    assert!(s.list_user(&who, now(), 64).await.unwrap().is_empty());
-    assert_eq!(all_keys(&server), vec![index.clone()]);
-    let left = pttls(&server, &[&index])[0];
-    assert!(left > 0 && left <= INDEX_MARGIN_MS, "{left}");
-    tokio::time::sleep(Duration::from_millis(left as u64 + 100)).await;
-    assert_eq!(server.cli(&["EXISTS", &index]).unwrap(), "0", "the index died with them");
-    assert_eq!(wait_for_empty_db(&server).await, "0", "nothing left behind");
-}
-
-// A touch (a load once touch_after has passed) and a save push the session's idle deadline,
-// its member's score in the index (the score is the idle deadline) and the index's TTL with
-// it; neither ever shortens the index below another member's TTL.
-#[tokio::test]
-async fn touch_and_save_extend_the_index_ttl() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    let pol = Policy { idle_ms: 1_500, touch_after_ms: 200, ..policy() };
-    let who = principal();
-    let index = s.index_key(&who);
-    let k = key(Tag::for_principal(&who));
-    let session = s.session_key(&k);
-    create(&s, &k, &record(Some(&who), &[]), &pol).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idx = pttls(&server, &[&index])[0];
-    assert!(idx > 0 && idx <= 1_050 + INDEX_MARGIN_MS, "the index TTL runs down: {idx}");
-    // The touch.
-    let loaded = live(s.load(&k, now(), &pol).await.unwrap());
-    let [ttl, idx] = pttls(&server, &[&session, &index])[..] else { panic!() };
-    assert!(ttl > 1_300, "the touch pushed the session: {ttl}");
-    assert_index_follows("touch", idx, ttl);
-    let member = loaded.record.index_member(&k.id());
-    assert_eq!(zrange(&server, &index), vec![(member.clone(), loaded.idle_deadline_ms)]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The save.
-    let at = now();
-    let saved = s.save(&k, &loaded.record, &set("a", b"1"), at, &pol).await.unwrap();
-    let SaveOutcome::Saved(written) = saved else { panic!("{saved:?}") };
-    assert_eq!(written.version, 2);
-    let [ttl, idx] = pttls(&server, &[&session, &index])[..] else { panic!() };
-    assert!(ttl > 1_300, "the save reset the session's TTL: {ttl}");
-    assert_index_follows("save", idx, ttl);
-    let deadline = at + write_ttl(&pol, written.absolute_ms, at);
-    assert_eq!(zrange(&server, &index), vec![(member, deadline)], "the score moved");
-    // A second session whose absolute deadline is near: its touch and save get short TTLs,
-    // which must not cut the index below the first session's.
-    let k2 = key(Tag::for_principal(&who));
-    let mut r2 = record(Some(&who), &[]);
-    r2.absolute_ms = now() + 900;
-    create(&s, &k2, &r2, &pol).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let l2 = live(s.load(&k2, now(), &pol).await.unwrap());
-    let saved = s.save(&k2, &l2.record, &set("a", b"1"), now(), &pol).await.unwrap();
-    assert!(matches!(saved, SaveOutcome::Saved(ref r) if r.version == 2), "{saved:?}");
-    let [first, second, idx] = pttls(&server, &[&session, &s.session_key(&k2), &index])[..] else {
-        panic!()
-    };
-    assert!(second > 0 && second <= 600, "capped by its absolute deadline: {second}");
-    assert!(idx >= first && idx >= second, "never below a member's TTL: {idx} {first}");
-    assert_index_follows("two members", idx, first);
-}
-
-// A renewal inside the user's slot moves the session's member in the index (the old id
-// leaves, the successor joins with its idle deadline as score, the index's TTL follows), and
-// the old key becomes a pointer that expires with the lineage's absolute deadline: nothing a
-// rotation leaves behind lives forever, and ending the lineage leaves only that pointer.
-#[tokio::test]
-async fn rotation_moves_the_index_member_and_leaves_an_expiring_pointer() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    let pol = policy();
-    let who = principal();
-    let index = s.index_key(&who);
-    let t0 = token(Tag::for_principal(&who));
-    let r0 = record(Some(&who), &[("a", b"1")]);
-    create(&s, &t0.key(), &r0, &pol).await;
-    let t1 = token(Tag::for_principal(&who));
-    let at = now();
-    let d = set("b", b"2");
-    let out = s.rotate(&renew(&t0, &t1, &r0, &d), at, &pol).await.unwrap();
-    let RotateOutcome::Rotated(r1) = out else { panic!("{out:?}") };
-    assert_eq!((r1.version, r1.rotated_ms, r1.attrs.len()), (2, at, 2));
-    let ttl = write_ttl(&pol, r1.absolute_ms, at);
-    assert_eq!(zrange(&server, &index), vec![(r1.index_member(&t1.key().id()), at + ttl)]);
-    let (old, new) = (s.session_key(&t0.key()), s.session_key(&t1.key()));
-    let [old_ttl, new_ttl, idx] = pttls(&server, &[&old, &new, &index])[..] else { panic!() };
-    assert!(new_ttl > 0 && new_ttl <= ttl as i64, "{new_ttl}");
-    assert_index_follows("rotated", idx, new_ttl);
-    let lineage = r1.absolute_ms as i64 - at as i64;
-    assert!(old_ttl > lineage - 1_000 && old_ttl <= lineage, "pointer TTL {old_ttl}");
-    assert!(is_pointer(&raw(&server, &old).unwrap()), "the old key holds a pointer");
-    let listed = s.list_user(&who, now(), 64).await.unwrap();
-    assert_eq!(listed.into_iter().map(|i| i.id).collect::<Vec<_>>(), vec![t1.key().id()]);
-    // Logging out with the old token ends the lineage's head: only the pointer is left.
-    assert!(s.destroy(&t0.key(), now()).await.unwrap());
-    assert_eq!(all_keys(&server), vec![old.clone()]);
-    assert!(pttls(&server, &[&old])[0] > 0);
-}
-
-// A login refused at the cap (the three-step login into the user's slot) puts the anonymous
-// session back whole, with a TTL within its idle window: no claim is left behind, nothing is
-// written under the new key, and the user's index is unchanged.
-#[tokio::test]
-async fn refused_login_restores_the_session_with_a_ttl() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    let pol =
-        Policy { max_sessions_per_user: 1, cap_policy: sesame::CapPolicy::Refuse, ..policy() };
-    let who = principal();
-    let existing = key(Tag::for_principal(&who));
-    create(&s, &existing, &record(Some(&who), &[]), &pol).await;
-    let before = zrange(&server, &s.index_key(&who));
-    let anon = key(Tag::random().unwrap());
-    let r = record(None, &[("cart", b"tea")]);
-    create(&s, &anon, &r, &pol).await;
-    let new = key(Tag::for_principal(&who));
-    let d = set("x", b"1");
-    let epoch = s.user_epoch(&who).await.unwrap();
-    let e = s.rotate(&elevate(&anon, &new, &r, &d, &who, epoch), now(), &pol).await.unwrap_err();
-    assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
-    let back = live(s.load(&anon, now(), &pol).await.unwrap());
-    assert_eq!(back.record, r, "put back as it was");
-    let stored = raw(&server, &s.session_key(&anon)).unwrap();
-    assert!(!is_pointer(&stored), "no claim left behind");
-    let ttl = pttls(&server, &[&s.session_key(&anon)])[0];
-    assert!(ttl > 0 && ttl <= pol.idle_ms as i64, "{ttl}");
-    assert_eq!(raw(&server, &s.session_key(&new)), None);
-    assert_eq!(zrange(&server, &s.index_key(&who)), before);
-    assert_eq!(all_keys(&server).len(), 3, "two sessions and the index");
-}
-
-/// Calls per command since the last reset, without the commands sent to measure.
-fn calls(server: &RedisServer) -> BTreeMap<String, u64> {
-    let mut stats = server.info_commandstats().unwrap();
-    stats.retain(|name, _| {
-        !matches!(name.split('|').next(), Some("info" | "config" | "script" | "client"))
-    });
-    server.reset_stats().unwrap();
-    stats
-}
-
-fn want(calls: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    calls.iter().map(|&(name, n)| (name.to_string(), n)).collect()
-}
-
-// Each operation asks Redis for exactly the commands of its protocol (INFO commandstats,
-// commands run inside scripts counted too): a load is GET + PTTL, its touch PEXPIRE + ZADD +
-// PEXPIREAT, a save one EVALSHA of GET + SET + ZADD + PEXPIREAT, a renewal one script, a login
-// into another slot three, a logout follows the pointer then one script, a revoke-all two.
-#[tokio::test]
-async fn each_operation_runs_exactly_its_commands() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    let pol = policy();
-    let who = principal();
-    let t0 = token(Tag::for_principal(&who));
-    let r0 = record(Some(&who), &[("a", b"1")]);
-    server.reset_stats().unwrap();
-    create(&s, &t0.key(), &r0, &pol).await;
-    // The least recently active member is read first (one ZRANGE, evicted at the cap), then
-    // the script.
-    assert_eq!(
-        calls(&server),
-        want(&[
-            ("evalsha", 1),
-            ("get", 1),
-            ("zremrangebyscore", 1),
-            ("zcard", 1),
-            ("zadd", 1),
-            ("zrange", 2),
-            ("pexpireat", 1),
-            ("set", 1),
-        ]),
-        "create"
-    );
-    let l = live(s.load(&t0.key(), now(), &pol).await.unwrap());
-    assert_eq!(calls(&server), want(&[("get", 1), ("pttl", 1)]), "load");
-    let touching = Policy { touch_after_ms: 0, ..pol.clone() };
-    assert!(s.load(&t0.key(), now(), &touching).await.unwrap().is_live());
-    assert_eq!(
-        calls(&server),
-        want(&[("get", 1), ("pttl", 1), ("pexpire", 1), ("zadd", 1), ("pexpireat", 1)]),
-        "load with its touch"
-    );
-    let saved = s.save(&t0.key(), &l.record, &set("b", b"2"), now(), &pol).await.unwrap();
-    let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
-    assert_eq!(
-        calls(&server),
-        want(&[("evalsha", 1), ("get", 1), ("set", 1), ("zadd", 1), ("pexpireat", 1)]),
-        "save"
-    );
-    let t1 = token(Tag::for_principal(&who));
-    let d = Delta::default();
-    let out = s.rotate(&renew(&t0, &t1, &r, &d), now(), &pol).await.unwrap();
-    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
-    assert_eq!(
-        calls(&server),
-        want(&[
-            ("evalsha", 1),
-            ("get", 1),
-            ("exists", 1),
-            ("set", 2),
-            ("zrem", 1),
-            ("zadd", 1),
-            ("zrange", 1),
-            ("pexpireat", 1),
-        ]),
-        "renewal"
-    );
-    let found = s.load(&t0.key(), now(), &pol).await.unwrap();
-    assert!(matches!(found, Lookup::Successor { head, .. } if head == t1.key()));
-    assert_eq!(calls(&server), want(&[("get", 2), ("pttl", 2)]), "load of a renewed token");
-    assert_eq!(s.list_user(&who, now(), 64).await.unwrap().len(), 1);
-    assert_eq!(calls(&server), want(&[("zrange", 1)]), "list");
-    assert!(s.destroy(&t0.key(), now()).await.unwrap());
-    assert_eq!(
-        calls(&server),
-        want(&[("get", 3), ("pttl", 2), ("evalsha", 1), ("del", 2), ("zrem", 1), ("zrange", 1),]),
-        "logout through the renewed token"
-    );
-    // An anonymous session logs in: claim, create in the user's slot, settle.
-    let anon = key(Tag::random().unwrap());
-    let ra = record(None, &[("cart", b"tea")]);
-    create(&s, &anon, &ra, &pol).await;
-    let epoch = s.user_epoch(&who).await.unwrap();
-    server.reset_stats().unwrap();
-    let new = key(Tag::for_principal(&who));
-    let out = s.rotate(&elevate(&anon, &new, &ra, &d, &who, epoch), now(), &pol).await.unwrap();
-    assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
-    assert_eq!(
-        calls(&server),
-        want(&[
-            ("evalsha", 3),
-            ("get", 4),
-            ("set", 3),
-            ("time", 1),
-            ("zremrangebyscore", 1),
-            ("zcard", 1),
-            ("zadd", 1),
-            ("zrange", 2),
-            ("pexpireat", 1),
-        ]),
-        "login into another slot"
-    );
-    assert_eq!(s.user_epoch(&who).await.unwrap(), epoch);
-    assert_eq!(calls(&server), want(&[("get", 1)]), "epoch");
-    assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1);
-    assert_eq!(
-        calls(&server),
-        want(&[
-            ("evalsha", 2),
-            ("incr", 1),
-            ("pexpire", 1),
-            ("zrange", 3),
-            ("get", 1),
-            ("del", 2),
-            ("zrem", 1),
-        ]),
-        "revoke all"
-    );
 }
 
 // A user and password in the URL are used (ACL user and requirepass); a wrong password is a
@@ -703,13 +213,13 @@ async fn scripts_reload_after_noscript() {
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     let l = live(s.load(&t.key(), now(), &pol).await.unwrap()); // no script
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-    let saved = s.save(&t.key(), &l.record, &set("a", b"1"), now(), &pol).await.unwrap(); // save.lua
+    let saved = s.save(&t.key(), &l.record, &set(&[("a", b"1")]), now(), &pol).await.unwrap(); // save.lua
     let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
     assert_eq!(r.version, 2);
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     let t1 = token(Tag::for_principal(&who));
     let d = Delta::default();
-    let out = s.rotate(&renew(&t, &t1, &r, &d), now(), &pol).await.unwrap(); // rotate.lua
+    let out = s.rotate(&renew(&t, &t1, &r, &d, 1_000), now(), &pol).await.unwrap(); // rotate.lua
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     assert_eq!(s.list_user(&who, now(), 64).await.unwrap().len(), 1); // no script
@@ -720,84 +230,11 @@ async fn scripts_reload_after_noscript() {
     create(&s, &anon, &ra, &pol).await; // create.lua again (flushed since)
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     let new = key(Tag::for_principal(&who));
-    let out = s.rotate(&elevate(&anon, &new, &ra, &d, &who, 0), now(), &pol).await.unwrap(); // swap.lua, create.lua
+    let out = s.rotate(&elevate(&anon, &new, &ra, &d, login(&who, 0)), now(), &pol).await.unwrap(); // swap.lua, create.lua
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1); // bump_epoch.lua, end_many.lua
     let stats = server.info_commandstats().unwrap();
     assert_eq!(stats.get("script|load").copied(), Some(1 + 1 + 1 + 1 + 1 + 2 + 2), "{stats:?}");
     assert_eq!(stats.get("script|flush").copied(), Some(8), "{stats:?}");
-}
-
-// On a Redis Cluster, the touch (a pipeline of PEXPIRE, ZADD, PEXPIREAT), the save (a script
-// with the index as a second key) and a renewal of logged-in sessions reach one node each: the
-// sessions and their index share a slot. Principals spread over every master.
-#[tokio::test]
-async fn touch_and_save_on_a_cluster() {
-    let cluster =
-        tokio::task::spawn_blocking(sesame_testkit::Cluster::start).await.unwrap().unwrap();
-    let s = RedisStore::connect(&cluster.url()).await.unwrap();
-    let pol = Policy { idle_ms: 1_500, touch_after_ms: 100, ..policy() };
-    let mut sessions = Vec::new();
-    for _ in 0..12 {
-        let who = principal();
-        let t = token(Tag::for_principal(&who));
-        create(&s, &t.key(), &record(Some(&who), &[]), &pol).await;
-        sessions.push((who, t));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (who, t) in &sessions {
-        let k = t.key();
-        let l = live(s.load(&k, now(), &pol).await.unwrap());
-        assert!(l.idle_deadline_ms >= now() + 1_400, "touched");
-        let node = &cluster.nodes()
-            [cluster.master_for_slot(cluster.keyslot(&s.index_key(who)).unwrap()).unwrap()];
-        let member = l.record.index_member(&k.id());
-        assert_eq!(zrange(node, &s.index_key(who)), vec![(member, l.idle_deadline_ms)]);
-        let idx = pttls(node, &[&s.index_key(who)])[0];
-        assert!(idx > 1_300 + INDEX_MARGIN_MS, "the touch pushed the index: {idx}");
-        let saved = s.save(&k, &l.record, &set("a", b"1"), now(), &pol).await.unwrap();
-        let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
-        assert_eq!(r.version, 2);
-        let next = token(Tag::for_principal(who));
-        let d = Delta::default();
-        let out = s.rotate(&renew(t, &next, &r, &d), now(), &pol).await.unwrap();
-        assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
-        let listed = s.list_user(who, now(), 64).await.unwrap();
-        assert_eq!(listed.into_iter().map(|i| i.id).collect::<Vec<_>>(), vec![next.key().id()]);
-    }
-}
-
-// Logging out or revoking the session with the latest deadline shortens the index's TTL to
-// the margin past that of the longest-lived remaining session: the index never outlives its
-// sessions by more than the margin, also after removals.
-#[tokio::test]
-async fn removals_shorten_the_index_ttl() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    let who = principal();
-    let short = Policy { idle_ms: 3_000, touch_after_ms: 100, ..policy() };
-    let long = Policy { idle_ms: 600_000, ..policy() };
-    let index = s.index_key(&who);
-    let pttl =
-        |server: &RedisServer| -> i64 { server.cli(&["PTTL", &index]).unwrap().parse().unwrap() };
-    let ks = key(Tag::for_principal(&who));
-    create(&s, &ks, &record(Some(&who), &[]), &short).await;
-    for how in ["logout", "revoke"] {
-        let kl = key(Tag::for_principal(&who));
-        create(&s, &kl, &record(Some(&who), &[]), &long).await;
-        assert!(pttl(&server) > 500_000, "{how}: the long session sets the index TTL");
-        if how == "logout" {
-            assert!(s.destroy(&kl, now()).await.unwrap());
-        } else {
-            assert!(s.revoke(&who, &kl.id(), now()).await.unwrap());
-        }
-        let left = pttl(&server);
-        assert!(
-            left > 0 && left <= 3_000 + INDEX_MARGIN_MS,
-            "{how}: index TTL follows the short session: {left}"
-        );
-    }
-    assert!(s.destroy(&ks, now()).await.unwrap());
-    assert_eq!(server.cli(&["DBSIZE"]).unwrap(), "0");
 }
