@@ -286,6 +286,33 @@ async fn redis_down_gives_503_then_recovers() {
     }
 }
 
+// Redis restarted (with AOF) while two app instances are idle: the very first request on each
+// instance succeeds — a read on one, a write on the other — with the same session, nothing
+// lost (the broken connection is noticed and the request sent once more).
+#[tokio::test]
+async fn first_request_after_a_redis_restart_succeeds_on_every_instance() {
+    let mut redis =
+        RedisServer::start_with(RedisOptions { appendonly: true, ..Default::default() }).unwrap();
+    let apps = [app(&redis, short_config()).await, app(&redis, short_config()).await];
+    let c = Client::new();
+    let t = call(&c, "POST", format!("http://{}/login/bob", apps[0]), None).await.token.unwrap();
+    let r = call(&c, "POST", format!("http://{}/set/x/1", apps[1]), Some(&t)).await;
+    assert_eq!(r.status, 200);
+    for round in 0..3 {
+        redis.stop();
+        redis.start_again().unwrap();
+        let r = call(&c, "GET", format!("http://{}/get", apps[round % 2]), Some(&t)).await;
+        assert_eq!(r.status, 200, "round {round}: first read after the restart: {:?}", r.body);
+        assert_eq!(r.body["user"], "bob");
+        let value = format!("{}", round + 2);
+        let url = format!("http://{}/set/x/{value}", apps[(round + 1) % 2]);
+        let r = call(&c, "POST", url, Some(&t)).await;
+        assert_eq!(r.status, 200, "round {round}: first write after the restart: {:?}", r.body);
+        let r = call(&c, "GET", format!("http://{}/get", apps[round % 2]), Some(&t)).await;
+        assert_eq!(r.body["x"], value.as_str(), "round {round}: nothing lost");
+    }
+}
+
 // Over HTTP: activity keeps a session past its idle timeout, idleness ends it, and the
 // absolute timeout ends it however active it is.
 #[tokio::test]
