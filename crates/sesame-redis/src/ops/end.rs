@@ -82,11 +82,29 @@ async fn end_one(
     }
     call.arg(read.raw.as_slice()).arg(read.record.index_member(&key.id()));
     let v = run(&store.conn, store.durability, &call).await?;
-    match code(&v, "end")? {
-        (1, _) => Ok(Some(true)),
-        (0, _) => Ok(Some(false)),
-        (2, _) => Ok(None),
-        _ => Err(unexpected("end", &v)),
+    Ok(match EndReply::parse(&v)? {
+        EndReply::Ended => Some(true),
+        EndReply::Gone => Some(false),
+        EndReply::Changed => None,
+    })
+}
+
+/// What `end.lua` answered.
+enum EndReply {
+    Ended,
+    Gone,
+    /// The key no longer holds the record read (a save or a rotation came first).
+    Changed,
+}
+
+impl EndReply {
+    fn parse(v: &redis::Value) -> Result<EndReply, StoreError> {
+        Ok(match code(v, "end")? {
+            (1, _) => EndReply::Ended,
+            (0, _) => EndReply::Gone,
+            (2, _) => EndReply::Changed,
+            _ => return Err(unexpected("end", v)),
+        })
     }
 }
 

@@ -133,14 +133,33 @@ async fn in_one_slot(
         .arg(next.index_member(&rot.new.id()))
         .arg(now.saturating_add(ttl))
         .arg(rot.login.as_ref().map(|l| l.epoch.to_string()).unwrap_or_default());
-    let v = run(&store.conn, store.durability, &call).await?;
-    Ok(match code(&v, "rotate")? {
-        (1, _) => Step::Done(RotateOutcome::Rotated(next.clone())),
-        (0, _) => Step::Done(RotateOutcome::Collision),
-        (-3, _) => Step::Done(RotateOutcome::Revoked),
-        (2, rest) => Step::Changed(Found::from_reply(rest.first(), now, "rotate")?),
-        _ => return Err(unexpected("rotate", &v)),
+    Ok(match Reply::parse(&run(&store.conn, store.durability, &call).await?, now)? {
+        Reply::Rotated => Step::Done(RotateOutcome::Rotated(next.clone())),
+        Reply::NewKeyTaken => Step::Done(RotateOutcome::Collision),
+        Reply::EpochMoved => Step::Done(RotateOutcome::Revoked),
+        Reply::Changed(found) => Step::Changed(found),
     })
+}
+
+/// What `rotate.lua` answered.
+enum Reply {
+    Rotated,
+    NewKeyTaken,
+    EpochMoved,
+    /// The old key no longer holds the record read: here is what it holds.
+    Changed(Found),
+}
+
+impl Reply {
+    fn parse(v: &redis::Value, now: u64) -> Result<Reply, StoreError> {
+        Ok(match code(v, "rotate")? {
+            (1, _) => Reply::Rotated,
+            (0, _) => Reply::NewKeyTaken,
+            (-3, _) => Reply::EpochMoved,
+            (2, rest) => Reply::Changed(Found::from_reply(rest.first(), now, "rotate")?),
+            _ => return Err(unexpected("rotate", v)),
+        })
+    }
 }
 
 /// Compare-and-swap of one key (`swap.lua`): `Ok(None)` when swapped, else what is there.

@@ -2,6 +2,7 @@
 //! compare-and-set, merged again from the stored record when another write came first. A save
 //! that meets a token superseded within its grace window goes on at the lineage's head.
 
+use redis::Value;
 use sesame::store::write_ttl;
 use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, StoreError};
 
@@ -14,6 +15,25 @@ use crate::store::RedisStore;
 /// Most attempts of one save under contention: each conflict means another write landed
 /// first, so N concurrent writers need at most N.
 pub(crate) const MAX_SAVE_ATTEMPTS: usize = 128;
+
+/// What `save.lua` answered.
+enum Reply {
+    Saved,
+    Missing,
+    /// The key no longer holds the bytes the client merged into: here is what it holds.
+    Changed(Found),
+}
+
+impl Reply {
+    fn parse(v: &Value, now: u64) -> Result<Reply, StoreError> {
+        Ok(match code(v, "save")? {
+            (1, _) => Reply::Saved,
+            (0, _) => Reply::Missing,
+            (2, rest) => Reply::Changed(Found::from_reply(rest.first(), now, "save")?),
+            _ => return Err(unexpected("save", v)),
+        })
+    }
+}
 
 pub(crate) async fn save(
     store: &RedisStore,
@@ -45,15 +65,12 @@ pub(crate) async fn save(
         // Sets and removals give the same record when applied twice; exact updates do not, so
         // a save carrying one is not sent again after a broken connection.
         call.retry_safe(delta.update.is_empty());
-        let v = run(&store.conn, store.durability, &call).await?;
-        let (c, rest) = code(&v, "save")?;
-        match c {
-            1 => return Ok(SaveOutcome::Saved(next)),
-            0 => return Ok(SaveOutcome::Missing),
-            2 => {}
-            _ => return Err(unexpected("save", &v)),
-        }
-        let read = match Found::from_reply(rest.first(), now, "save")? {
+        let found = match Reply::parse(&run(&store.conn, store.durability, &call).await?, now)? {
+            Reply::Saved => return Ok(SaveOutcome::Saved(next)),
+            Reply::Missing => return Ok(SaveOutcome::Missing),
+            Reply::Changed(found) => found,
+        };
+        let read = match found {
             Found::Record(read) => read,
             found => match store.resolve_from(&target, found, now, Follow::Request).await? {
                 Resolved::Head(head, read, _) => {
