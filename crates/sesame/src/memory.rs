@@ -17,6 +17,9 @@ use crate::store::{
 };
 use crate::token::{SessionKey, Tag};
 
+/// How long a principal's revocation epoch is kept after it last moved.
+const EPOCH_KEPT_MS: u64 = 24 * 3600 * 1000;
+
 /// The most superseded tokens followed to reach a lineage's head.
 pub const MAX_LINEAGE_HOPS: usize = 32;
 
@@ -53,8 +56,9 @@ struct Inner {
     slots: HashMap<SessionKey, Slot>,
     /// principal → ids of its sessions
     users: HashMap<String, BTreeMap<String, ()>>,
-    /// principal → revocation epoch
-    epochs: HashMap<String, u64>,
+    /// principal → (revocation epoch, when it last moved), kept for a day like the Redis
+    /// store's epochs: far longer than a login takes.
+    epochs: HashMap<String, (u64, u64)>,
     writes_since_sweep: usize,
 }
 
@@ -186,7 +190,7 @@ impl Inner {
     }
 
     fn epoch(&self, principal: &str) -> u64 {
-        self.epochs.get(principal).copied().unwrap_or(0)
+        self.epochs.get(principal).map_or(0, |e| e.0)
     }
 
     fn login_current(&self, login: Option<&Login>) -> bool {
@@ -248,6 +252,7 @@ impl Inner {
                 self.slots.remove(&k);
             }
         }
+        self.epochs.retain(|_, e| now.saturating_sub(e.1) < EPOCH_KEPT_MS);
         self.writes_since_sweep = 0;
     }
 
@@ -441,8 +446,8 @@ impl Store for MemoryStore {
         now_ms: u64,
     ) -> Result<u64, StoreError> {
         let mut g = self.inner.lock();
-        let epoch = g.epochs.entry(principal.to_string()).or_insert(0);
-        *epoch = epoch.saturating_add(1);
+        let epoch = g.epochs.entry(principal.to_string()).or_insert((0, now_ms));
+        *epoch = (epoch.0.saturating_add(1), now_ms);
         let tag = Tag::for_principal(principal);
         let mut n = 0;
         for (_, id, _) in g.user_sessions(principal, now_ms) {
