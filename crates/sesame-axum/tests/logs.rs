@@ -1,0 +1,94 @@
+//! What the layer logs when a session cannot be loaded, captured from a real server whose
+//! Redis was stopped: a warning with the session's public id and the error kind, and never
+//! the token, in the log or in the response.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::routing::{get, post};
+use axum::Router;
+use sesame::{SessionConfig, SessionManager, TokenCodec};
+use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
+use sesame_redis::RedisStore;
+use sesame_testkit::RedisServer;
+
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+async fn count(session: Session) -> Result<String, SessionError> {
+    let n: u64 = session.update("n", |n: &mut u64| *n += 1).await?;
+    Ok(n.to_string())
+}
+
+// A load that fails because Redis is down is logged at warn with the session id and the error
+// kind ("unavailable"); the token appears neither in the log nor in the 503 body.
+#[tokio::test]
+async fn failed_load_is_logged_with_its_kind_and_never_the_token() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let manager = SessionManager::new(Arc::new(store), SessionConfig::default());
+    let router = Router::new()
+        .route("/count", post(count))
+        .route("/plain", get(|| async { "ok" }))
+        .layer(SessionLayer::new(manager).with_cookie(CookieConfig::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let client = reqwest::Client::new();
+    let r = client.post(format!("http://{addr}/count")).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    let id = TokenCodec::default().parse(&token).unwrap().key().id();
+
+    redis.stop();
+    let r = client
+        .post(format!("http://{addr}/count"))
+        .header("cookie", format!("__Host-sesame={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains(&token), "the 503 body holds no token: {body}");
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("session load failed"))
+        .unwrap_or_else(|| panic!("no warning for the failed load in: {log}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(&id), "the warning names the session id: {line}");
+    assert!(line.contains("kind=\"unavailable\"") || line.contains("kind=unavailable"), "{line}");
+    assert!(!log.contains(&token), "the token never reaches the log: {log}");
+    assert!(!log.contains(&token[4..40]), "nor a part of it");
+}
