@@ -257,3 +257,27 @@ async fn logout_racing_logins_between_slots() {
         let _ = index_member;
     }
 }
+
+// Revoke-all ends more sessions than one batch declares (250 > 100), in batches, keeping the
+// one asked for; afterwards none of the others loads and the index lists only the kept one.
+#[tokio::test]
+async fn revoke_all_ends_sessions_in_batches() {
+    let server = RedisServer::start();
+    let s = connect(&server).await;
+    let pol = policy(1000);
+    let p = format!("many-{}", key(Tag::random().unwrap()).id());
+    let mut keys = Vec::new();
+    for _ in 0..250 {
+        keys.push(user_session(&s, &p, &pol).await);
+    }
+    let keep = keys[17];
+    let keep_id = keep.id();
+    let (stats, ended) = commands(&server, || s.revoke_all(&p, Some(&keep_id), now())).await;
+    assert_eq!(ended.unwrap(), 249);
+    assert!(stats.get("evalsha").copied().unwrap_or(0) >= 4, "one epoch move and three batches");
+    for k in &keys {
+        assert_eq!(s.load(k, now(), &pol).await.unwrap().is_live(), *k == keep);
+    }
+    let listed = s.list_user(&p, now(), 1000).await.unwrap();
+    assert_eq!(listed.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), [keep.id()]);
+}
