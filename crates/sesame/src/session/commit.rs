@@ -1,0 +1,288 @@
+//! The commit: what a request changed, written as one store operation — a save, a rotation,
+//! a fresh create, or the end of the lineage — and what the client must be told.
+
+use std::sync::Arc;
+
+use super::{Change, Current, Session, State, TokenAction};
+use crate::error::Error;
+use crate::manager::now_ms;
+use crate::store::{
+    write_ttl, CreateOutcome, Delta, Loaded, Login, Record, RotateOutcome, Rotation, RotationKind,
+    SaveOutcome, Update, UpdateFn,
+};
+use crate::token::{SessionKey, SessionToken, Tag};
+
+impl Session {
+    /// Writes what changed and reports what to tell the client. Called once by the transport
+    /// layer when the handler is done; calling it again does nothing.
+    ///
+    /// A save that finds its session ended meanwhile (logged out, revoked or expired on another
+    /// request) fails with [`Error::SessionEnded`]: the changes were not written.
+    pub async fn commit(&self) -> Result<TokenAction, Error> {
+        let mut st = self.inner.state.lock().await;
+        let m = self.inner.manager.clone();
+        let now = now_ms();
+        if st.destroyed {
+            let had = st.incoming.is_some();
+            if let Current::Present { key, .. } = &st.current {
+                m.store().destroy(key, now).await?;
+                m.note_destroyed();
+            }
+            st.current = Current::Absent;
+            st.incoming = None;
+            return Ok(if had { TokenAction::Clear } else { TokenAction::Keep });
+        }
+        let delta = st.take_delta();
+        let rotate = std::mem::take(&mut st.rotate);
+        let login = st.login.take();
+        let current = std::mem::replace(&mut st.current, Current::Absent);
+        match current {
+            Current::Present { key, token, loaded } => {
+                let before = loaded.record.principal.clone();
+                match &login {
+                    Some(l) if before.as_deref() != Some(l.principal.as_str()) => {
+                        if before.is_some() || !m.config().keep_data_on_login() {
+                            // A different principal (or a login told not to keep anonymous
+                            // data) starts clean: the old session ends first.
+                            m.store().destroy(&key, now).await?;
+                            return self.create_fresh(&mut st, &delta, login, now).await;
+                        }
+                        let kind = RotationKind::Elevate;
+                        self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
+                    }
+                    // The presented token was superseded moments ago (within its grace window)
+                    // and this request continues at the head: the head's token is itself fresh,
+                    // and rotating again would hand parallel requests different tokens. Its
+                    // client is sent the head's token; the changes are saved there.
+                    _ if st.send_token => self.save(&mut st, key, token, loaded, &delta, now).await,
+                    _ if rotate || login.is_some() => {
+                        let kind = RotationKind::Renew { grace_ms: m.config().policy().grace_ms };
+                        self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
+                    }
+                    _ => self.save(&mut st, key, token, loaded, &delta, now).await,
+                }
+            }
+            _ if delta.is_empty() && login.is_none() => Ok(TokenAction::Keep),
+            _ => self.create_fresh(&mut st, &delta, login, now).await,
+        }
+    }
+
+    async fn save(
+        &self,
+        st: &mut State,
+        key: SessionKey,
+        token: Option<SessionToken>,
+        loaded: Loaded,
+        delta: &Delta,
+        now: u64,
+    ) -> Result<TokenAction, Error> {
+        let m = &self.inner.manager;
+        let policy = m.config().policy();
+        if delta.is_empty() {
+            let action = st.action_for(token.as_ref(), &loaded);
+            st.current = Current::Present { key, token, loaded };
+            return Ok(action);
+        }
+        match m.store().save(&key, &loaded.record, delta, now, policy).await? {
+            SaveOutcome::Saved(record) => {
+                let idle_deadline_ms =
+                    now.saturating_add(write_ttl(policy, record.absolute_ms, now));
+                let loaded = Loaded { record, idle_deadline_ms };
+                let action = st.action_for(token.as_ref(), &loaded);
+                st.current = Current::Present { key, token, loaded };
+                Ok(action)
+            }
+            _ => {
+                m.note_session_ended();
+                Err(Error::SessionEnded)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn rotate(
+        &self,
+        st: &mut State,
+        old: SessionKey,
+        old_token: Option<SessionToken>,
+        loaded: Loaded,
+        delta: &Delta,
+        login: Option<Login>,
+        kind: RotationKind,
+        now: u64,
+    ) -> Result<TokenAction, Error> {
+        let m = self.inner.manager.clone();
+        let policy = m.config().policy();
+        let (mut old, mut old_token, mut loaded, mut kind) = (old, old_token, loaded, kind);
+        let tag = match &login {
+            Some(l) => Tag::for_principal(&l.principal),
+            None => old.tag(),
+        };
+        let mut collisions = 0;
+        // Bounded: each round either finishes, or follows a rotation another request made.
+        for _ in 0..8 {
+            let new_token = m.config().tokens().generate(tag)?;
+            let sealed_successor = match (kind, &old_token) {
+                (RotationKind::Renew { .. }, Some(t)) => {
+                    m.config().tokens().seal_successor(t, &new_token)
+                }
+                _ => Vec::new(),
+            };
+            let rotation = Rotation {
+                old,
+                base: &loaded.record,
+                new: new_token.key(),
+                sealed_successor,
+                delta,
+                login: login.clone(),
+                kind,
+            };
+            match m.store().rotate(&rotation, now, policy).await? {
+                RotateOutcome::Rotated(record) => {
+                    m.note_created();
+                    let idle_deadline_ms =
+                        now.saturating_add(write_ttl(policy, record.absolute_ms, now));
+                    let loaded = Loaded { record, idle_deadline_ms };
+                    let expires_ms = loaded.expires_ms();
+                    st.current = Current::Present {
+                        key: new_token.key(),
+                        token: Some(new_token.clone()),
+                        loaded,
+                    };
+                    st.incoming = Some(new_token.clone());
+                    return Ok(TokenAction::Set { token: new_token, expires_ms });
+                }
+                RotateOutcome::AlreadyRotated { head, loaded: head_loaded, sealed } => {
+                    // Another request rotated this token a moment ago: the lineage goes on at
+                    // its head, and so does this request (its client gets the head's token).
+                    let token = old_token.as_ref().and_then(|t| m.open_chain(t, &sealed, &head));
+                    let wanted = login.as_ref().map(|l| l.principal.as_str());
+                    let bound = head_loaded.record.principal.as_deref();
+                    match (wanted, bound) {
+                        // No login, or the head already carries it: save there.
+                        (None, _) => {}
+                        (Some(w), Some(b)) if w == b => {}
+                        // The head is still anonymous (a renewal came first): log it in.
+                        (Some(_), None) => {
+                            kind = RotationKind::Elevate;
+                            (old, old_token, loaded) = (head, token, head_loaded);
+                            continue;
+                        }
+                        // The head belongs to someone else: a login as another principal.
+                        (Some(_), Some(_)) => {
+                            m.store().destroy(&head, now).await?;
+                            return self.create_fresh(st, delta, login, now).await;
+                        }
+                    }
+                    st.send_token = token.is_some();
+                    return self.save(st, head, token, head_loaded, delta, now).await;
+                }
+                RotateOutcome::Missing if login.is_some() => {
+                    // The session ended or was taken over by a concurrent login: this login
+                    // starts a clean session (nothing of the old one is carried).
+                    return self.create_fresh(st, delta, login, now).await;
+                }
+                RotateOutcome::Missing => {
+                    m.note_session_ended();
+                    return Err(Error::SessionEnded);
+                }
+                RotateOutcome::Revoked => return Err(Error::LoginRevoked),
+                _ => {
+                    collisions += 1;
+                    if collisions >= 3 {
+                        return Err(Error::Random(
+                            "three token collisions in a row; the random source is broken".into(),
+                        ));
+                    }
+                    tracing::warn!("session key collision on rotation; drawing a new token");
+                }
+            }
+        }
+        Err(Error::Store(sesame_busy()))
+    }
+
+    async fn create_fresh(
+        &self,
+        st: &mut State,
+        delta: &Delta,
+        login: Option<Login>,
+        now: u64,
+    ) -> Result<TokenAction, Error> {
+        let m = self.inner.manager.clone();
+        let policy = m.config().policy();
+        let mut record = Record {
+            created_ms: now,
+            absolute_ms: now.saturating_add(policy.absolute_ms),
+            ..Record::default()
+        };
+        let tag = match &login {
+            Some(l) => {
+                record.principal = Some(l.principal.clone());
+                record.auth_ms = Some(l.auth_ms);
+                Tag::for_principal(&l.principal)
+            }
+            None => Tag::random()?,
+        };
+        let record = record.next(delta, policy)?;
+        for _ in 0..3 {
+            let token = m.config().tokens().generate(tag)?;
+            let key = token.key();
+            match m.store().create(&key, &record, login.as_ref(), now, policy).await? {
+                CreateOutcome::Created => {
+                    m.note_created();
+                    let idle_deadline_ms =
+                        now.saturating_add(write_ttl(policy, record.absolute_ms, now));
+                    let loaded = Loaded { record, idle_deadline_ms };
+                    let expires_ms = loaded.expires_ms();
+                    st.current = Current::Present { key, token: Some(token.clone()), loaded };
+                    st.incoming = Some(token.clone());
+                    return Ok(TokenAction::Set { token, expires_ms });
+                }
+                CreateOutcome::Revoked => return Err(Error::LoginRevoked),
+                _ => tracing::warn!("session key collision on create; drawing a new token"),
+            }
+        }
+        Err(Error::Random("three token collisions in a row; the random source is broken".into()))
+    }
+}
+
+fn sesame_busy() -> crate::error::StoreError {
+    crate::error::StoreError::Unavailable {
+        message: "the session kept being rotated by concurrent requests; try again".into(),
+        source: None,
+    }
+}
+
+impl State {
+    fn take_delta(&mut self) -> Delta {
+        let mut delta = Delta::default();
+        for (name, change) in std::mem::take(&mut self.changes) {
+            match change {
+                Change::Set(v) => delta.set.push((name, v)),
+                Change::Remove => delta.remove.push(name),
+                Change::Update { seen, result, steps } => {
+                    let apply: UpdateFn = Arc::new(move |stored: Option<&[u8]>| {
+                        let mut v = stored.map(<[u8]>::to_vec);
+                        for step in &steps {
+                            v = step(v.as_deref())?;
+                        }
+                        Ok(v)
+                    });
+                    delta.update.push(Update { name, seen, result, apply });
+                }
+            }
+        }
+        delta
+    }
+
+    /// What to tell the client when no new token was made by this request: the lineage's
+    /// head token when the presented one was superseded, nothing otherwise.
+    fn action_for(&mut self, token: Option<&SessionToken>, loaded: &Loaded) -> TokenAction {
+        match (std::mem::take(&mut self.send_token), token) {
+            (true, Some(t)) => {
+                TokenAction::Set { token: t.clone(), expires_ms: loaded.expires_ms() }
+            }
+            _ => TokenAction::Keep,
+        }
+    }
+}
