@@ -10,12 +10,16 @@
 //!   digest of the token, redacted `Debug`.
 //! - [`config`]: [`SessionConfig`] — idle and absolute timeouts, touch coalescing, limits,
 //!   per-user cap; validated when built.
-//! - [`session`]: [`Session`], the per-request handle — lazy load, typed get/insert/remove
-//!   with change tracking, `cycle_id`, `login`, `logout`, and the commit that writes a delta.
+//! - [`session`]: [`Session`], the per-request handle — lazy load (a superseded token resolves
+//!   to its lineage's head within its grace window), typed get/insert/remove/update with change
+//!   tracking, `cycle_id`, `login`, `logout`; its commit (`session/commit.rs`) is one store
+//!   operation: a save, a rotation, a create or the end of the lineage.
 //! - [`manager`]: [`SessionManager`] — a store plus a config; opens sessions, admin operations,
 //!   counters.
-//! - [`store`]: the [`Store`] trait every backend implements, and [`Record`]/[`Delta`].
-//! - [`memory`]: [`MemoryStore`], the embedded default.
+//! - [`store`]: the [`Store`] trait every backend implements, the data it moves
+//!   ([`Record`], [`Delta`], [`Rotation`], [`Lookup`]), and the rules every backend applies the
+//!   same way (delta merging, touch coalescing, index members, pointer lifetimes).
+//! - [`memory`]: [`MemoryStore`], the embedded default, with the same semantics as Redis.
 //! - [`value`]: attribute value encoding (JSON or MessagePack, LZ4 when it helps).
 //! - [`error`]: [`Error`] and [`StoreError`].
 #![forbid(unsafe_code)]
