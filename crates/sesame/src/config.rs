@@ -321,6 +321,27 @@ mod tests {
         assert!(b().max_sessions_per_user(0).build().is_err());
         assert!(b().token_secret(vec![1u8; 8]).build().is_err());
         assert!(b().max_session_bytes(10).build().is_err());
+        assert!(b().max_sessions_per_user(MAX_SESSIONS_PER_USER + 1).build().is_err());
+        assert!(b()
+            .idle_timeout(Duration::from_secs(60))
+            .grace_period(Duration::from_secs(61))
+            .build()
+            .is_err());
+        assert!(b().renew_after(Duration::from_millis(500)).build().is_err());
+    }
+
+    // The default grace window is 5 s, and half the idle timeout when that is shorter; an
+    // explicit zero is kept; the default cap is 256.
+    #[test]
+    fn grace_and_cap_defaults() {
+        let c = SessionConfig::builder().build().unwrap();
+        assert_eq!(c.policy().grace_ms, 5_000);
+        assert_eq!(c.policy().max_sessions_per_user, DEFAULT_MAX_SESSIONS_PER_USER);
+        assert!(c.keep_data_on_login());
+        let c = SessionConfig::builder().idle_timeout(Duration::from_secs(2)).build().unwrap();
+        assert_eq!(c.policy().grace_ms, 1_000);
+        let c = SessionConfig::builder().grace_period(Duration::ZERO).build().unwrap();
+        assert_eq!(c.policy().grace_ms, 0);
     }
 
     // Defaults coalesce touches to one per minute of a 30 minute idle window.

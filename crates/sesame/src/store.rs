@@ -230,6 +230,12 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// A record as just written at `now`: its idle deadline one write TTL away.
+    pub fn written(record: Record, now_ms: u64, policy: &Policy) -> Loaded {
+        let idle_deadline_ms = now_ms.saturating_add(write_ttl(policy, record.absolute_ms, now_ms));
+        Loaded { record, idle_deadline_ms }
+    }
+
     /// When the session expires if nothing touches it again: the earlier of both deadlines.
     pub fn expires_ms(&self) -> u64 {
         self.idle_deadline_ms.min(self.record.absolute_ms)

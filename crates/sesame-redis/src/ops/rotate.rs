@@ -203,10 +203,10 @@ async fn across_slots(
     let restore_ttl = write_ttl(policy, read.record.absolute_ms, now);
     let refused = match created {
         Ok(Created::Outcome(CreateOutcome::Created)) => None,
-        Ok(Created::Outcome(CreateOutcome::Exists)) => Some(Ok(RotateOutcome::Collision)),
         Ok(Created::Outcome(CreateOutcome::Revoked)) => Some(Ok(RotateOutcome::Revoked)),
-        Ok(Created::Lapsed) => return Ok(Step::Done(RotateOutcome::Missing)),
+        // The key is taken (a collision, or closed by a logout of the old session).
         Ok(Created::Outcome(_)) => Some(Ok(RotateOutcome::Collision)),
+        Ok(Created::Lapsed) => return Ok(Step::Done(RotateOutcome::Missing)),
         Err(e @ StoreError::LimitExceeded(_)) => Some(Err(e)),
         Err(e) => return Err(e),
     };

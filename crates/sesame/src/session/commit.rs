@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::{Change, Current, Session, State, TokenAction};
 use crate::error::Error;
-use crate::manager::now_ms;
+use crate::manager::{now_ms, SessionManager};
 use crate::store::{
-    write_ttl, CreateOutcome, Delta, Loaded, Login, Record, RotateOutcome, Rotation, RotationKind,
+    CreateOutcome, Delta, Loaded, Login, Record, RotateOutcome, Rotation, RotationKind,
     SaveOutcome, Update, UpdateFn,
 };
 use crate::token::{SessionKey, SessionToken, Tag};
@@ -85,9 +85,7 @@ impl Session {
         }
         match m.store().save(&key, &loaded.record, delta, now, policy).await? {
             SaveOutcome::Saved(record) => {
-                let idle_deadline_ms =
-                    now.saturating_add(write_ttl(policy, record.absolute_ms, now));
-                let loaded = Loaded { record, idle_deadline_ms };
+                let loaded = Loaded::written(record, now, policy);
                 let action = st.action_for(token.as_ref(), &loaded);
                 st.current = Current::Present { key, token, loaded };
                 Ok(action)
@@ -139,18 +137,7 @@ impl Session {
             };
             match m.store().rotate(&rotation, now, policy).await? {
                 RotateOutcome::Rotated(record) => {
-                    m.note_created();
-                    let idle_deadline_ms =
-                        now.saturating_add(write_ttl(policy, record.absolute_ms, now));
-                    let loaded = Loaded { record, idle_deadline_ms };
-                    let expires_ms = loaded.expires_ms();
-                    st.current = Current::Present {
-                        key: new_token.key(),
-                        token: Some(new_token.clone()),
-                        loaded,
-                    };
-                    st.incoming = Some(new_token.clone());
-                    return Ok(TokenAction::Set { token: new_token, expires_ms });
+                    return Ok(st.adopt(&m, new_token, Loaded::written(record, now, policy)));
                 }
                 RotateOutcome::AlreadyRotated { head, loaded: head_loaded, sealed } => {
                     // Another request rotated this token a moment ago: the lineage goes on at
@@ -229,14 +216,7 @@ impl Session {
             let key = token.key();
             match m.store().create(&key, &record, login.as_ref(), now, policy).await? {
                 CreateOutcome::Created => {
-                    m.note_created();
-                    let idle_deadline_ms =
-                        now.saturating_add(write_ttl(policy, record.absolute_ms, now));
-                    let loaded = Loaded { record, idle_deadline_ms };
-                    let expires_ms = loaded.expires_ms();
-                    st.current = Current::Present { key, token: Some(token.clone()), loaded };
-                    st.incoming = Some(token.clone());
-                    return Ok(TokenAction::Set { token, expires_ms });
+                    return Ok(st.adopt(&m, token, Loaded::written(record, now, policy)));
                 }
                 CreateOutcome::Revoked => return Err(Error::LoginRevoked),
                 _ => tracing::warn!("session key collision on create; drawing a new token"),
@@ -254,6 +234,16 @@ fn sesame_busy() -> crate::error::StoreError {
 }
 
 impl State {
+    /// Makes a session this request just wrote under a new token the current one, and tells the
+    /// client its token.
+    fn adopt(&mut self, m: &SessionManager, token: SessionToken, loaded: Loaded) -> TokenAction {
+        m.note_created();
+        let expires_ms = loaded.expires_ms();
+        self.current = Current::Present { key: token.key(), token: Some(token.clone()), loaded };
+        self.incoming = Some(token.clone());
+        TokenAction::Set { token, expires_ms }
+    }
+
     fn take_delta(&mut self) -> Delta {
         let mut delta = Delta::default();
         for (name, change) in std::mem::take(&mut self.changes) {
