@@ -134,7 +134,7 @@ async fn call(c: &Client, method: &str, url: String, token: Option<&str>) -> Res
 }
 
 fn short_config() -> SessionConfig {
-    SessionConfig::builder().build().unwrap()
+    SessionConfig::builder().insecure_development_secret().build().unwrap()
 }
 
 // Two instances sharing one Redis: a login on A is known on B, the token changes at login
@@ -245,7 +245,10 @@ async fn unknown_token_is_never_adopted() {
     let redis = RedisServer::start();
     let a = app(&redis, short_config()).await;
     let c = Client::new();
-    let forged = sesame::TokenCodec::default().generate(Tag::random().unwrap()).unwrap().expose();
+    let forged = sesame::TokenCodec::insecure_development()
+        .generate(Tag::random().unwrap())
+        .unwrap()
+        .expose();
     let r = call(&c, "POST", format!("http://{a}/set/x/1"), Some(&forged)).await;
     let issued = r.token.expect("a new session");
     assert_ne!(issued, forged);
@@ -319,6 +322,7 @@ async fn first_request_after_a_redis_restart_succeeds_on_every_instance() {
 async fn idle_and_absolute_timeouts() {
     let redis = RedisServer::start();
     let config = SessionConfig::builder()
+        .insecure_development_secret()
         .idle_timeout(Duration::from_secs(1))
         .absolute_timeout(Duration::from_millis(2500))
         .touch_after(Duration::from_millis(200))
@@ -361,7 +365,7 @@ async fn corrupt_session_in_redis_is_a_500() {
     let a = app(&redis, short_config()).await;
     let c = Client::new();
     let t = call(&c, "POST", format!("http://{a}/set/x/1"), None).await.token.unwrap();
-    let key = sesame::TokenCodec::default().parse(&t).unwrap().key();
+    let key = sesame::TokenCodec::insecure_development().parse(&t).unwrap().key();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
     let redis_key = store.session_key(&key);
     redis.cli(&["SET", &redis_key, "\u{1}garbage\u{ff}", "PX", "60000"]).unwrap();

@@ -55,7 +55,10 @@ async fn failed_load_is_logged_with_its_kind_and_never_the_token() {
 
     let mut redis = RedisServer::start();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let manager = SessionManager::new(Arc::new(store), SessionConfig::default());
+    let manager = SessionManager::new(
+        Arc::new(store),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
     let router = Router::new()
         .route("/count", post(count))
         .route("/plain", get(|| async { "ok" }))
@@ -68,7 +71,7 @@ async fn failed_load_is_logged_with_its_kind_and_never_the_token() {
     let r = client.post(format!("http://{addr}/count")).send().await.unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
-    let id = TokenCodec::default().parse(&token).unwrap().key().id();
+    let id = TokenCodec::insecure_development().parse(&token).unwrap().key().id();
 
     redis.stop();
     let r = client

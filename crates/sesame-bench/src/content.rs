@@ -33,8 +33,14 @@ const LANGS: [(&str, &str); 4] = [
 const PLANS: [&str; 3] = ["free", "pro", "team"];
 
 /// The principal of user `n`: `user-000123`.
-pub fn principal(n: u32) -> String {
-    format!("user-{n:06}")
+pub fn principal(n: u32) -> sesame::Principal {
+    named(&format!("user-{n:06}"))
+}
+
+/// The principal named `name` under the development secret's naming (what the benchmark
+/// servers are configured with).
+pub fn named(name: &str) -> sesame::Principal {
+    sesame::Naming::from_secret(&sesame::TokenSecret::insecure_development()).principal(name)
 }
 
 /// The `profile` attribute of user `n`: about 205 bytes once serialized.
@@ -61,7 +67,7 @@ pub fn initial_hits(n: u32) -> u64 {
 /// The attributes of user `n`'s session, encoded in `format` as the session layer stores them.
 pub fn attributes(n: u32, format: ValueFormat) -> BenchResult<BTreeMap<String, Vec<u8>>> {
     let mut attrs = BTreeMap::new();
-    attrs.insert("user_id".to_string(), encode(&json!(principal(n)), format)?);
+    attrs.insert("user_id".to_string(), encode(&json!(principal(n).name()), format)?);
     attrs.insert("profile".to_string(), encode(&profile(n), format)?);
     attrs.insert("hits".to_string(), encode(&json!(initial_hits(n)), format)?);
     Ok(attrs)

@@ -230,7 +230,10 @@ async fn serve(url: &str, durability: Option<u32>) -> Result<std::net::SocketAdd
     let cookie = CookieConfig::builder().name(COOKIE).secure(false).build().map_err(err)?;
     let mut instances = Vec::new();
     for i in 0..2 {
-        let manager = SessionManager::new(store(url, durability).await?, SessionConfig::default());
+        let manager = SessionManager::new(
+            store(url, durability).await?,
+            SessionConfig::builder().insecure_development_secret().build().map_err(err)?,
+        );
         instances.push(sesame_cli::demo::app(&format!("app-{}", i + 1), manager, cookie.clone()));
     }
     let router = sesame_cli::demo::balancer(instances);
@@ -353,8 +356,8 @@ pub async fn run(opts: Options) -> Result<Report, BenchError> {
     tokio::time::sleep(WARMUP).await;
     // For a cluster, kill the master of user0's slot: every user's keys live in their slot.
     let key = {
-        let tag = sesame::Tag::for_principal("user0");
-        format!("sesame:{{{}}}:u:user0", tag.to_hex())
+        let user = crate::content::named("user0").user();
+        format!("sesame:{{{}}}:u:{}", user.tag().to_hex(), user.id())
     };
     let killed_at = Instant::now();
     let outcome = servers.kill_master_and_wait(key).await;

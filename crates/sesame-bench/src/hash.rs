@@ -76,7 +76,7 @@ impl HashStore {
             .arg("_a")
             .arg(record.absolute_ms);
         if let Some(p) = &record.principal {
-            hset.arg("_p").arg(p);
+            hset.arg("_p").arg(p.name());
         }
         if let Some(t) = record.auth_ms {
             hset.arg("_t").arg(t);
@@ -152,7 +152,7 @@ pub fn decode(fields: &[Vec<u8>]) -> BenchResult<Record> {
             b"_v" => (r.version, has_version) = (number(value)?, true),
             b"_c" => r.created_ms = number(value)?,
             b"_a" => (r.absolute_ms, has_absolute) = (number(value)?, true),
-            b"_p" => r.principal = Some(text(value)?),
+            b"_p" => r.principal = Some(crate::content::named(&text(value)?)),
             b"_t" => r.auth_ms = Some(number(value)?),
             _ => {
                 r.attrs.insert(text(name)?, value.clone());

@@ -91,7 +91,9 @@ impl Client {
     /// per-user index of a logged-in session. The hash layout keeps no index.
     pub fn side_keys(&self, record: &Record) -> Vec<String> {
         match (self, &record.principal) {
-            (Client::Compact(s) | Client::CompactMsgpack(s), Some(p)) => vec![s.index_key(p)],
+            (Client::Compact(s) | Client::CompactMsgpack(s), Some(p)) => {
+                vec![s.index_key(p.user())]
+            }
             _ => Vec::new(),
         }
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
-use sesame::{Delta, Policy, Record, SessionConfig, SessionKey, Tag, TokenCodec};
+use sesame::{Delta, Policy, Record, SessionConfig, SessionKey, TokenCodec};
 use sesame_testkit::{RedisOptions, RedisServer};
 use tokio::task::JoinSet;
 
@@ -48,7 +48,7 @@ impl Config {
             sessions: 1000,
             requests: 50_000,
             concurrency: 32,
-            policy: SessionConfig::default().policy().clone(),
+            policy: default_policy(),
         }
     }
 }
@@ -254,7 +254,7 @@ impl LayoutBench {
         let format = self.client.layout().value_format();
         let record = content::record(n, now, &self.config.policy, format)?;
         let principal = content::principal(n);
-        let key = TokenCodec::default().generate(Tag::for_principal(&principal))?.key();
+        let key = TokenCodec::insecure_development().generate(principal.user().tag())?.key();
         self.client.create(&key, &record, now, &self.config.policy).await?;
         for side in self.client.side_keys(&record) {
             redis::cmd("DEL").arg(side).query_async::<()>(&mut self.admin).await?;
@@ -396,4 +396,15 @@ async fn request(
             .ok_or_else(|| BenchError::new("a session vanished before its save"))?;
     }
     Ok(())
+}
+
+/// The default session policy.
+#[allow(clippy::expect_used)] // the defaults always build
+fn default_policy() -> Policy {
+    SessionConfig::builder()
+        .insecure_development_secret()
+        .build()
+        .expect("the default configuration builds")
+        .policy()
+        .clone()
 }

@@ -66,8 +66,8 @@ async fn every_layout_stores_loads_and_updates_the_content() {
             }
             let profile: Value = sesame::value::decode(&r.attrs["profile"]).unwrap();
             assert_eq!(profile, content::profile(n), "{layout}: user {n}");
-            assert_eq!(decode_attr(&r, "user_id").unwrap(), json!(content::principal(n)));
-            assert_eq!(r.principal.as_deref(), Some(content::principal(n).as_str()));
+            assert_eq!(decode_attr(&r, "user_id").unwrap(), json!(content::principal(n).name()));
+            assert_eq!(r.principal, Some(content::principal(n)));
             assert!(r.auth_ms.is_some() && r.absolute_ms > r.created_ms);
             let (hits, start) = (content::hits(&r).unwrap(), content::initial_hits(n));
             assert!(

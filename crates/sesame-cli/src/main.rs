@@ -59,15 +59,28 @@ struct DemoArgs {
     secure_cookie: bool,
 }
 
+/// The token secret: `SESAME_TOKEN_SECRET` when set (share it between demo processes on one
+/// Redis), otherwise 48 random bytes for this run (sessions then end with the process).
+fn demo_secret() -> Result<Vec<u8>, String> {
+    if let Ok(secret) = std::env::var("SESAME_TOKEN_SECRET") {
+        return Ok(secret.into_bytes());
+    }
+    let mut secret = vec![0u8; 48];
+    getrandom::fill(&mut secret).map_err(|e| format!("cannot draw a random secret: {e}"))?;
+    tracing::info!(
+        "no SESAME_TOKEN_SECRET given: this run uses a random token secret, so its sessions \
+         are not valid in other demo processes or after a restart"
+    );
+    Ok(secret)
+}
+
 fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
     let mut b = SessionConfig::builder()
         .idle_timeout(Duration::from_secs(a.idle_timeout))
-        .absolute_timeout(Duration::from_secs(a.absolute_timeout));
+        .absolute_timeout(Duration::from_secs(a.absolute_timeout))
+        .token_secret(demo_secret()?);
     if let Some(n) = a.max_sessions_per_user {
         b = b.max_sessions_per_user(n);
-    }
-    if let Ok(secret) = std::env::var("SESAME_TOKEN_SECRET") {
-        b = b.token_secret(secret.into_bytes());
     }
     let config = b.build().map_err(|e| e.to_string())?;
     let cookie = if a.secure_cookie {

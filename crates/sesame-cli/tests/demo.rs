@@ -61,7 +61,10 @@ async fn call(
 
 async fn redis_instance(redis: &RedisServer, name: &str) -> SocketAddr {
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let manager = SessionManager::new(Arc::new(store), SessionConfig::default());
+    let manager = SessionManager::new(
+        Arc::new(store),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
     serve(demo::app(name, manager, cookie())).await
 }
 
@@ -123,7 +126,7 @@ async fn balancer_round_robins_over_instances() {
         listen: "127.0.0.1:0".parse().unwrap(),
         instances: 3,
         store: None,
-        config: SessionConfig::default(),
+        config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
         cookie: cookie(),
         durability: None,
     };
@@ -187,7 +190,7 @@ async fn demo_on_redis_store() {
         listen: "127.0.0.1:0".parse().unwrap(),
         instances: 2,
         store: Some(redis.url()),
-        config: SessionConfig::default(),
+        config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
         cookie: cookie(),
         durability: None,
     };
@@ -216,7 +219,7 @@ async fn demo_on_sentinel_and_cluster() {
             listen: "127.0.0.1:0".parse().unwrap(),
             instances: 2,
             store: Some(url.clone()),
-            config: SessionConfig::default(),
+            config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
             cookie: cookie(),
             durability: Some((1, Duration::from_secs(2))),
         };

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use sesame::{
     CreateOutcome, Delta, Error, Login, Lookup, MemoryStore, Policy, Record, RotateOutcome,
     Rotation, SaveOutcome, SessionConfig, SessionInfo, SessionKey, SessionManager, Store,
-    StoreError, Tag,
+    StoreError, UserRef,
 };
 use sesame_axum::CookieConfig;
 use sesame_cli::demo;
@@ -38,7 +38,7 @@ const GRACE: Duration = Duration::from_millis(300);
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn config() -> SessionConfig {
-    SessionConfig::builder().grace_period(GRACE).build().unwrap()
+    SessionConfig::builder().insecure_development_secret().grace_period(GRACE).build().unwrap()
 }
 
 fn cookie() -> CookieConfig {
@@ -118,7 +118,7 @@ impl Store for Spy {
     ) -> Result<CreateOutcome, StoreError> {
         let out = self.inner.create(key, record, login, now_ms, policy).await?;
         if let (CreateOutcome::Created, Some(l)) = (out, login) {
-            self.log.note(key.id(), l.principal.clone(), l.epoch);
+            self.log.note(key.id(), l.principal.name().to_string(), l.epoch);
         }
         Ok(out)
     }
@@ -153,7 +153,7 @@ impl Store for Spy {
         let out = self.inner.rotate(rot, now_ms, policy).await?;
         if let RotateOutcome::Rotated(_) = &out {
             let origin = match &rot.login {
-                Some(l) => Some((l.principal.clone(), l.epoch)),
+                Some(l) => Some((l.principal.name().to_string(), l.epoch)),
                 None => self.log.get(&rot.old.id()),
             };
             if let Some((p, e)) = origin {
@@ -167,30 +167,30 @@ impl Store for Spy {
         self.inner.destroy(key, now_ms).await
     }
 
-    async fn user_epoch(&self, principal: &str) -> Result<u64, StoreError> {
-        self.inner.user_epoch(principal).await
+    async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError> {
+        self.inner.user_epoch(user).await
     }
 
     async fn list_user(
         &self,
-        principal: &str,
+        user: UserRef,
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError> {
-        self.inner.list_user(principal, now_ms, limit).await
+        self.inner.list_user(user, now_ms, limit).await
     }
 
-    async fn revoke(&self, principal: &str, id: &str, now_ms: u64) -> Result<bool, StoreError> {
-        self.inner.revoke(principal, id, now_ms).await
+    async fn revoke(&self, user: UserRef, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+        self.inner.revoke(user, id, now_ms).await
     }
 
     async fn revoke_all(
         &self,
-        principal: &str,
+        user: UserRef,
         keep: Option<&str>,
         now_ms: u64,
     ) -> Result<u64, StoreError> {
-        self.inner.revoke_all(principal, keep, now_ms).await
+        self.inner.revoke_all(user, keep, now_ms).await
     }
 }
 
@@ -372,7 +372,9 @@ impl Backend {
         let policy = self.admin.config().policy();
         let mut out = Vec::new();
         for s in self.admin.list_user(user).await.unwrap() {
-            let key = SessionKey::from_parts(Tag::for_principal(user), &s.id).unwrap();
+            let key =
+                SessionKey::from_parts(self.admin.config().principal(user).user().tag(), &s.id)
+                    .unwrap();
             if let Lookup::Live(l) =
                 self.admin.store().load(&key, sesame::now_ms(), policy).await.unwrap()
             {
@@ -395,7 +397,8 @@ impl Backend {
     /// successor). Like any lookup, it revokes the lineage of a token superseded longer than
     /// the grace window ago.
     async fn is_live(&self, user: &str, id: &str) -> bool {
-        let key = SessionKey::from_parts(Tag::for_principal(user), id).unwrap();
+        let key =
+            SessionKey::from_parts(self.admin.config().principal(user).user().tag(), id).unwrap();
         let policy = self.admin.config().policy();
         matches!(
             self.admin.store().load(&key, sesame::now_ms(), policy).await.unwrap(),
@@ -410,7 +413,7 @@ fn cart(r: &Record) -> Vec<String> {
 
 /// The public id of the session a token names.
 fn id_of(token: &str) -> String {
-    sesame::TokenCodec::default().parse(token).unwrap().key().id()
+    sesame::TokenCodec::insecure_development().parse(token).unwrap().key().id()
 }
 
 /// Runs a scenario on both stores.
@@ -618,7 +621,8 @@ async fn revoke_all_racing_logins_and_rotations_ends_every_earlier_login(b: &Bac
                 s => panic!("round {round}: login answered {s} {:?}", r.body),
             }
         }
-        let epoch = b.admin.store().user_epoch(&user).await.unwrap();
+        let epoch =
+            b.admin.store().user_epoch(b.admin.config().principal(&user).user()).await.unwrap();
         let kept = by_api.then(|| id_of(&revoker));
         let earlier = b.log.before(&user, epoch);
         for t in std::iter::once(&revoker).chain(&devices) {

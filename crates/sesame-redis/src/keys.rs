@@ -3,13 +3,14 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `<prefix>:{<tag>}:s:<id>` | string | a session record, or the pointer a rotation left for a superseded token |
-//! | `<prefix>:{<tag>}:u:<principal>` | sorted set | the principal's sessions: member `<id>:<created>:<auth>`, score = idle deadline (ms) |
-//! | `<prefix>:{<tag>}:e:<principal>` | string | the principal's revocation epoch |
+//! | `<prefix>:{<tag>}:u:<user>` | sorted set | the principal's sessions: member `<id>:<created>:<auth>`, score = idle deadline (ms) |
+//! | `<prefix>:{<tag>}:e:<user>` | string | the principal's revocation epoch |
 //!
-//! A logged-in session's tag is its principal's, so a user's sessions, index and epoch share
-//! one Redis Cluster slot.
+//! `<user>` and a logged-in session's `<tag>` come from the principal's keyed reference
+//! (`sesame::UserRef`): no key name shows who the user is. A logged-in session's tag is its
+//! principal's, so a user's sessions, index and epoch share one Redis Cluster slot.
 
-use sesame::{SessionKey, Tag};
+use sesame::{SessionKey, Tag, UserRef};
 
 /// Builds key names under one prefix.
 #[derive(Debug, Clone)]
@@ -45,16 +46,16 @@ impl Keys {
     }
 
     /// A principal's index.
-    pub(crate) fn index(&self, principal: &str) -> String {
-        let mut k = self.base(Tag::for_principal(principal), 'u');
-        k.push_str(principal);
+    pub(crate) fn index(&self, user: UserRef) -> String {
+        let mut k = self.base(user.tag(), 'u');
+        k.push_str(&user.id());
         k
     }
 
     /// A principal's revocation epoch.
-    pub(crate) fn epoch(&self, principal: &str) -> String {
-        let mut k = self.base(Tag::for_principal(principal), 'e');
-        k.push_str(principal);
+    pub(crate) fn epoch(&self, user: UserRef) -> String {
+        let mut k = self.base(user.tag(), 'e');
+        k.push_str(&user.id());
         k
     }
 }

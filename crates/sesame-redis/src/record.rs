@@ -5,6 +5,9 @@
 //!   rotated_ms ]
 //! ```
 //!
+//! The principal is written as 20 bytes of its keyed reference (tag and digest, see
+//! `sesame::UserRef`), then its name.
+//!
 //! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.)
 //!
 //! A session key can instead hold a [`Pointer`]: what a rotation leaves behind for the
@@ -22,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use sesame::{Record, SessionKey, Tag};
+use sesame::{Principal, Record, SessionKey, Tag, UserRef};
 
 /// Longest possible session life: the configuration caps the absolute timeout at a year.
 const MAX_LIFETIME_MS: u64 = 366 * 24 * 3600 * 1000;
@@ -38,7 +41,11 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
     let _ = rmp::encode::write_uint(&mut out, r.absolute_ms);
     match &r.principal {
         Some(p) => {
-            let _ = rmp::encode::write_str(&mut out, p);
+            let name = p.name().as_bytes();
+            let len = u32::try_from(name.len().saturating_add(20)).unwrap_or(u32::MAX);
+            let _ = rmp::encode::write_str_len(&mut out, len);
+            out.extend_from_slice(&p.user().to_bytes());
+            out.extend_from_slice(name);
         }
         None => {
             let _ = rmp::encode::write_bool(&mut out, false);
@@ -79,7 +86,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
             c.pos += 1;
             None
         }
-        _ => Some(String::from_utf8(c.bytes()?.to_vec()).map_err(|_| "principal is not UTF-8")?),
+        _ => Some(principal(c.bytes()?)?),
     };
     let auth_ms = match c.peek()? {
         0xc2 | 0xc0 => {
@@ -110,6 +117,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
         return Err("the record's deadlines are impossible".into());
     }
     Ok(Record { created_ms, absolute_ms, principal, auth_ms, rotated_ms, version, attrs })
+}
+
+/// Reads a principal: its 20-byte reference, then its name.
+fn principal(bytes: &[u8]) -> Result<Principal, String> {
+    let user = bytes.get(..20).and_then(UserRef::from_bytes).ok_or("principal is too short")?;
+    let name = bytes.get(20..).unwrap_or_default();
+    let name = String::from_utf8(name.to_vec()).map_err(|_| "principal is not UTF-8")?;
+    Ok(Principal::from_parts(name, user))
 }
 
 /// What a superseded token's key holds.
@@ -300,6 +315,10 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
 
+    fn named(name: &str) -> Principal {
+        sesame::Naming::from_secret(&sesame::TokenSecret::insecure_development()).principal(name)
+    }
+
     fn sample() -> Record {
         let mut attrs = BTreeMap::new();
         attrs.insert("a".to_string(), vec![1, b'"', b'x', b'"']);
@@ -307,7 +326,7 @@ mod tests {
         Record {
             created_ms: 1_763_683_200_000,
             absolute_ms: 1_763_726_400_000,
-            principal: Some("alice".into()),
+            principal: Some(named("alice")),
             auth_ms: Some(1_763_683_200_001),
             rotated_ms: 1_763_683_300_000,
             version: 7,
@@ -319,7 +338,7 @@ mod tests {
     #[test]
     fn pointers() {
         let successor =
-            SessionKey::from_parts(Tag::for_principal("bob"), "AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+            SessionKey::from_parts(named("bob").user().tag(), "AAAAAAAAAAAAAAAAAAAAAA").unwrap();
         for (kind, sealed) in [(PointerKind::Renew, vec![7u8; 48]), (PointerKind::Elevate, vec![])]
         {
             let p = Pointer { kind, until_ms: u64::MAX, successor, sealed };

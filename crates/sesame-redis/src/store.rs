@@ -53,13 +53,13 @@ impl RedisStore {
     }
 
     /// The Redis key of a principal's index.
-    pub fn index_key(&self, principal: &str) -> String {
-        self.keys.index(principal)
+    pub fn index_key(&self, user: sesame::UserRef) -> String {
+        self.keys.index(user)
     }
 
     /// The Redis key of a principal's revocation epoch.
-    pub fn epoch_key(&self, principal: &str) -> String {
-        self.keys.epoch(principal)
+    pub fn epoch_key(&self, user: sesame::UserRef) -> String {
+        self.keys.epoch(user)
     }
 
     /// Loads every script into the server's script cache, so the first calls need no

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sesame::{
-    CapPolicy, CreateOutcome, Delta, Lookup, Policy, RotateOutcome, SaveOutcome, SessionConfig,
-    SessionManager, SessionToken, Store, StoreError, Tag, TokenAction,
+    CapPolicy, CreateOutcome, Delta, Lookup, Policy, Principal, RotateOutcome, SaveOutcome,
+    SessionConfig, SessionManager, SessionToken, Store, StoreError, TokenAction,
 };
 use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{policy, principal, record, renew, set, token};
@@ -94,7 +94,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     let s = store(cluster, "mig").await;
     let pol = policy();
     let user = principal();
-    let slot = cluster.keyslot(&s.index_key(&user)).unwrap();
+    let slot = cluster.keyslot(&s.index_key(user.user())).unwrap();
     let src = cluster.master_for_slot(slot).unwrap();
     let dst = cluster.masters().unwrap().into_iter().find(|&m| m != src).unwrap();
     let id_of = |i: usize| cluster.nodes()[i].cli(&["CLUSTER", "MYID"]).unwrap().trim().to_string();
@@ -103,7 +103,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     let mut current: Vec<(SessionToken, u8)> = Vec::new();
     let mut every_token = Vec::new();
     for i in 0..6u8 {
-        let t = token(Tag::for_principal(&user));
+        let t = token(user.user().tag());
         create(&s, &t.key(), &record(Some(&user), &[("n", &[i])]), &pol).await;
         current.push((t.clone(), i));
         every_token.push(t);
@@ -136,7 +136,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
         migrate(key);
         // Traffic between two moves.
         let mut outcomes: Vec<Result<(), StoreError>> = Vec::new();
-        outcomes.push(s.list_user(&user, now(), 64).await.map(|l| {
+        outcomes.push(s.list_user(user.user(), now(), 64).await.map(|l| {
             let listed: BTreeSet<String> = l.into_iter().map(|i| i.id).collect();
             let expected: BTreeSet<String> = current
                 .iter()
@@ -174,7 +174,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
         match s.load(&current[j].0.key(), now(), &pol).await {
             Ok(l) => {
                 let base = l.live().expect("a live session").record;
-                let next = token(Tag::for_principal(&user));
+                let next = token(user.user().tag());
                 let d = Delta::default();
                 match s.rotate(&renew(&current[j].0, &next, &base, &d, 60_000), now(), &pol).await {
                     Ok(RotateOutcome::Rotated(_)) => {
@@ -189,7 +189,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
             Err(e) => outcomes.push(Err(e)),
         }
         if step == 3 {
-            match s.revoke(&user, &current[0].0.key().id(), now()).await {
+            match s.revoke(user.user(), &current[0].0.key().id(), now()).await {
                 Ok(true) => revoked = Some(0),
                 Ok(false) => panic!("the session was there to revoke"),
                 Err(e) => outcomes.push(Err(e)),
@@ -223,7 +223,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     // Afterwards: exactly the live sessions are listed, and all of them load.
     let deadline = Instant::now() + Duration::from_secs(10);
     let listed = loop {
-        match s.list_user(&user, now(), 64).await {
+        match s.list_user(user.user(), now(), 64).await {
             Ok(l) => break l,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("after the migration: {e}");
@@ -252,16 +252,16 @@ async fn reshard_under_traffic(cluster: &Cluster) {
     // A renewal on the new master.
     let (t, _) = current[1].clone();
     let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap().record;
-    let next = token(Tag::for_principal(&user));
+    let next = token(user.user().tag());
     let d = Delta::default();
     let out = s.rotate(&renew(&t, &next, &base, &d, 60_000), now(), &pol).await.unwrap();
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
     let ids: BTreeSet<String> =
-        s.list_user(&user, now(), 64).await.unwrap().into_iter().map(|i| i.id).collect();
+        s.list_user(user.user(), now(), 64).await.unwrap().into_iter().map(|i| i.id).collect();
     assert!(ids.contains(&next.key().id()) && !ids.contains(&t.key().id()));
     assert_eq!(ids.len() as u64, alive);
-    assert_eq!(s.revoke_all(&user, None, now()).await.unwrap(), alive);
-    assert!(s.list_user(&user, now(), 64).await.unwrap().is_empty());
+    assert_eq!(s.revoke_all(user.user(), None, now()).await.unwrap(), alive);
+    assert!(s.list_user(user.user(), now(), 64).await.unwrap().is_empty());
 }
 
 // With durability on, a write is confirmed by the replica of the key's own master: when that
@@ -274,9 +274,10 @@ async fn durability_per_shard(cluster: &mut Cluster) {
         .await
         .unwrap();
     let pol = policy();
-    let users: Vec<String> = (0..24).map(|_| principal()).collect();
-    let master_of =
-        |c: &Cluster, u: &str| c.master_for_slot(c.keyslot(&s.index_key(u)).unwrap()).unwrap();
+    let users: Vec<Principal> = (0..24).map(|_| principal()).collect();
+    let master_of = |c: &Cluster, u: &Principal| {
+        c.master_for_slot(c.keyslot(&s.index_key(u.user())).unwrap()).unwrap()
+    };
     let victim_master = master_of(cluster, &users[0]);
     let master_port = cluster.nodes()[victim_master].port().to_string();
     let replica = (0..cluster.nodes().len())
@@ -289,7 +290,7 @@ async fn durability_per_shard(cluster: &mut Cluster) {
     cluster.kill_node(replica);
     let (mut refused, mut accepted) = (0, 0);
     for u in &users {
-        let k = token(Tag::for_principal(u)).key();
+        let k = token(u.user().tag()).key();
         let r = s.create(&k, &record(Some(u), &[]), None, now(), &pol).await;
         if master_of(cluster, u) == victim_master {
             let e = r.unwrap_err();
@@ -302,7 +303,7 @@ async fn durability_per_shard(cluster: &mut Cluster) {
     }
     assert!(refused > 0 && accepted > 0, "{refused} refused, {accepted} accepted");
     tokio::task::block_in_place(|| cluster.restart_node(replica).unwrap());
-    let k = token(Tag::for_principal(&users[0])).key();
+    let k = token(users[0].user().tag()).key();
     create(&s, &k, &record(Some(&users[0]), &[]), &pol).await;
 }
 
@@ -313,6 +314,7 @@ async fn durability_per_shard(cluster: &mut Cluster) {
 async fn login_crosses_slots(cluster: &Cluster) {
     let s = store(cluster, "cross").await;
     let config = SessionConfig::builder()
+        .insecure_development_secret()
         .max_sessions_per_user(1)
         .cap_policy(CapPolicy::Refuse)
         .build()
@@ -330,7 +332,11 @@ async fn login_crosses_slots(cluster: &Cluster) {
         let TokenAction::Set { token: new, .. } = login.commit().await.unwrap() else { panic!() };
         let old_slot = cluster.keyslot(&s.session_key(&old.key())).unwrap();
         let new_slot = cluster.keyslot(&s.session_key(&new.key())).unwrap();
-        assert_eq!(new_slot, cluster.keyslot(&s.index_key(&user)).unwrap(), "user's slot");
+        assert_eq!(
+            new_slot,
+            cluster.keyslot(&s.index_key(manager.config().principal(&user).user())).unwrap(),
+            "user's slot"
+        );
         if old_slot != new_slot {
             crossed += 1;
         }
@@ -380,27 +386,27 @@ async fn login_crosses_slots(cluster: &Cluster) {
 async fn scripts_reload_on_every_master(cluster: &Cluster) {
     let s = store(cluster, "flush").await;
     let pol = policy();
-    let users: Vec<String> = (0..24).map(|_| principal()).collect();
+    let users: Vec<Principal> = (0..24).map(|_| principal()).collect();
     let masters: BTreeSet<usize> = users
         .iter()
-        .map(|u| cluster.master_for_slot(cluster.keyslot(&s.index_key(u)).unwrap()).unwrap())
+        .map(|u| cluster.master_for_slot(cluster.keyslot(&s.index_key(u.user())).unwrap()).unwrap())
         .collect();
     assert_eq!(masters.len(), 3, "the users spread over the three masters");
     for node in cluster.nodes() {
         assert_eq!(node.cli(&["SCRIPT", "FLUSH"]).unwrap(), "OK");
     }
     for u in &users {
-        let t = token(Tag::for_principal(u));
+        let t = token(u.user().tag());
         create(&s, &t.key(), &record(Some(u), &[("a", b"1")]), &pol).await;
         let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap().record;
         let saved = s.save(&t.key(), &base, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
         let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
-        let next = token(Tag::for_principal(u));
+        let next = token(u.user().tag());
         let d = Delta::default();
         let out = s.rotate(&renew(&t, &next, &r, &d, 60_000), now(), &pol).await.unwrap();
         assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
-        assert_eq!(s.list_user(u, now(), 64).await.unwrap().len(), 1);
-        assert_eq!(s.revoke_all(u, None, now()).await.unwrap(), 1);
+        assert_eq!(s.list_user(u.user(), now(), 64).await.unwrap().len(), 1);
+        assert_eq!(s.revoke_all(u.user(), None, now()).await.unwrap(), 1);
     }
     until_no_keys(cluster, "flush:*:u:*").await;
     let left = keys_on_masters(cluster, "flush:*");
@@ -422,26 +428,29 @@ async fn index_is_exact_while_sessions_expire(cluster: &Cluster) {
     let s = store(cluster, "expire").await;
     let short =
         Policy { idle_ms: 1_200, touch_after_ms: 100, max_sessions_per_user: 3, ..policy() };
-    let users: Vec<String> = (0..9).map(|_| principal()).collect();
+    let users: Vec<Principal> = (0..9).map(|_| principal()).collect();
     for u in &users {
         for _ in 0..3 {
-            create(&s, &token(Tag::for_principal(u)).key(), &record(Some(u), &[]), &short).await;
+            create(&s, &token(u.user().tag()).key(), &record(Some(u), &[]), &short).await;
         }
-        assert_eq!(s.list_user(u, now(), 64).await.unwrap().len(), 3);
+        assert_eq!(s.list_user(u.user(), now(), 64).await.unwrap().len(), 3);
     }
     // One more session of a user at the cap is refused under the refusing policy.
     let refuse = Policy { cap_policy: CapPolicy::Refuse, ..short.clone() };
-    let k = token(Tag::for_principal(&users[0])).key();
+    let k = token(users[0].user().tag()).key();
     let e = s.create(&k, &record(Some(&users[0]), &[]), None, now(), &refuse).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     for u in &users {
-        assert!(s.list_user(u, now(), 64).await.unwrap().is_empty(), "expired sessions listed");
-        assert_eq!(s.revoke_all(u, None, now()).await.unwrap(), 0);
+        assert!(
+            s.list_user(u.user(), now(), 64).await.unwrap().is_empty(),
+            "expired sessions listed"
+        );
+        assert_eq!(s.revoke_all(u.user(), None, now()).await.unwrap(), 0);
     }
     // The cap counts live sessions only: three new ones fit again.
     for _ in 0..3 {
-        let k = token(Tag::for_principal(&users[1])).key();
+        let k = token(users[1].user().tag()).key();
         create(&s, &k, &record(Some(&users[1]), &[]), &refuse).await;
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -449,6 +458,6 @@ async fn index_is_exact_while_sessions_expire(cluster: &Cluster) {
     // Revoke-all cleared the other users' indexes; the last sessions' index is going.
     let indexes = keys_on_masters(cluster, "expire:*:u:*");
     let [(k, _, ttl)] = &indexes[..] else { panic!("{indexes:?}") };
-    assert_eq!(k, &s.index_key(&users[1]));
+    assert_eq!(k, &s.index_key(users[1].user()));
     assert!(*ttl > 0 && *ttl <= INDEX_MARGIN_MS, "{k} goes within the margin: {ttl}");
 }

@@ -67,7 +67,7 @@ async fn writes_wait_for_replicas_or_fail() {
         .unwrap();
     let p = principal();
     let pol = policy();
-    let t = token(Tag::for_principal(&p));
+    let t = token(p.user().tag());
     let k = t.key();
     create(&s, &k, &record(Some(&p), &[("a", b"1")]), &pol).await;
     // Acknowledged means the replica has it.
@@ -85,15 +85,15 @@ async fn writes_wait_for_replicas_or_fail() {
     let k2 = key_for(Tag::random().unwrap());
     let e = s.create(&k2, &record(None, &[]), None, now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
-    let next = token(Tag::for_principal(&p));
+    let next = token(p.user().tag());
     let e = s.rotate(&renew(&t, &next, &base, &d, 1_000), now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
     assert!(matches!(s.destroy(&k, now()).await.unwrap_err(), StoreError::Unavailable { .. }));
-    let e = s.revoke_all(&p, None, now()).await.unwrap_err();
+    let e = s.revoke_all(p.user(), None, now()).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
     // Reads need no replica.
-    assert!(s.list_user(&p, now(), 64).await.is_ok());
-    assert!(s.user_epoch(&p).await.is_ok());
+    assert!(s.list_user(p.user(), now(), 64).await.is_ok());
+    assert!(s.user_epoch(p.user()).await.is_ok());
 
     // Without the option the same writes succeed on the master alone.
     let plain = RedisStore::connect(&master.url()).await.unwrap();
@@ -144,7 +144,7 @@ async fn login_failing_after_its_claim_leaves_no_live_session() {
     create(&plain, &anon, &r, &pol).await;
     assert_eq!(master.cli(&["WAIT", "1", "10000"]).unwrap(), "1", "the replica has it");
     replica.stop();
-    let new = key_for(Tag::for_principal(&who));
+    let new = key_for(who.user().tag());
     let d = Delta::default();
     let e = s.rotate(&elevate(&anon, &new, &r, &d, login(&who, 0)), now(), &pol).await.unwrap_err();
     assert!(
@@ -159,10 +159,10 @@ async fn login_failing_after_its_claim_leaves_no_live_session() {
     let ttl: i64 = master.cli(&["PTTL", &old]).unwrap().parse().unwrap();
     assert!(ttl > 0 && ttl <= 30_000, "the claim expires by itself: {ttl}");
     assert_eq!(master.cli(&["EXISTS", &s.session_key(&new)]).unwrap(), "0");
-    assert_eq!(master.cli(&["EXISTS", &s.index_key(&who)]).unwrap(), "0");
+    assert_eq!(master.cli(&["EXISTS", &s.index_key(who.user())]).unwrap(), "0");
     // The old token is dead, and a second login with it takes nothing over.
     assert_eq!(plain.load(&anon, now(), &pol).await.unwrap(), Lookup::Missing);
-    let retry = key_for(Tag::for_principal(&who));
+    let retry = key_for(who.user().tag());
     let out =
         plain.rotate(&elevate(&anon, &retry, &r, &d, login(&who, 0)), now(), &pol).await.unwrap();
     assert_eq!(out, RotateOutcome::Missing);
@@ -174,7 +174,7 @@ async fn login_failing_after_its_claim_leaves_no_live_session() {
     let login = Login { principal: who.clone(), auth_ms: now(), epoch: 0 };
     let late = plain.create(&new, &record(Some(&who), &[]), Some(&login), now(), &pol).await;
     assert_eq!(late.unwrap(), CreateOutcome::Exists, "the successor's key is closed");
-    assert!(plain.list_user(&who, now(), 64).await.unwrap().is_empty());
+    assert!(plain.list_user(who.user(), now(), 64).await.unwrap().is_empty());
 }
 
 // The start-up checks read the settings and explain those that endanger sessions.
@@ -218,7 +218,10 @@ async fn sessions_survive_an_appendonly_restart() {
         RedisServer::start_with(RedisOptions { appendonly: true, ..RedisOptions::default() })
             .unwrap();
     let s = RedisStore::connect(&server.url()).await.unwrap();
-    let manager = SessionManager::new(Arc::new(s.clone()), SessionConfig::default());
+    let manager = SessionManager::new(
+        Arc::new(s.clone()),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
     let mut tokens = Vec::new();
     for i in 0..20 {
         let session = manager.open(None);
@@ -262,6 +265,7 @@ async fn login_on_redis_points_or_restores() {
     let server = RedisServer::start();
     let s = RedisStore::connect(&server.url()).await.unwrap();
     let config = SessionConfig::builder()
+        .insecure_development_secret()
         .max_sessions_per_user(1)
         .cap_policy(CapPolicy::Refuse)
         .build()
@@ -285,7 +289,7 @@ async fn login_on_redis_points_or_restores() {
     let mut expected = vec![
         s.session_key(&anon_token.key()),
         s.session_key(&user_token.key()),
-        s.index_key("zoe"),
+        s.index_key(sesame_testkit::conformance::named("zoe").user()),
     ];
     expected.sort();
     assert_eq!(keys, expected, "the session, the index and the old token's pointer only");
@@ -340,7 +344,7 @@ async fn start_up_checks_skip_what_the_user_may_not_read() {
     assert_eq!(r.version, None);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let p = principal();
-    let k = key_for(Tag::for_principal(&p));
+    let k = key_for(p.user().tag());
     create(&s, &k, &record(Some(&p), &[]), &policy()).await;
-    assert_eq!(s.list_user(&p, now(), 64).await.unwrap().len(), 1);
+    assert_eq!(s.list_user(p.user(), now(), 64).await.unwrap().len(), 1);
 }

@@ -63,20 +63,20 @@ async fn index_keys_do_not_outlive_sessions() {
     let server = RedisServer::start();
     let s = store(&server).await;
     let who = principal();
-    let index = s.index_key(&who);
+    let index = s.index_key(who.user());
     // Idle 60 s, absolute 1 h: the index follows the idle TTL.
-    let k0 = key(Tag::for_principal(&who));
+    let k0 = key(who.user().tag());
     create(&s, &k0, &record(Some(&who), &[]), &policy()).await;
     let [session, idx] = pttls(&server, &[&s.session_key(&k0), &index])[..] else { panic!() };
     assert!(session > 0 && session <= policy().idle_ms as i64, "session TTL: {session}");
     assert_index_follows("idle", idx, session);
-    assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1);
-    assert_eq!(all_keys(&server), vec![s.epoch_key(&who)], "revoke-all leaves no index key");
-    let epoch_ttl = pttls(&server, &[&s.epoch_key(&who)])[0];
+    assert_eq!(s.revoke_all(who.user(), None, now()).await.unwrap(), 1);
+    assert_eq!(all_keys(&server), vec![s.epoch_key(who.user())], "revoke-all leaves no index key");
+    let epoch_ttl = pttls(&server, &[&s.epoch_key(who.user())])[0];
     assert!(epoch_ttl > 0, "the epoch expires: {epoch_ttl}");
-    let _: () = redis::cmd("DEL").arg(s.epoch_key(&who)).query(&mut conn(&server)).unwrap();
+    let _: () = redis::cmd("DEL").arg(s.epoch_key(who.user())).query(&mut conn(&server)).unwrap();
     // An absolute deadline 1.5 s away caps both TTLs.
-    let k = key(Tag::for_principal(&who));
+    let k = key(who.user().tag());
     let mut r = record(Some(&who), &[]);
     r.absolute_ms = now() + 1_500;
     create(&s, &k, &r, &policy()).await;
@@ -84,16 +84,16 @@ async fn index_keys_do_not_outlive_sessions() {
     assert!(session > 0 && session <= 1_500, "session TTL capped: {session}");
     assert_index_follows("absolute", idx, session);
     tokio::time::sleep(Duration::from_millis(1_700)).await;
-    assert!(s.list_user(&who, now(), 64).await.unwrap().is_empty());
+    assert!(s.list_user(who.user(), now(), 64).await.unwrap().is_empty());
     assert_eq!(all_keys(&server), vec![index.clone()], "the session is gone, its index expiring");
-    let k2 = key(Tag::for_principal(&who));
+    let k2 = key(who.user().tag());
     create(&s, &k2, &record(Some(&who), &[]), &policy()).await;
-    assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1);
-    assert_eq!(all_keys(&server), vec![s.epoch_key(&who)], "revoke-all leaves no index key");
-    let k3 = key(Tag::for_principal(&who));
+    assert_eq!(s.revoke_all(who.user(), None, now()).await.unwrap(), 1);
+    assert_eq!(all_keys(&server), vec![s.epoch_key(who.user())], "revoke-all leaves no index key");
+    let k3 = key(who.user().tag());
     create(&s, &k3, &record(Some(&who), &[]), &policy()).await;
     assert!(s.destroy(&k3, now()).await.unwrap());
-    assert_eq!(all_keys(&server), vec![s.epoch_key(&who)], "logout leaves no index key");
+    assert_eq!(all_keys(&server), vec![s.epoch_key(who.user())], "logout leaves no index key");
 }
 
 // Sessions that die by their idle timeout (the usual death, long before the absolute
@@ -106,10 +106,10 @@ async fn index_key_expires_with_idle_sessions() {
     let s = store(&server).await;
     let pol = Policy { idle_ms: 1_200, touch_after_ms: 200, ..policy() };
     let who = principal();
-    let index = s.index_key(&who);
+    let index = s.index_key(who.user());
     let mut keys = Vec::new();
     for _ in 0..3 {
-        let k = key(Tag::for_principal(&who));
+        let k = key(who.user().tag());
         create(&s, &k, &record(Some(&who), &[]), &pol).await;
         keys.push(k);
     }
@@ -126,13 +126,13 @@ async fn index_key_expires_with_idle_sessions() {
     // 1.3 s after creation: the untouched sessions are gone, the touched one and the index not.
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(s.load(&keys[0], now(), &pol).await.unwrap(), Lookup::Missing);
-    let listed = s.list_user(&who, now(), 64).await.unwrap();
+    let listed = s.list_user(who.user(), now(), 64).await.unwrap();
     assert_eq!(listed.into_iter().map(|i| i.id).collect::<Vec<_>>(), vec![keys[2].id()]);
     // Past the touched session's idle deadline: nothing is listed; the index goes once the
     // margin after that deadline has passed, and nothing else is left.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.load(&keys[2], now(), &pol).await.unwrap(), Lookup::Missing);
-    assert!(s.list_user(&who, now(), 64).await.unwrap().is_empty());
+    assert!(s.list_user(who.user(), now(), 64).await.unwrap().is_empty());
     assert_eq!(all_keys(&server), vec![index.clone()]);
     let left = pttls(&server, &[&index])[0];
     assert!(left > 0 && left <= INDEX_MARGIN_MS, "{left}");
@@ -150,8 +150,8 @@ async fn touch_and_save_extend_the_index_ttl() {
     let s = store(&server).await;
     let pol = Policy { idle_ms: 1_500, touch_after_ms: 200, ..policy() };
     let who = principal();
-    let index = s.index_key(&who);
-    let k = key(Tag::for_principal(&who));
+    let index = s.index_key(who.user());
+    let k = key(who.user().tag());
     let session = s.session_key(&k);
     create(&s, &k, &record(Some(&who), &[]), &pol).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -177,7 +177,7 @@ async fn touch_and_save_extend_the_index_ttl() {
     assert_eq!(zrange(&server, &index), vec![(member, deadline)], "the score moved");
     // A second session whose absolute deadline is near: its touch and save get short TTLs,
     // which must not cut the index below the first session's.
-    let k2 = key(Tag::for_principal(&who));
+    let k2 = key(who.user().tag());
     let mut r2 = record(Some(&who), &[]);
     r2.absolute_ms = now() + 900;
     create(&s, &k2, &r2, &pol).await;
@@ -203,11 +203,11 @@ async fn rotation_moves_the_index_member_and_leaves_an_expiring_pointer() {
     let s = store(&server).await;
     let pol = policy();
     let who = principal();
-    let index = s.index_key(&who);
-    let t0 = token(Tag::for_principal(&who));
+    let index = s.index_key(who.user());
+    let t0 = token(who.user().tag());
     let r0 = record(Some(&who), &[("a", b"1")]);
     create(&s, &t0.key(), &r0, &pol).await;
-    let t1 = token(Tag::for_principal(&who));
+    let t1 = token(who.user().tag());
     let at = now();
     let d = set(&[("b", b"2")]);
     let out = s.rotate(&renew(&t0, &t1, &r0, &d, 1_000), at, &pol).await.unwrap();
@@ -222,7 +222,7 @@ async fn rotation_moves_the_index_member_and_leaves_an_expiring_pointer() {
     let lineage = r1.absolute_ms as i64 - at as i64;
     assert!(old_ttl > lineage - 1_000 && old_ttl <= lineage, "pointer TTL {old_ttl}");
     assert!(is_pointer(&raw(&server, &old).unwrap()), "the old key holds a pointer");
-    let listed = s.list_user(&who, now(), 64).await.unwrap();
+    let listed = s.list_user(who.user(), now(), 64).await.unwrap();
     assert_eq!(listed.into_iter().map(|i| i.id).collect::<Vec<_>>(), vec![t1.key().id()]);
     // Logging out with the old token ends the lineage's head: only the pointer is left.
     assert!(s.destroy(&t0.key(), now()).await.unwrap());
@@ -240,15 +240,15 @@ async fn refused_login_restores_the_session_with_a_ttl() {
     let pol =
         Policy { max_sessions_per_user: 1, cap_policy: sesame::CapPolicy::Refuse, ..policy() };
     let who = principal();
-    let existing = key(Tag::for_principal(&who));
+    let existing = key(who.user().tag());
     create(&s, &existing, &record(Some(&who), &[]), &pol).await;
-    let before = zrange(&server, &s.index_key(&who));
+    let before = zrange(&server, &s.index_key(who.user()));
     let anon = key(Tag::random().unwrap());
     let r = record(None, &[("cart", b"tea")]);
     create(&s, &anon, &r, &pol).await;
-    let new = key(Tag::for_principal(&who));
+    let new = key(who.user().tag());
     let d = set(&[("x", b"1")]);
-    let epoch = s.user_epoch(&who).await.unwrap();
+    let epoch = s.user_epoch(who.user()).await.unwrap();
     let e =
         s.rotate(&elevate(&anon, &new, &r, &d, login(&who, epoch)), now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
@@ -259,7 +259,7 @@ async fn refused_login_restores_the_session_with_a_ttl() {
     let ttl = pttls(&server, &[&s.session_key(&anon)])[0];
     assert!(ttl > 0 && ttl <= pol.idle_ms as i64, "{ttl}");
     assert_eq!(raw(&server, &s.session_key(&new)), None);
-    assert_eq!(zrange(&server, &s.index_key(&who)), before);
+    assert_eq!(zrange(&server, &s.index_key(who.user())), before);
     assert_eq!(all_keys(&server).len(), 3, "two sessions and the index");
 }
 
@@ -287,7 +287,7 @@ async fn each_operation_runs_exactly_its_commands() {
     let s = store(&server).await;
     let pol = policy();
     let who = principal();
-    let t0 = token(Tag::for_principal(&who));
+    let t0 = token(who.user().tag());
     let r0 = record(Some(&who), &[("a", b"1")]);
     server.reset_stats().unwrap();
     create(&s, &t0.key(), &r0, &pol).await;
@@ -323,7 +323,7 @@ async fn each_operation_runs_exactly_its_commands() {
         want(&[("evalsha", 1), ("get", 1), ("set", 1), ("zadd", 1), ("pexpireat", 1)]),
         "save"
     );
-    let t1 = token(Tag::for_principal(&who));
+    let t1 = token(who.user().tag());
     let d = Delta::default();
     let out = s.rotate(&renew(&t0, &t1, &r, &d, 1_000), now(), &pol).await.unwrap();
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
@@ -344,7 +344,7 @@ async fn each_operation_runs_exactly_its_commands() {
     let found = s.load(&t0.key(), now(), &pol).await.unwrap();
     assert!(matches!(found, Lookup::Successor { head, .. } if head == t1.key()));
     assert_eq!(calls(&server), want(&[("get", 2), ("pttl", 2)]), "load of a renewed token");
-    assert_eq!(s.list_user(&who, now(), 64).await.unwrap().len(), 1);
+    assert_eq!(s.list_user(who.user(), now(), 64).await.unwrap().len(), 1);
     assert_eq!(calls(&server), want(&[("zrange", 1)]), "list");
     assert!(s.destroy(&t0.key(), now()).await.unwrap());
     assert_eq!(
@@ -356,9 +356,9 @@ async fn each_operation_runs_exactly_its_commands() {
     let anon = key(Tag::random().unwrap());
     let ra = record(None, &[("cart", b"tea")]);
     create(&s, &anon, &ra, &pol).await;
-    let epoch = s.user_epoch(&who).await.unwrap();
+    let epoch = s.user_epoch(who.user()).await.unwrap();
     server.reset_stats().unwrap();
-    let new = key(Tag::for_principal(&who));
+    let new = key(who.user().tag());
     let out =
         s.rotate(&elevate(&anon, &new, &ra, &d, login(&who, epoch)), now(), &pol).await.unwrap();
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
@@ -377,9 +377,9 @@ async fn each_operation_runs_exactly_its_commands() {
         ]),
         "login into another slot"
     );
-    assert_eq!(s.user_epoch(&who).await.unwrap(), epoch);
+    assert_eq!(s.user_epoch(who.user()).await.unwrap(), epoch);
     assert_eq!(calls(&server), want(&[("get", 1)]), "epoch");
-    assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1);
+    assert_eq!(s.revoke_all(who.user(), None, now()).await.unwrap(), 1);
     assert_eq!(
         calls(&server),
         want(&[
@@ -407,7 +407,7 @@ async fn touch_and_save_on_a_cluster() {
     let mut sessions = Vec::new();
     for _ in 0..12 {
         let who = principal();
-        let t = token(Tag::for_principal(&who));
+        let t = token(who.user().tag());
         create(&s, &t.key(), &record(Some(&who), &[]), &pol).await;
         sessions.push((who, t));
     }
@@ -417,19 +417,19 @@ async fn touch_and_save_on_a_cluster() {
         let l = live(s.load(&k, now(), &pol).await.unwrap());
         assert!(l.idle_deadline_ms >= now() + 1_400, "touched");
         let node = &cluster.nodes()
-            [cluster.master_for_slot(cluster.keyslot(&s.index_key(who)).unwrap()).unwrap()];
+            [cluster.master_for_slot(cluster.keyslot(&s.index_key(who.user())).unwrap()).unwrap()];
         let member = l.record.index_member(&k.id());
-        assert_eq!(zrange(node, &s.index_key(who)), vec![(member, l.idle_deadline_ms)]);
-        let idx = pttls(node, &[&s.index_key(who)])[0];
+        assert_eq!(zrange(node, &s.index_key(who.user())), vec![(member, l.idle_deadline_ms)]);
+        let idx = pttls(node, &[&s.index_key(who.user())])[0];
         assert!(idx > 1_300 + INDEX_MARGIN_MS, "the touch pushed the index: {idx}");
         let saved = s.save(&k, &l.record, &set(&[("a", b"1")]), now(), &pol).await.unwrap();
         let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
         assert_eq!(r.version, 2);
-        let next = token(Tag::for_principal(who));
+        let next = token(who.user().tag());
         let d = Delta::default();
         let out = s.rotate(&renew(t, &next, &r, &d, 1_000), now(), &pol).await.unwrap();
         assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
-        let listed = s.list_user(who, now(), 64).await.unwrap();
+        let listed = s.list_user(who.user(), now(), 64).await.unwrap();
         assert_eq!(listed.into_iter().map(|i| i.id).collect::<Vec<_>>(), vec![next.key().id()]);
     }
 }
@@ -444,19 +444,19 @@ async fn removals_shorten_the_index_ttl() {
     let who = principal();
     let short = Policy { idle_ms: 3_000, touch_after_ms: 100, ..policy() };
     let long = Policy { idle_ms: 600_000, ..policy() };
-    let index = s.index_key(&who);
+    let index = s.index_key(who.user());
     let pttl =
         |server: &RedisServer| -> i64 { server.cli(&["PTTL", &index]).unwrap().parse().unwrap() };
-    let ks = key(Tag::for_principal(&who));
+    let ks = key(who.user().tag());
     create(&s, &ks, &record(Some(&who), &[]), &short).await;
     for how in ["logout", "revoke"] {
-        let kl = key(Tag::for_principal(&who));
+        let kl = key(who.user().tag());
         create(&s, &kl, &record(Some(&who), &[]), &long).await;
         assert!(pttl(&server) > 500_000, "{how}: the long session sets the index TTL");
         if how == "logout" {
             assert!(s.destroy(&kl, now()).await.unwrap());
         } else {
-            assert!(s.revoke(&who, &kl.id(), now()).await.unwrap());
+            assert!(s.revoke(who.user(), &kl.id(), now()).await.unwrap());
         }
         let left = pttl(&server);
         assert!(

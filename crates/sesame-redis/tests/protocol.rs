@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sesame::{
-    CapPolicy, CreateOutcome, Login, Lookup, Policy, Record, RotateOutcome, Rotation, RotationKind,
-    SessionKey, Store, Tag,
+    CapPolicy, CreateOutcome, Login, Lookup, Policy, Principal, Record, RotateOutcome, Rotation,
+    RotationKind, SessionKey, Store, Tag,
 };
 use sesame_redis::RedisStore;
-use sesame_testkit::conformance::key;
+use sesame_testkit::conformance::{key, named};
 use sesame_testkit::fixtures::{now, pointer_bytes};
 use sesame_testkit::{RedisOptions, RedisServer};
 
@@ -29,14 +29,14 @@ fn policy(cap: u32) -> Policy {
     }
 }
 
-fn record(principal: Option<&str>) -> Record {
+fn record(principal: Option<&Principal>) -> Record {
     let t = now();
     let mut attrs = BTreeMap::new();
     attrs.insert("cart".to_string(), b"\x01[\"apple\"]".to_vec());
     Record {
         created_ms: t,
         absolute_ms: t + 3_600_000,
-        principal: principal.map(str::to_string),
+        principal: principal.cloned(),
         auth_ms: principal.map(|_| t),
         version: 1,
         attrs,
@@ -48,8 +48,8 @@ async fn connect(server: &RedisServer) -> RedisStore {
     RedisStore::connect(&server.url()).await.unwrap()
 }
 
-async fn user_session(s: &RedisStore, p: &str, pol: &Policy) -> SessionKey {
-    let k = key(Tag::for_principal(p));
+async fn user_session(s: &RedisStore, p: &Principal, pol: &Policy) -> SessionKey {
+    let k = key(p.user().tag());
     let out = s.create(&k, &record(Some(p)), None, now(), pol).await.unwrap();
     assert_eq!(out, CreateOutcome::Created);
     k
@@ -133,7 +133,7 @@ async fn per_user_work_does_not_grow_with_the_users_sessions() {
         let pol = pol.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..1250 {
-                let p = format!("other-{t}-{}", i % 50);
+                let p = named(&format!("other-{t}-{}", i % 50));
                 user_session(&s, &p, &pol).await;
             }
         }));
@@ -143,7 +143,7 @@ async fn per_user_work_does_not_grow_with_the_users_sessions() {
     }
     let mut costs = Vec::new();
     for n in [1usize, 100, cap as usize] {
-        let p = format!("user-with-{n}-{}", key(Tag::random().unwrap()).id());
+        let p = named(&format!("user-with-{n}-{}", key(Tag::random().unwrap()).id()));
         let mut keys = Vec::new();
         for _ in 0..n {
             keys.push(user_session(&s, &p, &pol).await);
@@ -151,7 +151,7 @@ async fn per_user_work_does_not_grow_with_the_users_sessions() {
         let (login, _) = commands(&server, || user_session(&s, &p, &pol)).await;
         let (logout, ended) = commands(&server, || s.destroy(&keys[n - 1], now())).await;
         assert!(ended.unwrap());
-        let (list, listed) = commands(&server, || s.list_user(&p, now(), 50)).await;
+        let (list, listed) = commands(&server, || s.list_user(p.user(), now(), 50)).await;
         assert_eq!(listed.unwrap().len(), n.min(50));
         costs.push((n, login, logout, list));
     }
@@ -179,8 +179,8 @@ async fn logout_cancels_a_login_under_way_between_slots() {
     let s = connect(&server).await;
     let pol = policy(64);
     let old = key(Tag::random().unwrap());
-    let p = format!("u-{}", old.id());
-    let new = key(Tag::for_principal(&p));
+    let p = named(&format!("u-{}", old.id()));
+    let new = key(p.user().tag());
     let mut conn = redis::Client::open(server.url()).unwrap();
     let _: () = redis::cmd("SET")
         .arg(s.session_key(&old))
@@ -193,7 +193,7 @@ async fn logout_cancels_a_login_under_way_between_slots() {
     assert!(s.destroy(&old, now()).await.unwrap(), "the claimed session is ended");
     let created = s.create(&new, &record(Some(&p)), None, now(), &pol).await.unwrap();
     assert_eq!(created, CreateOutcome::Exists, "the successor's key is closed");
-    assert!(s.list_user(&p, now(), 10).await.unwrap().is_empty());
+    assert!(s.list_user(p.user(), now(), 10).await.unwrap().is_empty());
 }
 
 // Logins from one anonymous session into its user's slot (three steps) racing a logout of that
@@ -208,12 +208,12 @@ async fn logout_racing_logins_between_slots() {
         let old = key(Tag::random().unwrap());
         let anon = record(None);
         assert!(s.create(&old, &anon, None, now(), &pol).await.unwrap().is_created());
-        let p = format!("racer-{round}-{}", old.id());
+        let p = named(&format!("racer-{round}-{}", old.id()));
         let mut tasks = Vec::new();
         for _ in 0..3 {
             let (s, pol, anon, p) = (s.clone(), pol.clone(), anon.clone(), p.clone());
             tasks.push(tokio::spawn(async move {
-                let new = key(Tag::for_principal(&p));
+                let new = key(p.user().tag());
                 let delta = sesame::Delta::default();
                 let login = Login { principal: p.clone(), auth_ms: now(), epoch: 0 };
                 let rot = Rotation {
@@ -247,7 +247,7 @@ async fn logout_racing_logins_between_slots() {
                 assert!(!l.is_live(), "round {round}: a session outlived the logout");
             }
         }
-        let listed = s.list_user(&p, now(), 10).await.unwrap();
+        let listed = s.list_user(p.user(), now(), 10).await.unwrap();
         let live = listed.len();
         assert!(live <= 1, "round {round}: {live} sessions listed");
         if ended {
@@ -263,19 +263,19 @@ async fn revoke_all_ends_sessions_in_batches() {
     let server = RedisServer::start();
     let s = connect(&server).await;
     let pol = policy(1000);
-    let p = format!("many-{}", key(Tag::random().unwrap()).id());
+    let p = named(&format!("many-{}", key(Tag::random().unwrap()).id()));
     let mut keys = Vec::new();
     for _ in 0..250 {
         keys.push(user_session(&s, &p, &pol).await);
     }
     let keep = keys[17];
     let keep_id = keep.id();
-    let (stats, ended) = commands(&server, || s.revoke_all(&p, Some(&keep_id), now())).await;
+    let (stats, ended) = commands(&server, || s.revoke_all(p.user(), Some(&keep_id), now())).await;
     assert_eq!(ended.unwrap(), 249);
     assert!(stats.get("evalsha").copied().unwrap_or(0) >= 4, "one epoch move and three batches");
     for k in &keys {
         assert_eq!(s.load(k, now(), &pol).await.unwrap().is_live(), *k == keep);
     }
-    let listed = s.list_user(&p, now(), 1000).await.unwrap();
+    let listed = s.list_user(p.user(), now(), 1000).await.unwrap();
     assert_eq!(listed.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), [keep.id()]);
 }

@@ -18,7 +18,7 @@ use sesame_testkit::{RedisOptions, RedisServer};
 
 use common::{all_keys, conn, raw, store, zrange};
 
-/// The 48 bytes of a token (decoded from its base64url text).
+/// The 51 bytes of a token (decoded from its base64url text).
 fn token_bytes(t: &SessionToken) -> Vec<u8> {
     let value = |c: u8| -> u32 {
         u32::from(match c {
@@ -40,7 +40,7 @@ fn token_bytes(t: &SessionToken) -> Vec<u8> {
             acc &= (1 << bits) - 1;
         }
     }
-    assert_eq!(out.len(), 48);
+    assert_eq!(out.len(), 51);
     out
 }
 
@@ -120,9 +120,9 @@ async fn redis_never_holds_a_token() {
     let mut tokens = Vec::new();
     for i in 0..20 {
         let who = principal();
-        let tag = if i % 2 == 0 { Tag::for_principal(&who) } else { Tag::random().unwrap() };
+        let tag = if i % 2 == 0 { who.user().tag() } else { Tag::random().unwrap() };
         let t = token(tag);
-        let r = record((i % 2 == 0).then_some(who.as_str()), &[("a", b"\x01\"v\"")]);
+        let r = record((i % 2 == 0).then_some(&who), &[("a", b"\x01\"v\"")]);
         create(&s, &t.key(), &r, &pol).await;
         let next = token(tag);
         let d = set(&[("b", b"\x01\"w\"")]);
@@ -206,7 +206,7 @@ async fn scripts_reload_after_noscript() {
     let s = store(&server).await;
     let pol = policy();
     let who = principal();
-    let t = token(Tag::for_principal(&who));
+    let t = token(who.user().tag());
     server.reset_stats().unwrap();
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     create(&s, &t.key(), &record(Some(&who), &[]), &pol).await; // create.lua
@@ -217,23 +217,23 @@ async fn scripts_reload_after_noscript() {
     let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
     assert_eq!(r.version, 2);
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-    let t1 = token(Tag::for_principal(&who));
+    let t1 = token(who.user().tag());
     let d = Delta::default();
     let out = s.rotate(&renew(&t, &t1, &r, &d, 1_000), now(), &pol).await.unwrap(); // rotate.lua
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-    assert_eq!(s.list_user(&who, now(), 64).await.unwrap().len(), 1); // no script
+    assert_eq!(s.list_user(who.user(), now(), 64).await.unwrap().len(), 1); // no script
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     assert!(s.destroy(&t.key(), now()).await.unwrap()); // end.lua
     let anon = key(Tag::random().unwrap());
     let ra = record(None, &[]);
     create(&s, &anon, &ra, &pol).await; // create.lua again (flushed since)
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-    let new = key(Tag::for_principal(&who));
+    let new = key(who.user().tag());
     let out = s.rotate(&elevate(&anon, &new, &ra, &d, login(&who, 0)), now(), &pol).await.unwrap(); // swap.lua, create.lua
     assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-    assert_eq!(s.revoke_all(&who, None, now()).await.unwrap(), 1); // bump_epoch.lua, end_many.lua
+    assert_eq!(s.revoke_all(who.user(), None, now()).await.unwrap(), 1); // bump_epoch.lua, end_many.lua
     let stats = server.info_commandstats().unwrap();
     assert_eq!(stats.get("script|load").copied(), Some(1 + 1 + 1 + 1 + 1 + 2 + 2), "{stats:?}");
     assert_eq!(stats.get("script|flush").copied(), Some(8), "{stats:?}");

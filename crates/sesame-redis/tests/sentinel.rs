@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use sesame::{CreateOutcome, Store, StoreError, Tag, TokenCodec};
+use sesame::{CreateOutcome, Store, StoreError, TokenCodec};
 use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{policy, principal, record};
 use sesame_testkit::{SentinelGroup, SentinelOptions};
@@ -15,7 +15,7 @@ async fn create_until_ok(s: &RedisStore, deadline: Duration) -> (u32, Duration) 
     let mut failures = 0;
     loop {
         let p = principal();
-        let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
+        let k = TokenCodec::insecure_development().generate(p.user().tag()).unwrap().key();
         match s.create(&k, &record(Some(&p), &[]), None, sesame::now_ms(), &policy()).await {
             Ok(CreateOutcome::Created) => return (failures, started.elapsed()),
             Ok(other) => panic!("not created: {other:?}"),
@@ -40,7 +40,7 @@ async fn follows_switchover_and_kill() {
     let first = group.current_master_port().unwrap();
     assert_eq!(s.current_master(), Some(format!("127.0.0.1:{first}")));
     let p = principal();
-    let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
+    let k = TokenCodec::insecure_development().generate(p.user().tag()).unwrap().key();
     assert!(s
         .create(&k, &record(Some(&p), &[("a", b"1")]), None, sesame::now_ms(), &policy())
         .await
@@ -119,7 +119,7 @@ async fn sentinels_with_their_own_password() {
         .await
         .unwrap();
     let p = principal();
-    let k = TokenCodec::default().generate(Tag::for_principal(&p)).unwrap().key();
+    let k = TokenCodec::insecure_development().generate(p.user().tag()).unwrap().key();
     let created = s.create(&k, &record(Some(&p), &[]), None, sesame::now_ms(), &policy()).await;
     assert!(created.unwrap().is_created());
     group.data_nodes()[0].cli(&["WAIT", "1", "5000"]).unwrap();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::token::{TokenCodec, TokenSecret};
+use crate::token::{Naming, Principal, TokenCodec, TokenSecret};
 use crate::value::ValueFormat;
 
 /// What happens when a principal would exceed [`SessionConfigBuilder::max_sessions_per_user`].
@@ -46,6 +46,10 @@ pub struct Policy {
     pub renew_after_ms: Option<u64>,
 }
 
+const NO_SECRET: &str = "no token secret is configured: pass `token_secret(..)` 32 or more \
+random bytes shared by every instance (generate them with `openssl rand -base64 48`), or call \
+`insecure_development_secret()` for local development";
+
 /// The default cap on live sessions per user.
 pub const DEFAULT_MAX_SESSIONS_PER_USER: u32 = 256;
 /// The largest cap on live sessions per user an app may configure.
@@ -56,14 +60,14 @@ pub const MAX_SESSIONS_PER_USER: u32 = 100_000;
 pub struct SessionConfig {
     policy: Policy,
     tokens: TokenCodec,
+    naming: Naming,
     compress_above: usize,
     value_format: ValueFormat,
-    secret_configured: bool,
     keep_data_on_login: bool,
 }
 
-impl Default for SessionConfig {
-    fn default() -> Self {
+impl SessionConfig {
+    fn defaults() -> Self {
         SessionConfig {
             policy: Policy {
                 idle_ms: 30 * 60 * 1000,
@@ -76,10 +80,10 @@ impl Default for SessionConfig {
                 grace_ms: 5_000,
                 renew_after_ms: None,
             },
-            tokens: TokenCodec::default(),
+            tokens: TokenCodec::insecure_development(),
+            naming: Naming::from_secret(&TokenSecret::insecure_development()),
             compress_above: 128,
             value_format: ValueFormat::Json,
-            secret_configured: false,
             keep_data_on_login: true,
         }
     }
@@ -88,11 +92,14 @@ impl Default for SessionConfig {
 impl SessionConfig {
     /// A builder starting from the defaults: 30 min idle, 12 h absolute, touch after 1 min,
     /// 64 KiB per session, 256 attributes, at most 256 sessions per user, a 5 s grace window,
-    /// no renewal timer, compression above 128 bytes.
+    /// no renewal timer, compression above 128 bytes. A token secret is required (see
+    /// [`SessionConfigBuilder::token_secret`]).
     ///
     /// ```
     /// use std::time::Duration;
+    /// let secret = std::env::var("SESSION_SECRET").unwrap_or_else(|_| "x".repeat(32));
     /// let config = sesame::SessionConfig::builder()
+    ///     .token_secret(secret)
     ///     .idle_timeout(Duration::from_secs(15 * 60))
     ///     .absolute_timeout(Duration::from_secs(8 * 3600))
     ///     .max_sessions_per_user(5)
@@ -102,10 +109,12 @@ impl SessionConfig {
     /// ```
     pub fn builder() -> SessionConfigBuilder {
         SessionConfigBuilder {
-            config: SessionConfig::default(),
+            config: SessionConfig::defaults(),
             touch_after: None,
             grace: None,
-            secret: None,
+            secrets: Vec::new(),
+            naming_secret: None,
+            development: false,
         }
     }
 
@@ -129,9 +138,20 @@ impl SessionConfig {
         self.value_format
     }
 
-    /// Whether a token secret was configured (otherwise the check value is only a checksum).
-    pub fn has_token_secret(&self) -> bool {
-        self.secret_configured
+    /// Whether this configuration runs on the public development secret
+    /// ([`SessionConfigBuilder::insecure_development_secret`]): anyone can forge its tokens.
+    pub fn is_insecure_development(&self) -> bool {
+        self.tokens.current().is_insecure_development()
+    }
+
+    /// The keyed naming of principals (see [`Naming`]).
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    /// The principal named `name`, as stores know it.
+    pub fn principal(&self, name: &str) -> Principal {
+        self.naming.principal(name)
     }
 
     /// Whether an anonymous session's attributes are kept when it logs in (a login as a
@@ -147,7 +167,9 @@ pub struct SessionConfigBuilder {
     config: SessionConfig,
     touch_after: Option<Duration>,
     grace: Option<Duration>,
-    secret: Option<Vec<u8>>,
+    secrets: Vec<Vec<u8>>,
+    naming_secret: Option<Vec<u8>>,
+    development: bool,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -224,9 +246,43 @@ impl SessionConfigBuilder {
         self
     }
 
-    /// Secret (at least 32 bytes) keying the token check value; share it between instances.
+    /// The secret (at least 32 random bytes) that keys token check values and, unless
+    /// [`naming_secret`](Self::naming_secret) is set, the keyed names of principals. Every
+    /// instance serving the same sessions must share it. Generate one with
+    /// `openssl rand -base64 48`. Calling this again adds older secrets (see
+    /// [`token_secrets`](Self::token_secrets)).
     pub fn token_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(secret.into());
+        self.secrets.push(secret.into());
+        self
+    }
+
+    /// Several token secrets: the first makes new tokens, every one checks tokens. To replace
+    /// a secret without logging anyone out, deploy `[new, old]`, and drop `old` once the
+    /// sessions made under it have expired (the absolute timeout). With more than one secret,
+    /// [`naming_secret`](Self::naming_secret) is required, so that principals keep their names.
+    pub fn token_secrets<I, S>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Vec<u8>>,
+    {
+        self.secrets.extend(secrets.into_iter().map(Into::into));
+        self
+    }
+
+    /// The secret (at least 32 random bytes) that keys the names principals have in the store
+    /// and the tags of logged-in tokens. It must not change while sessions live: a user's
+    /// session index and revocation epoch are found by it. Default: derived from the only
+    /// token secret.
+    pub fn naming_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.naming_secret = Some(secret.into());
+        self
+    }
+
+    /// Runs on a public, built-in secret instead of a configured one: tokens can then be
+    /// forged by anyone who reads sesame's source. For local development and tests only;
+    /// [`SessionConfig::is_insecure_development`] reports it so an app can warn.
+    pub fn insecure_development_secret(mut self) -> Self {
+        self.development = true;
         self
     }
 
@@ -291,9 +347,36 @@ impl SessionConfigBuilder {
         if p.renew_after_ms.is_some_and(|r| r < 1000) {
             return Err(Error::Config("renew_after must be at least one second".into()));
         }
-        if let Some(secret) = self.secret {
-            c.tokens = TokenCodec::new(Some(TokenSecret::new(secret)?));
-            c.secret_configured = true;
+        match (self.secrets.is_empty(), self.development) {
+            (true, false) => return Err(Error::Config(NO_SECRET.into())),
+            (false, true) => {
+                return Err(Error::Config(
+                    "both a token secret and the insecure development secret are set; keep one"
+                        .into(),
+                ))
+            }
+            (true, true) => {}
+            (false, false) => {
+                let secrets = self
+                    .secrets
+                    .into_iter()
+                    .map(TokenSecret::new)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let naming = match (self.naming_secret, secrets.as_slice()) {
+                    (Some(n), _) => Naming::from_secret(&TokenSecret::new(n)?),
+                    (None, [only]) => Naming::from_secret(only),
+                    (None, _) => {
+                        return Err(Error::Config(
+                            "several token secrets need a naming_secret: principals must keep \
+                             the names their sessions are indexed by while a secret is replaced \
+                             (pass the secret you used until now)"
+                                .into(),
+                        ))
+                    }
+                };
+                c.tokens = TokenCodec::new(secrets)?;
+                c.naming = naming;
+            }
         }
         Ok(c)
     }
@@ -303,10 +386,39 @@ impl SessionConfigBuilder {
 mod tests {
     use super::*;
 
+    fn dev() -> SessionConfigBuilder {
+        SessionConfig::builder().insecure_development_secret()
+    }
+
+    // A secret is required unless the development secret is asked for by name; several
+    // secrets need a naming secret; the naming follows the naming secret, not the token
+    // secret order.
+    #[test]
+    fn secrets_are_required_and_named() {
+        let err = SessionConfig::builder().build().unwrap_err().to_string();
+        assert!(err.contains("token_secret") && err.contains("openssl rand"), "{err}");
+        assert!(dev().token_secret(vec![1u8; 32]).build().is_err());
+        assert!(SessionConfig::builder()
+            .token_secrets([vec![2u8; 32], vec![1u8; 32]])
+            .build()
+            .is_err());
+        let one = SessionConfig::builder().token_secret(vec![1u8; 32]).build().unwrap();
+        assert!(!one.is_insecure_development());
+        let rotating = SessionConfig::builder()
+            .token_secrets([vec![2u8; 32], vec![1u8; 32]])
+            .naming_secret(vec![1u8; 32])
+            .build()
+            .unwrap();
+        assert_eq!(one.principal("alice"), rotating.principal("alice"));
+        assert_ne!(one.principal("alice"), dev().build().unwrap().principal("alice"));
+        let t = one.tokens().generate(one.principal("alice").user().tag()).unwrap();
+        assert!(rotating.tokens().parse(&t.expose()).is_ok());
+    }
+
     // Impossible settings are rejected when the config is built.
     #[test]
     fn rejects_impossible_settings() {
-        let b = SessionConfig::builder;
+        let b = || SessionConfig::builder().insecure_development_secret();
         assert!(b().idle_timeout(Duration::from_millis(10)).build().is_err());
         assert!(b()
             .idle_timeout(Duration::from_secs(60))
@@ -319,7 +431,7 @@ mod tests {
             .build()
             .is_err());
         assert!(b().max_sessions_per_user(0).build().is_err());
-        assert!(b().token_secret(vec![1u8; 8]).build().is_err());
+        assert!(SessionConfig::builder().token_secret(vec![1u8; 8]).build().is_err());
         assert!(b().max_session_bytes(10).build().is_err());
         assert!(b().max_sessions_per_user(MAX_SESSIONS_PER_USER + 1).build().is_err());
         assert!(b()
@@ -334,23 +446,23 @@ mod tests {
     // explicit zero is kept; the default cap is 256.
     #[test]
     fn grace_and_cap_defaults() {
-        let c = SessionConfig::builder().build().unwrap();
+        let c = dev().build().unwrap();
         assert_eq!(c.policy().grace_ms, 5_000);
         assert_eq!(c.policy().max_sessions_per_user, DEFAULT_MAX_SESSIONS_PER_USER);
         assert!(c.keep_data_on_login());
-        let c = SessionConfig::builder().idle_timeout(Duration::from_secs(2)).build().unwrap();
+        let c = dev().idle_timeout(Duration::from_secs(2)).build().unwrap();
         assert_eq!(c.policy().grace_ms, 1_000);
-        let c = SessionConfig::builder().grace_period(Duration::ZERO).build().unwrap();
+        let c = dev().grace_period(Duration::ZERO).build().unwrap();
         assert_eq!(c.policy().grace_ms, 0);
     }
 
     // Defaults coalesce touches to one per minute of a 30 minute idle window.
     #[test]
     fn defaults() {
-        let c = SessionConfig::builder().build().unwrap();
+        let c = dev().build().unwrap();
         assert_eq!(c.policy().touch_after_ms, 60_000);
-        assert!(!c.has_token_secret());
-        let c = SessionConfig::builder().idle_timeout(Duration::from_secs(2)).build().unwrap();
+        assert!(c.is_insecure_development());
+        let c = dev().idle_timeout(Duration::from_secs(2)).build().unwrap();
         assert_eq!(c.policy().touch_after_ms, 1000);
     }
 }

@@ -45,5 +45,8 @@ pub use store::{
     CreateOutcome, Delta, Loaded, Login, Lookup, Record, RotateOutcome, Rotation, RotationKind,
     SaveOutcome, SessionInfo, Store, Update,
 };
-pub use token::{InvalidToken, SessionKey, SessionToken, Tag, TokenCodec, TokenSecret, TOKEN_LEN};
+pub use token::{
+    InvalidToken, Naming, Principal, SessionKey, SessionToken, Tag, TokenCodec, TokenSecret,
+    UserRef, TOKEN_LEN,
+};
 pub use value::ValueFormat;

@@ -57,7 +57,7 @@ pub struct Stats {
 /// use std::sync::Arc;
 /// let manager = sesame::SessionManager::new(
 ///     Arc::new(sesame::MemoryStore::new()),
-///     sesame::SessionConfig::default(),
+///     sesame::SessionConfig::builder().insecure_development_secret().build()?,
 /// );
 /// let session = manager.open(None); // a request without a token
 /// session.insert("theme", "dark").await?;
@@ -112,7 +112,8 @@ impl SessionManager {
     pub async fn list_user(&self, principal: &str) -> Result<Vec<SessionInfo>, Error> {
         check_principal(principal)?;
         let limit = self.config.policy().max_sessions_per_user as usize;
-        Ok(self.store.list_user(principal, now_ms(), limit).await?)
+        let user = self.config.naming().user(principal);
+        Ok(self.store.list_user(user, now_ms(), limit).await?)
     }
 
     /// Ends every session of a principal (for example when the account is disabled or its
@@ -121,7 +122,7 @@ impl SessionManager {
     /// Returns how many live sessions were ended.
     pub async fn revoke_user(&self, principal: &str) -> Result<u64, Error> {
         check_principal(principal)?;
-        Ok(self.store.revoke_all(principal, None, now_ms()).await?)
+        Ok(self.store.revoke_all(self.config.naming().user(principal), None, now_ms()).await?)
     }
 
     /// Opens a chain of sealed successors from `token`; the result must reach `head`.

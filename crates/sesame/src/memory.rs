@@ -15,7 +15,7 @@ use crate::store::{
     pointer_expiry, touch_due, write_ttl, CreateOutcome, Delta, Loaded, Login, Lookup, Record,
     RotateOutcome, Rotation, RotationKind, SaveOutcome, SessionInfo, Store,
 };
-use crate::token::{SessionKey, Tag};
+use crate::token::{Principal, SessionKey, UserRef};
 
 /// How long a principal's revocation epoch is kept after it last moved.
 const EPOCH_KEPT_MS: u64 = 24 * 3600 * 1000;
@@ -55,10 +55,10 @@ enum Slot {
 struct Inner {
     slots: HashMap<SessionKey, Slot>,
     /// principal → ids of its sessions
-    users: HashMap<String, BTreeMap<String, ()>>,
+    users: HashMap<UserRef, BTreeMap<String, ()>>,
     /// principal → (revocation epoch, when it last moved), kept for a day like the Redis
     /// store's epochs: far longer than a login takes.
-    epochs: HashMap<String, (u64, u64)>,
+    epochs: HashMap<UserRef, (u64, u64)>,
     writes_since_sweep: usize,
 }
 
@@ -142,11 +142,11 @@ impl Inner {
 
     fn remove(&mut self, key: &SessionKey) -> Option<Record> {
         let Some(Slot::Live(entry)) = self.slots.remove(key) else { return None };
-        if let Some(p) = &entry.record.principal {
-            if let Some(ids) = self.users.get_mut(p) {
+        if let Some(p) = entry.record.principal.as_ref().map(Principal::user) {
+            if let Some(ids) = self.users.get_mut(&p) {
                 ids.remove(&key.id());
                 if ids.is_empty() {
-                    self.users.remove(p);
+                    self.users.remove(&p);
                 }
             }
         }
@@ -163,9 +163,9 @@ impl Inner {
     }
 
     /// The live sessions of a principal: (idle deadline, id, entry), pruning the dead.
-    fn user_sessions(&mut self, principal: &str, now: u64) -> Vec<(u64, String, Entry)> {
-        let tag = Tag::for_principal(principal);
-        let ids: Vec<String> = match self.users.get(principal) {
+    fn user_sessions(&mut self, user: UserRef, now: u64) -> Vec<(u64, String, Entry)> {
+        let tag = user.tag();
+        let ids: Vec<String> = match self.users.get(&user) {
             Some(ids) => ids.keys().cloned().collect(),
             None => return Vec::new(),
         };
@@ -176,31 +176,31 @@ impl Inner {
             match entry {
                 Some(e) => live.push((e.idle_deadline_ms, id, e)),
                 None => {
-                    if let Some(m) = self.users.get_mut(principal) {
+                    if let Some(m) = self.users.get_mut(&user) {
                         m.remove(&id);
                     }
                 }
             }
         }
-        if self.users.get(principal).is_some_and(BTreeMap::is_empty) {
-            self.users.remove(principal);
+        if self.users.get(&user).is_some_and(BTreeMap::is_empty) {
+            self.users.remove(&user);
         }
         live.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         live
     }
 
-    fn epoch(&self, principal: &str) -> u64 {
-        self.epochs.get(principal).map_or(0, |e| e.0)
+    fn epoch(&self, user: UserRef) -> u64 {
+        self.epochs.get(&user).map_or(0, |e| e.0)
     }
 
     fn login_current(&self, login: Option<&Login>) -> bool {
-        login.is_none_or(|l| self.epoch(&l.principal) == l.epoch)
+        login.is_none_or(|l| self.epoch(l.principal.user()) == l.epoch)
     }
 
     /// Makes room for one more session of `principal` under the cap: evicts the least
     /// recently active sessions, or refuses.
-    fn make_room(&mut self, principal: &str, now: u64, policy: &Policy) -> Result<(), StoreError> {
-        let live = self.user_sessions(principal, now);
+    fn make_room(&mut self, user: UserRef, now: u64, policy: &Policy) -> Result<(), StoreError> {
+        let live = self.user_sessions(user, now);
         let max = policy.max_sessions_per_user as usize;
         if live.len() < max {
             return Ok(());
@@ -211,7 +211,7 @@ impl Inner {
                 live.len()
             )));
         }
-        let tag = Tag::for_principal(principal);
+        let tag = user.tag();
         for (_, id, _) in live.iter().take(live.len() + 1 - max) {
             if let Some(k) = SessionKey::from_parts(tag, id) {
                 self.remove(&k);
@@ -222,7 +222,7 @@ impl Inner {
 
     fn insert_live(&mut self, key: SessionKey, record: Record, now: u64, policy: &Policy) {
         if let Some(p) = &record.principal {
-            self.users.entry(p.clone()).or_default().insert(key.id(), ());
+            self.users.entry(p.user()).or_default().insert(key.id(), ());
         }
         let idle_deadline_ms = now.saturating_add(write_ttl(policy, record.absolute_ms, now));
         self.slots.insert(key, Slot::Live(Entry { record, idle_deadline_ms }));
@@ -288,7 +288,7 @@ impl Store for MemoryStore {
             return Ok(CreateOutcome::Revoked);
         }
         if let Some(p) = &record.principal {
-            g.make_room(p, now_ms, policy)?;
+            g.make_room(p.user(), now_ms, policy)?;
         }
         g.insert_live(*key, record.clone(), now_ms, policy);
         Ok(CreateOutcome::Created)
@@ -374,9 +374,10 @@ impl Store for MemoryStore {
             return Ok(RotateOutcome::Missing);
         };
         let next = rot.successor(&current, now_ms, policy)?;
-        let joins_index = next.principal.is_some() && next.principal != current.principal;
+        let user = |r: &Record| r.principal.as_ref().map(Principal::user);
+        let joins_index = user(&next).is_some() && user(&next) != user(&current);
         if joins_index {
-            if let Some(p) = &next.principal {
+            if let Some(p) = user(&next) {
                 g.make_room(p, now_ms, policy)?;
             }
         }
@@ -402,18 +403,18 @@ impl Store for MemoryStore {
         Ok(g.end_lineage(key, now_ms))
     }
 
-    async fn user_epoch(&self, principal: &str) -> Result<u64, StoreError> {
-        Ok(self.inner.lock().epoch(principal))
+    async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError> {
+        Ok(self.inner.lock().epoch(user))
     }
 
     async fn list_user(
         &self,
-        principal: &str,
+        user: UserRef,
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         let mut g = self.inner.lock();
-        let live = g.user_sessions(principal, now_ms);
+        let live = g.user_sessions(user, now_ms);
         Ok(live
             .into_iter()
             .rev()
@@ -427,12 +428,12 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn revoke(&self, principal: &str, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+    async fn revoke(&self, user: UserRef, id: &str, now_ms: u64) -> Result<bool, StoreError> {
         let mut g = self.inner.lock();
-        if !g.users.get(principal).is_some_and(|m| m.contains_key(id)) {
+        if !g.users.get(&user).is_some_and(|m| m.contains_key(id)) {
             return Ok(false);
         }
-        let Some(key) = SessionKey::from_parts(Tag::for_principal(principal), id) else {
+        let Some(key) = SessionKey::from_parts(user.tag(), id) else {
             return Ok(false);
         };
         let live = g.live_entry(&key, now_ms).is_some();
@@ -441,16 +442,16 @@ impl Store for MemoryStore {
 
     async fn revoke_all(
         &self,
-        principal: &str,
+        user: UserRef,
         keep: Option<&str>,
         now_ms: u64,
     ) -> Result<u64, StoreError> {
         let mut g = self.inner.lock();
-        let epoch = g.epochs.entry(principal.to_string()).or_insert((0, now_ms));
+        let epoch = g.epochs.entry(user).or_insert((0, now_ms));
         *epoch = (epoch.0.saturating_add(1), now_ms);
-        let tag = Tag::for_principal(principal);
+        let tag = user.tag();
         let mut n = 0;
-        for (_, id, _) in g.user_sessions(principal, now_ms) {
+        for (_, id, _) in g.user_sessions(user, now_ms) {
             if Some(id.as_str()) == keep {
                 continue;
             }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use crate::config::Policy;
 use crate::error::StoreError;
-use crate::token::SessionKey;
+use crate::token::{Principal, SessionKey, UserRef};
 
 /// A stored session.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -23,8 +23,8 @@ pub struct Record {
     pub created_ms: u64,
     /// The absolute deadline, ms since the Unix epoch; never extended.
     pub absolute_ms: u64,
-    /// The logged-in principal, if any.
-    pub principal: Option<String>,
+    /// The logged-in principal, if any: its name and the keyed reference stores index it by.
+    pub principal: Option<Principal>,
     /// When the principal authenticated, ms since the Unix epoch.
     pub auth_ms: Option<u64>,
     /// When the token was last rotated (0: never since creation), ms since the Unix epoch.
@@ -104,7 +104,7 @@ impl Record {
             .iter()
             .map(|(k, v)| k.len().saturating_add(v.len()))
             .fold(0, usize::saturating_add)
-            .saturating_add(self.principal.as_ref().map_or(0, String::len))
+            .saturating_add(self.principal.as_ref().map_or(0, |p| p.name().len()))
     }
 
     /// Checks the record against the limits of `policy`.
@@ -303,7 +303,7 @@ pub enum RotationKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {
     /// The principal.
-    pub principal: String,
+    pub principal: Principal,
     /// When it authenticated, ms since the Unix epoch.
     pub auth_ms: u64,
     /// The principal's revocation epoch when the login began ([`Store::user_epoch`]). The
@@ -485,26 +485,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// The principal's revocation epoch: it moves with every [`Store::revoke_all`]. Read when a
     /// login begins (see [`Login::epoch`]).
-    async fn user_epoch(&self, principal: &str) -> Result<u64, StoreError>;
+    async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError>;
 
     /// Lists the live sessions of a principal, the most recently active first, at most
     /// `limit` of them. Its cost does not grow with the number of sessions beyond `limit`.
     async fn list_user(
         &self,
-        principal: &str,
+        user: UserRef,
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError>;
 
     /// Revokes one session of a principal by id. Returns whether it existed and was theirs.
-    async fn revoke(&self, principal: &str, id: &str, now_ms: u64) -> Result<bool, StoreError>;
+    async fn revoke(&self, user: UserRef, id: &str, now_ms: u64) -> Result<bool, StoreError>;
 
     /// Revokes every session of a principal except `keep` (by id), moving the principal's
     /// epoch first so that no login or rotation in flight escapes. Returns how many live
     /// sessions were ended.
     async fn revoke_all(
         &self,
-        principal: &str,
+        user: UserRef,
         keep: Option<&str>,
         now_ms: u64,
     ) -> Result<u64, StoreError>;

@@ -17,7 +17,7 @@ fn manager_with(b: SessionConfigBuilder) -> SessionManager {
 }
 
 fn manager() -> SessionManager {
-    manager_with(SessionConfig::builder())
+    manager_with(SessionConfig::builder().insecure_development_secret())
 }
 
 fn set_token(a: TokenAction) -> SessionToken {
@@ -236,7 +236,9 @@ async fn login_as_other_user_starts_clean() {
 #[tokio::test]
 async fn login_keeps_the_cart_unless_told_not_to() {
     for keep in [true, false] {
-        let m = manager_with(SessionConfig::builder().keep_data_on_login(keep));
+        let m = manager_with(
+            SessionConfig::builder().insecure_development_secret().keep_data_on_login(keep),
+        );
         let t0 = anonymous_with_cart(&m).await;
         let (r, _) = request(&m, &t0).await;
         r.login("carol").await.unwrap();
@@ -260,7 +262,11 @@ async fn login_keeps_the_cart_unless_told_not_to() {
 // as reused.
 #[tokio::test]
 async fn superseded_token_after_grace_is_reuse() {
-    let m = manager_with(SessionConfig::builder().grace_period(Duration::from_millis(300)));
+    let m = manager_with(
+        SessionConfig::builder()
+            .insecure_development_secret()
+            .grace_period(Duration::from_millis(300)),
+    );
     let t0 = logged_in(&m, "alice").await;
     let (r, _) = request(&m, &t0).await;
     r.cycle_id().await.unwrap();
@@ -297,7 +303,9 @@ async fn save_within_grace_lands_on_the_head() {
 // new token.
 #[tokio::test]
 async fn renewal_timer_rotates_after_the_interval() {
-    let m = manager_with(SessionConfig::builder().renew_after(Duration::from_secs(1)));
+    let m = manager_with(
+        SessionConfig::builder().insecure_development_secret().renew_after(Duration::from_secs(1)),
+    );
     let t0 = logged_in(&m, "alice").await;
     let (r, _) = request(&m, &t0).await;
     assert_eq!(r.commit().await.unwrap(), TokenAction::Keep, "before the interval");

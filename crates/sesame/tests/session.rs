@@ -10,16 +10,20 @@ use async_trait::async_trait;
 use sesame::{
     CreateOutcome, Delta, Error, Login, Lookup, MemoryStore, Policy, Record, RotateOutcome,
     Rotation, SaveOutcome, SessionConfig, SessionInfo, SessionKey, SessionManager, SessionToken,
-    Store, StoreError, TokenAction,
+    Store, StoreError, TokenAction, UserRef,
 };
 use tokio::sync::Barrier;
 
 fn manager(store: Arc<dyn Store>) -> SessionManager {
-    SessionManager::new(store, SessionConfig::default())
+    SessionManager::new(
+        store,
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    )
 }
 
 fn with_grace(grace: Duration) -> SessionManager {
-    let config = SessionConfig::builder().grace_period(grace).build().unwrap();
+    let config =
+        SessionConfig::builder().insecure_development_secret().grace_period(grace).build().unwrap();
     SessionManager::new(Arc::new(MemoryStore::new()), config)
 }
 
@@ -127,24 +131,24 @@ impl Store for Counting {
         self.hit();
         self.inner.destroy(k, n).await
     }
-    async fn user_epoch(&self, p: &str) -> Result<u64, StoreError> {
+    async fn user_epoch(&self, p: UserRef) -> Result<u64, StoreError> {
         self.hit();
         self.inner.user_epoch(p).await
     }
     async fn list_user(
         &self,
-        p: &str,
+        p: UserRef,
         n: u64,
         limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         self.hit();
         self.inner.list_user(p, n, limit).await
     }
-    async fn revoke(&self, p: &str, id: &str, n: u64) -> Result<bool, StoreError> {
+    async fn revoke(&self, p: UserRef, id: &str, n: u64) -> Result<bool, StoreError> {
         self.hit();
         self.inner.revoke(p, id, n).await
     }
-    async fn revoke_all(&self, p: &str, keep: Option<&str>, n: u64) -> Result<u64, StoreError> {
+    async fn revoke_all(&self, p: UserRef, keep: Option<&str>, n: u64) -> Result<u64, StoreError> {
         self.hit();
         self.inner.revoke_all(p, keep, n).await
     }
@@ -236,8 +240,8 @@ async fn login_rotates_and_records_auth_time() {
     let t = token(s.commit().await.unwrap()).expose();
     assert_ne!(t, anon);
     assert!(t.starts_with(
-        &sesame::TokenCodec::default()
-            .generate(sesame::Tag::for_principal("alice"))
+        &sesame::TokenCodec::insecure_development()
+            .generate(m.config().principal("alice").user().tag())
             .unwrap()
             .expose()[..5]
     ));
@@ -261,7 +265,11 @@ async fn login_rotates_and_records_auth_time() {
 // Told not to keep anonymous data, a login starts from an empty session.
 #[tokio::test]
 async fn login_can_drop_anonymous_data() {
-    let config = SessionConfig::builder().keep_data_on_login(false).build().unwrap();
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .keep_data_on_login(false)
+        .build()
+        .unwrap();
     let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
     let anon = session_with_cart(&m, None, &["tea"]).await;
     let s = m.open(Some(&anon));
@@ -505,7 +513,9 @@ async fn invalid_and_unknown_tokens_are_counted() {
     }
     assert_eq!(store.calls(), 0);
     assert_eq!(m.stats().invalid_tokens, 4);
-    let unknown = sesame::TokenCodec::default().generate(sesame::Tag::random().unwrap()).unwrap();
+    let unknown = sesame::TokenCodec::insecure_development()
+        .generate(sesame::Tag::random().unwrap())
+        .unwrap();
     let s = m.open(Some(&unknown.expose()));
     s.insert("a", &1).await.unwrap();
     let issued = token(s.commit().await.unwrap());
@@ -561,8 +571,12 @@ async fn failed_rotation_loses_nothing() {
 // A session over the configured size is refused at commit with a limit error; nothing is written.
 #[tokio::test]
 async fn oversized_session_is_refused() {
-    let config =
-        SessionConfig::builder().max_session_bytes(1024).compress_above(1 << 20).build().unwrap();
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .max_session_bytes(1024)
+        .compress_above(1 << 20)
+        .build()
+        .unwrap();
     let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
     let s = m.open(None);
     s.insert("big", &"x".repeat(2000)).await.unwrap();
@@ -581,10 +595,19 @@ async fn oversized_session_is_refused() {
 // The per-user cap applies at login: beyond it the least recently active session is logged out.
 #[tokio::test]
 async fn cap_per_user_at_login() {
-    let config = SessionConfig::builder().max_sessions_per_user(2).build().unwrap();
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .max_sessions_per_user(2)
+        .build()
+        .unwrap();
     assert_eq!(config.policy().max_sessions_per_user, 2);
     assert_eq!(
-        SessionConfig::default().policy().max_sessions_per_user,
+        SessionConfig::builder()
+            .insecure_development_secret()
+            .build()
+            .unwrap()
+            .policy()
+            .max_sessions_per_user,
         sesame::DEFAULT_MAX_SESSIONS_PER_USER
     );
     let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
@@ -629,6 +652,7 @@ async fn list_is_most_recently_active_first() {
 #[tokio::test]
 async fn failed_login_keeps_the_old_session() {
     let config = SessionConfig::builder()
+        .insecure_development_secret()
         .max_sessions_per_user(1)
         .cap_policy(sesame::CapPolicy::Refuse)
         .max_session_bytes(1024)
@@ -658,7 +682,11 @@ async fn failed_login_keeps_the_old_session() {
 // old token superseded with a grace window); a younger one does not.
 #[tokio::test]
 async fn renewal_timer_rotates_active_sessions() {
-    let config = SessionConfig::builder().renew_after(Duration::from_secs(1)).build().unwrap();
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .renew_after(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
     let t1 = session_with_cart(&m, Some("ren"), &["tea"]).await;
     let s = m.open(Some(&t1));

@@ -13,13 +13,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sesame::{CapPolicy, Policy, Record, SessionKey, Store, Tag, TokenCodec};
+use sesame::{CapPolicy, Policy, Principal, Record, SessionKey, Store, TokenCodec};
 use sesame_redis::RedisStore;
 use sesame_testkit::RedisServer;
 
 const CAP: u32 = sesame::DEFAULT_MAX_SESSIONS_PER_USER;
 /// Operations averaged per figure.
 const REPEAT: usize = 200;
+
+use sesame_bench::content::named;
 
 fn policy() -> Policy {
     Policy {
@@ -35,14 +37,14 @@ fn policy() -> Policy {
     }
 }
 
-fn record(principal: &str) -> Record {
+fn record(principal: &Principal) -> Record {
     let t = sesame::now_ms();
     let mut attrs = BTreeMap::new();
     attrs.insert("profile".to_string(), br#"{"name":"someone","theme":"dark"}"#.to_vec());
     Record {
         created_ms: t,
         absolute_ms: t + 43_200_000,
-        principal: Some(principal.to_string()),
+        principal: Some(principal.clone()),
         auth_ms: Some(t),
         version: 1,
         attrs,
@@ -50,8 +52,8 @@ fn record(principal: &str) -> Record {
     }
 }
 
-async fn login(store: &RedisStore, p: &str, pol: &Policy) -> SessionKey {
-    let k = TokenCodec::default().generate(Tag::for_principal(p)).unwrap().key();
+async fn login(store: &RedisStore, p: &Principal, pol: &Policy) -> SessionKey {
+    let k = TokenCodec::insecure_development().generate(p.user().tag()).unwrap().key();
     let out = store.create(&k, &record(p), None, sesame::now_ms(), pol).await.unwrap();
     assert!(out.is_created());
     k
@@ -88,7 +90,7 @@ async fn fill(store: &Arc<RedisStore>, from: usize, to: usize) {
             let mut i = from + w;
             while i < to {
                 // Ten sessions per background user.
-                login(&store, &format!("bg-{}", i / 10), &pol).await;
+                login(&store, &named(&format!("bg-{}", i / 10)), &pol).await;
                 i += workers;
             }
         }));
@@ -117,7 +119,7 @@ async fn main() {
         fill(&store, filled, background).await;
         filled = background;
         for n in [1usize, 100, CAP as usize] {
-            let p = format!("measured-{background}-{n}");
+            let p = named(&format!("measured-{background}-{n}"));
             for _ in 0..n {
                 login(&store, &p, &pol).await;
             }
@@ -130,7 +132,7 @@ async fn main() {
                 let mid = stats(&mut conn).await;
                 store.destroy(&k, sesame::now_ms()).await.unwrap();
                 let after = stats(&mut conn).await;
-                store.list_user(&p, sesame::now_ms(), 50).await.unwrap();
+                store.list_user(p.user(), sesame::now_ms(), 50).await.unwrap();
                 let listed = stats(&mut conn).await;
                 // Each INFO is itself one call, excluded above.
                 lc += mid.0 - before.0;

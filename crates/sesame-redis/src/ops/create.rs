@@ -3,7 +3,7 @@
 //! index.
 
 use sesame::store::{parse_index_member, write_ttl};
-use sesame::{CapPolicy, CreateOutcome, Login, Policy, Record, SessionKey, StoreError, Tag};
+use sesame::{CapPolicy, CreateOutcome, Login, Policy, Record, SessionKey, StoreError};
 
 use crate::error::{backend, unexpected};
 use crate::ops::lineage::code;
@@ -59,7 +59,7 @@ pub(crate) async fn create(
         Some(p) => {
             let mut pipe = redis::pipe();
             pipe.cmd("ZRANGE")
-                .arg(store.keys.index(p))
+                .arg(store.keys.index(p.user()))
                 .arg(format!("({now}"))
                 .arg("+inf")
                 .arg("BYSCORE")
@@ -77,9 +77,9 @@ pub(crate) async fn create(
         let mut call = Call::new(&store.scripts.create);
         call.key(store.keys.session(key)).retry_safe(true);
         if let Some(p) = &record.principal {
-            call.key(store.keys.index(p)).key(store.keys.epoch(p));
+            call.key(store.keys.index(p.user())).key(store.keys.epoch(p.user()));
             if let Some((id, _, _)) = evict.as_deref().and_then(parse_index_member) {
-                call.key(store.keys.session_id(Tag::for_principal(p), id));
+                call.key(store.keys.session_id(p.user().tag(), id));
             }
         }
         call.arg(encoded.as_slice())

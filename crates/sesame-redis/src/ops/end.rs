@@ -1,7 +1,7 @@
 //! Ending sessions: a logout or a reuse ends a whole lineage (`end.lua`, and `swap.lua` to
 //! cancel a login under way); revoking one session by id.
 
-use sesame::{SessionKey, StoreError, Tag};
+use sesame::{Principal, SessionKey, StoreError, UserRef};
 
 use crate::error::{backend, unexpected};
 use crate::ops::lineage::{code, Follow, Found, Read, Resolved};
@@ -78,7 +78,7 @@ async fn end_one(
     let mut call = Call::new(&store.scripts.end);
     call.key(store.keys.session(key)).retry_safe(true);
     if let Some(p) = &read.record.principal {
-        call.key(store.keys.index(p));
+        call.key(store.keys.index(p.user()));
     }
     call.arg(read.raw.as_slice()).arg(read.record.index_member(&key.id()));
     let v = run(&store.conn, store.durability, &call).await?;
@@ -108,19 +108,23 @@ impl EndReply {
     }
 }
 
-/// Revokes one session of `principal` by id.
+/// Revokes one session of `user` by id.
 pub(crate) async fn revoke(
     store: &RedisStore,
-    principal: &str,
+    user: UserRef,
     id: &str,
     now: u64,
 ) -> Result<bool, StoreError> {
-    let Some(key) = SessionKey::from_parts(Tag::for_principal(principal), id) else {
+    let Some(key) = SessionKey::from_parts(user.tag(), id) else {
         return Ok(false);
     };
     for _ in 0..MAX_ATTEMPTS {
         let read = match store.read(&key, now).await? {
-            Found::Record(read) if read.record.principal.as_deref() == Some(principal) => read,
+            Found::Record(read)
+                if read.record.principal.as_ref().map(Principal::user) == Some(user) =>
+            {
+                read
+            }
             _ => return Ok(false),
         };
         if let Some(ended) = end_one(store, &key, &read).await? {

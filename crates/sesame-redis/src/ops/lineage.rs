@@ -153,7 +153,7 @@ impl RedisStore {
         let mut p = redis::pipe();
         p.cmd("PEXPIRE").arg(self.keys.session(key)).arg(ttl);
         if let Some(principal) = &read.record.principal {
-            let index = self.keys.index(principal);
+            let index = self.keys.index(principal.user());
             let member = read.record.index_member(&key.id());
             // Same hash tag: one cluster node takes the whole pipeline. Only ever later (GT).
             p.cmd("ZADD").arg(&index).arg("XX").arg("GT").arg(deadline).arg(member).ignore();

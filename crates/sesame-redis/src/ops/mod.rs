@@ -13,7 +13,7 @@ mod users;
 use async_trait::async_trait;
 use sesame::{
     CreateOutcome, Delta, Login, Lookup, Policy, Record, RotateOutcome, Rotation, SaveOutcome,
-    SessionInfo, SessionKey, Store, StoreError,
+    SessionInfo, SessionKey, Store, StoreError, UserRef,
 };
 
 use crate::store::RedisStore;
@@ -68,29 +68,29 @@ impl Store for RedisStore {
         end::end_lineage(self, key, now_ms).await
     }
 
-    async fn user_epoch(&self, principal: &str) -> Result<u64, StoreError> {
-        users::user_epoch(self, principal).await
+    async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError> {
+        users::user_epoch(self, user).await
     }
 
     async fn list_user(
         &self,
-        principal: &str,
+        user: UserRef,
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<SessionInfo>, StoreError> {
-        users::list_user(self, principal, now_ms, limit).await
+        users::list_user(self, user, now_ms, limit).await
     }
 
-    async fn revoke(&self, principal: &str, id: &str, now_ms: u64) -> Result<bool, StoreError> {
-        end::revoke(self, principal, id, now_ms).await
+    async fn revoke(&self, user: UserRef, id: &str, now_ms: u64) -> Result<bool, StoreError> {
+        end::revoke(self, user, id, now_ms).await
     }
 
     async fn revoke_all(
         &self,
-        principal: &str,
+        user: UserRef,
         keep: Option<&str>,
         _now_ms: u64,
     ) -> Result<u64, StoreError> {
-        users::revoke_all(self, principal, keep).await
+        users::revoke_all(self, user, keep).await
     }
 }

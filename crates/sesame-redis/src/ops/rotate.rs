@@ -18,7 +18,8 @@
 
 use sesame::store::{pointer_expiry, write_ttl};
 use sesame::{
-    CreateOutcome, Loaded, Policy, Record, RotateOutcome, Rotation, RotationKind, StoreError,
+    CreateOutcome, Loaded, Policy, Principal, Record, RotateOutcome, Rotation, RotationKind,
+    StoreError,
 };
 
 use crate::error::{backend, unexpected};
@@ -55,7 +56,8 @@ pub(crate) async fn rotate(
         let next = rot.successor(&read.record, now, policy)?;
         let in_slot = matches!(rot.kind, RotationKind::Renew { .. })
             && rot.new.tag() == rot.old.tag()
-            && next.principal == read.record.principal;
+            && next.principal.as_ref().map(Principal::user)
+                == read.record.principal.as_ref().map(Principal::user);
         let step = if in_slot {
             in_one_slot(store, rot, &read, &next, now, policy).await?
         } else {
@@ -122,7 +124,7 @@ async fn in_one_slot(
     let mut call = Call::new(&store.scripts.rotate);
     call.key(store.keys.session(&rot.old)).key(store.keys.session(&rot.new)).retry_safe(true);
     if let Some(p) = &next.principal {
-        call.key(store.keys.index(p)).key(store.keys.epoch(p));
+        call.key(store.keys.index(p.user())).key(store.keys.epoch(p.user()));
     }
     call.arg(read.raw.as_slice())
         .arg(encode(next))

@@ -55,7 +55,7 @@ pub(crate) async fn save(
         let mut call = Call::new(&store.scripts.save);
         call.key(store.keys.session(&target));
         if let Some(p) = &next.principal {
-            call.key(store.keys.index(p));
+            call.key(store.keys.index(p.user()));
         }
         call.arg(expected.as_slice())
             .arg(record::encode(&next))

@@ -3,7 +3,7 @@
 
 use redis::Value;
 use sesame::store::parse_index_member;
-use sesame::{SessionInfo, StoreError, Tag};
+use sesame::{SessionInfo, StoreError, UserRef};
 
 use crate::error::{backend, unexpected};
 use crate::script::{run, Call};
@@ -15,9 +15,9 @@ pub(crate) const REVOKE_BATCH: usize = 100;
 /// How long an epoch is kept after it last moved (ms): far longer than a login takes.
 const EPOCH_TTL_MS: u64 = 24 * 3600 * 1000;
 
-pub(crate) async fn user_epoch(store: &RedisStore, principal: &str) -> Result<u64, StoreError> {
+pub(crate) async fn user_epoch(store: &RedisStore, user: UserRef) -> Result<u64, StoreError> {
     let mut p = redis::pipe();
-    p.get(store.keys.epoch(principal));
+    p.get(store.keys.epoch(user));
     let (raw,): (Option<String>,) = crate::script::read(&store.conn, &p).await?;
     match raw {
         None => Ok(0),
@@ -31,13 +31,13 @@ pub(crate) async fn user_epoch(store: &RedisStore, principal: &str) -> Result<u6
 /// `ZRANGE` of the index, whose members carry what a list shows.
 pub(crate) async fn list_user(
     store: &RedisStore,
-    principal: &str,
+    user: UserRef,
     now: u64,
     limit: usize,
 ) -> Result<Vec<SessionInfo>, StoreError> {
     let mut p = redis::pipe();
     p.cmd("ZRANGE")
-        .arg(store.keys.index(principal))
+        .arg(store.keys.index(user))
         .arg("+inf")
         .arg(format!("({now}"))
         .arg("BYSCORE")
@@ -63,14 +63,14 @@ pub(crate) async fn list_user(
 /// Moves the principal's epoch, then ends its indexed sessions (except `keep`) in batches.
 pub(crate) async fn revoke_all(
     store: &RedisStore,
-    principal: &str,
+    user: UserRef,
     keep: Option<&str>,
 ) -> Result<u64, StoreError> {
     let mut call = Call::new(&store.scripts.bump_epoch);
-    call.key(store.keys.epoch(principal)).arg(EPOCH_TTL_MS);
+    call.key(store.keys.epoch(user)).arg(EPOCH_TTL_MS);
     run(&store.conn, store.durability, &call).await?;
-    let index = store.keys.index(principal);
-    let tag = Tag::for_principal(principal);
+    let index = store.keys.index(user);
+    let tag = user.tag();
     let keep_id = keep.unwrap_or("");
     let mut ended = 0u64;
     // Bounded: the cap allows at most 100,000 sessions per user (1,000 batches); a few more

@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use sesame::store::UpdateFn;
 use sesame::{
-    value, CapPolicy, CreateOutcome, Delta, Loaded, Login, Lookup, Policy, Record, RotateOutcome,
-    Rotation, RotationKind, SaveOutcome, SessionKey, SessionToken, Store, StoreError, Tag,
-    TokenCodec, Update,
+    value, CapPolicy, CreateOutcome, Delta, Loaded, Login, Lookup, Naming, Policy, Principal,
+    Record, RotateOutcome, Rotation, RotationKind, SaveOutcome, SessionKey, SessionToken, Store,
+    StoreError, Tag, TokenCodec, TokenSecret, Update,
 };
 
 use crate::fixtures::now;
@@ -75,7 +75,18 @@ pub fn policy() -> Policy {
 }
 
 fn codec() -> TokenCodec {
-    TokenCodec::default()
+    TokenCodec::insecure_development()
+}
+
+/// The naming of principals the checks use: the development secret's, the same as a
+/// [`SessionConfig`](sesame::SessionConfig) built with `insecure_development_secret()`.
+pub fn naming() -> Naming {
+    Naming::from_secret(&TokenSecret::insecure_development())
+}
+
+/// The principal named `name` under [`naming`].
+pub fn named(name: &str) -> Principal {
+    naming().principal(name)
 }
 
 /// A fresh token under `tag`.
@@ -89,17 +100,17 @@ pub fn key(tag: Tag) -> SessionKey {
 }
 
 /// A principal nobody else uses.
-pub fn principal() -> String {
-    format!("user-{}", key(Tag::random().unwrap()).id())
+pub fn principal() -> Principal {
+    named(&format!("user-{}", key(Tag::random().unwrap()).id()))
 }
 
 /// A record created now with the given attributes.
-pub fn record(principal: Option<&str>, attrs: &[(&str, &[u8])]) -> Record {
+pub fn record(principal: Option<&Principal>, attrs: &[(&str, &[u8])]) -> Record {
     let t = now();
     Record {
         created_ms: t,
         absolute_ms: t + policy().absolute_ms,
-        principal: principal.map(str::to_string),
+        principal: principal.cloned(),
         auth_ms: principal.map(|_| t),
         rotated_ms: 0,
         version: 1,
@@ -125,8 +136,8 @@ pub async fn save(
 }
 
 /// A login of `principal` at the given epoch, authenticated now.
-pub fn login(principal: &str, epoch: u64) -> Login {
-    Login { principal: principal.to_string(), auth_ms: now(), epoch }
+pub fn login(principal: &Principal, epoch: u64) -> Login {
+    Login { principal: principal.clone(), auth_ms: now(), epoch }
 }
 
 /// A same-privilege rotation of `old` to `new` (the successor sealed for `old`'s holder).
@@ -225,8 +236,8 @@ fn rotated(outcome: RotateOutcome) -> Record {
     }
 }
 
-async fn listed_ids(store: &DynStore, p: &str, limit: usize) -> Vec<String> {
-    store.list_user(p, now(), limit).await.unwrap().into_iter().map(|s| s.id).collect()
+async fn listed_ids(store: &DynStore, p: &Principal, limit: usize) -> Vec<String> {
+    store.list_user(p.user(), now(), limit).await.unwrap().into_iter().map(|s| s.id).collect()
 }
 
 /// Opens a chain of sealed successors from `old`.
@@ -238,14 +249,14 @@ fn open_chain(old: &SessionToken, sealed: &[Vec<u8>]) -> Option<SessionToken> {
     Some(t)
 }
 
-async fn create_user_session_token(store: &DynStore, p: &str, pol: &Policy) -> SessionToken {
-    let t = token(Tag::for_principal(p));
+async fn create_user_session_token(store: &DynStore, p: &Principal, pol: &Policy) -> SessionToken {
+    let t = token(p.user().tag());
     let out = store.create(&t.key(), &record(Some(p), &[]), None, now(), pol).await.unwrap();
     assert_eq!(out, CreateOutcome::Created);
     t
 }
 
-async fn create_user_session(store: &DynStore, p: &str, pol: &Policy) -> SessionKey {
+async fn create_user_session(store: &DynStore, p: &Principal, pol: &Policy) -> SessionKey {
     create_user_session_token(store, p, pol).await.key()
 }
 

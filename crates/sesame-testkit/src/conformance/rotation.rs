@@ -122,7 +122,7 @@ pub async fn concurrent_rotations_have_one_successor(store: DynStore) {
 pub async fn grace_window_resolves_to_successor(store: DynStore) {
     let pol = policy();
     let p = principal();
-    let old = token(Tag::for_principal(&p));
+    let old = token(p.user().tag());
     let out = store
         .create(&old.key(), &record(Some(&p), &[("a", b"1")]), None, now(), &pol)
         .await
@@ -218,15 +218,15 @@ pub async fn elevate_kills_old_token_at_once(store: DynStore) {
     let p = principal();
     let anon = create_anonymous(&store, &[("cart", b"[1]")]).await;
     let base = expect_live(&store, &anon.key(), &pol).await.record;
-    let epoch = store.user_epoch(&p).await.unwrap();
-    let new = key(Tag::for_principal(&p));
+    let epoch = store.user_epoch(p.user()).await.unwrap();
+    let new = key(p.user().tag());
     let l = login(&p, epoch);
     let d = set(&[("step", b"2")]);
     let t = now();
     let rec = rotated(
         store.rotate(&elevate(&anon.key(), &new, &base, &d, l.clone()), now(), &pol).await.unwrap(),
     );
-    assert_eq!(rec.principal.as_deref(), Some(p.as_str()));
+    assert_eq!(rec.principal.as_ref(), Some(&p));
     assert_eq!(rec.auth_ms, Some(l.auth_ms));
     assert!(rec.created_ms >= t && rec.created_ms <= now(), "creation time restarts at login");
     assert_eq!(rec.absolute_ms, rec.created_ms + pol.absolute_ms);
@@ -236,7 +236,7 @@ pub async fn elevate_kills_old_token_at_once(store: DynStore) {
     expect_missing(&store, &anon.key(), &pol).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     expect_missing(&store, &anon.key(), &pol).await;
-    let again = key(Tag::for_principal(&p));
+    let again = key(p.user().tag());
     let out = store
         .rotate(&elevate(&anon.key(), &again, &base, &d, login(&p, epoch)), now(), &pol)
         .await
@@ -268,8 +268,8 @@ pub async fn elevate_ends_the_chain(store: DynStore) {
     let d = Delta::default();
     rotated(store.rotate(&renew(&t0, &t1, &base, &d, 1_000), now(), &pol).await.unwrap());
     let base1 = expect_live(&store, &t1.key(), &pol).await.record;
-    let epoch = store.user_epoch(&p).await.unwrap();
-    let t2 = key(Tag::for_principal(&p));
+    let epoch = store.user_epoch(p.user()).await.unwrap();
+    let t2 = key(p.user().tag());
     let l = login(&p, epoch);
     let head =
         rotated(store.rotate(&elevate(&t1.key(), &t2, &base1, &d, l), now(), &pol).await.unwrap());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sesame::{
-    CapPolicy, CreateOutcome, Delta, Lookup, RotateOutcome, Rotation, RotationKind, StoreError, Tag,
+    CapPolicy, CreateOutcome, Delta, Lookup, RotateOutcome, Rotation, RotationKind, StoreError,
 };
 use tokio::sync::Barrier;
 
@@ -25,7 +25,7 @@ pub async fn list_user_sessions(store: DynStore) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     create_user_session(&store, &q, &pol).await;
-    let listed = store.list_user(&p, now(), 64).await.unwrap();
+    let listed = store.list_user(p.user(), now(), 64).await.unwrap();
     ids.reverse();
     assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), ids);
     for s in &listed {
@@ -64,16 +64,16 @@ pub async fn revoke_one_and_all(store: DynStore) {
     let b = create_user_session(&store, &p, &pol).await;
     let c = create_user_session(&store, &p, &pol).await;
     let other = create_user_session(&store, &q, &pol).await;
-    assert!(!store.revoke(&p, &other.id(), now()).await.unwrap(), "not p's session");
+    assert!(!store.revoke(p.user(), &other.id(), now()).await.unwrap(), "not p's session");
     expect_live(&store, &other, &pol).await;
-    assert!(!store.revoke(&p, "AAAAAAAAAAAAAAAAAAAAAA", now()).await.unwrap());
-    assert!(store.revoke(&p, &a.id(), now()).await.unwrap());
-    assert!(!store.revoke(&p, &a.id(), now()).await.unwrap());
+    assert!(!store.revoke(p.user(), "AAAAAAAAAAAAAAAAAAAAAA", now()).await.unwrap());
+    assert!(store.revoke(p.user(), &a.id(), now()).await.unwrap());
+    assert!(!store.revoke(p.user(), &a.id(), now()).await.unwrap());
     expect_missing(&store, &a, &pol).await;
-    assert_eq!(store.revoke_all(&p, Some(&c.id()), now()).await.unwrap(), 1);
+    assert_eq!(store.revoke_all(p.user(), Some(&c.id()), now()).await.unwrap(), 1);
     expect_missing(&store, &b, &pol).await;
     expect_live(&store, &c, &pol).await;
-    assert_eq!(store.revoke_all(&p, None, now()).await.unwrap(), 1);
+    assert_eq!(store.revoke_all(p.user(), None, now()).await.unwrap(), 1);
     expect_missing(&store, &c, &pol).await;
     assert!(listed_ids(&store, &p, 64).await.is_empty());
     expect_live(&store, &other, &pol).await;
@@ -84,17 +84,17 @@ pub async fn revoke_one_and_all(store: DynStore) {
 pub async fn stale_epoch_login_is_refused(store: DynStore) {
     let pol = policy();
     let p = principal();
-    let e0 = store.user_epoch(&p).await.unwrap();
-    let k1 = key(Tag::for_principal(&p));
+    let e0 = store.user_epoch(p.user()).await.unwrap();
+    let k1 = key(p.user().tag());
     let out =
         store.create(&k1, &record(Some(&p), &[]), Some(&login(&p, e0)), now(), &pol).await.unwrap();
     assert_eq!(out, CreateOutcome::Created);
-    assert_eq!(store.revoke_all(&p, None, now()).await.unwrap(), 1);
-    let e1 = store.user_epoch(&p).await.unwrap();
+    assert_eq!(store.revoke_all(p.user(), None, now()).await.unwrap(), 1);
+    let e1 = store.user_epoch(p.user()).await.unwrap();
     assert_ne!(e1, e0, "revoke_all moves the epoch");
     expect_missing(&store, &k1, &pol).await;
     // create
-    let k2 = key(Tag::for_principal(&p));
+    let k2 = key(p.user().tag());
     let out =
         store.create(&k2, &record(Some(&p), &[]), Some(&login(&p, e0)), now(), &pol).await.unwrap();
     assert_eq!(out, CreateOutcome::Revoked);
@@ -106,7 +106,7 @@ pub async fn stale_epoch_login_is_refused(store: DynStore) {
     // rotate: an anonymous session logging in
     let anon = create_anonymous(&store, &[("cart", b"1")]).await;
     let base = expect_live(&store, &anon.key(), &pol).await.record;
-    let new = key(Tag::for_principal(&p));
+    let new = key(p.user().tag());
     let d = set(&[("x", b"1")]);
     let out = store
         .rotate(&elevate(&anon.key(), &new, &base, &d, login(&p, e0)), now(), &pol)
@@ -120,7 +120,7 @@ pub async fn stale_epoch_login_is_refused(store: DynStore) {
         "the old session is untouched"
     );
     // rotate: a re-login of the same principal
-    let t2 = token(Tag::for_principal(&p));
+    let t2 = token(p.user().tag());
     let base2 = expect_live(&store, &k2, &pol).await.record;
     let relogin = |epoch| Rotation {
         old: k2,
@@ -136,7 +136,7 @@ pub async fn stale_epoch_login_is_refused(store: DynStore) {
     assert_eq!(expect_live(&store, &k2, &pol).await.record, base2);
     assert_eq!(listed_ids(&store, &p, 64).await, [k2.id()]);
     let rec = rotated(store.rotate(&relogin(e1), now(), &pol).await.unwrap());
-    assert_eq!(rec.principal.as_deref(), Some(p.as_str()));
+    assert_eq!(rec.principal.as_ref(), Some(&p));
     assert_eq!(listed_ids(&store, &p, 64).await, [t2.key().id()]);
 }
 
@@ -147,13 +147,13 @@ pub async fn revoke_all_races_logins(store: DynStore) {
     let pol = policy();
     for round in 0..5 {
         let p = principal();
-        let epoch = store.user_epoch(&p).await.unwrap();
+        let epoch = store.user_epoch(p.user()).await.unwrap();
         let barrier = Arc::new(Barrier::new(N + 1));
         let mut tasks = Vec::new();
         for _ in 0..N {
             let (store, barrier, p) = (store.clone(), barrier.clone(), p.clone());
             tasks.push(tokio::spawn(async move {
-                let k = key(Tag::for_principal(&p));
+                let k = key(p.user().tag());
                 let l = login(&p, epoch);
                 barrier.wait().await;
                 (
@@ -169,7 +169,7 @@ pub async fn revoke_all_races_logins(store: DynStore) {
             let (store, barrier, p) = (store.clone(), barrier.clone(), p.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.revoke_all(&p, None, now()).await.unwrap()
+                store.revoke_all(p.user(), None, now()).await.unwrap()
             })
         };
         let mut created = 0;
@@ -215,8 +215,8 @@ pub async fn cap_evicts_least_recently_active(store: DynStore) {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let anon = create_anonymous(&store, &[]).await;
     let base = expect_live(&store, &anon.key(), &pol).await.record;
-    let new = key(Tag::for_principal(&p));
-    let epoch = store.user_epoch(&p).await.unwrap();
+    let new = key(p.user().tag());
+    let epoch = store.user_epoch(p.user()).await.unwrap();
     let d = Delta::default();
     rotated(
         store
@@ -258,7 +258,7 @@ pub async fn cap_is_exact_under_concurrent_logins(store: DynStore) {
     for _ in 0..12 {
         let (store, p, refuse) = (store.clone(), principal(), refuse.clone());
         tasks.push(tokio::spawn(async move {
-            let k = key(Tag::for_principal(&p));
+            let k = key(p.user().tag());
             store.create(&k, &record(Some(&p), &[]), None, now(), &refuse).await
         }));
     }
@@ -277,15 +277,15 @@ pub async fn cap_refuses(store: DynStore) {
     pol.cap_policy = CapPolicy::Refuse;
     create_user_session(&store, &p, &pol).await;
     create_user_session(&store, &p, &pol).await;
-    let k = key(Tag::for_principal(&p));
+    let k = key(p.user().tag());
     let e = store.create(&k, &record(Some(&p), &[]), None, now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     expect_missing(&store, &k, &pol).await;
     assert_eq!(listed_ids(&store, &p, 64).await.len(), 2);
     let anon = create_anonymous(&store, &[("cart", b"1")]).await;
     let base = expect_live(&store, &anon.key(), &pol).await.record;
-    let new = key(Tag::for_principal(&p));
-    let epoch = store.user_epoch(&p).await.unwrap();
+    let new = key(p.user().tag());
+    let epoch = store.user_epoch(p.user()).await.unwrap();
     let d = set(&[("x", b"1")]);
     let e = store
         .rotate(&elevate(&anon.key(), &new, &base, &d, login(&p, epoch)), now(), &pol)

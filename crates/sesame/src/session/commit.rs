@@ -38,9 +38,9 @@ impl Session {
         let current = std::mem::replace(&mut st.current, Current::Absent);
         match current {
             Current::Present { key, token, loaded } => {
-                let before = loaded.record.principal.clone();
+                let before = loaded.record.principal.as_ref().map(|p| p.user());
                 match &login {
-                    Some(l) if before.as_deref() != Some(l.principal.as_str()) => {
+                    Some(l) if before != Some(l.principal.user()) => {
                         if before.is_some() || !m.config().keep_data_on_login() {
                             // A different principal (or a login told not to keep anonymous
                             // data) starts clean: the old session ends first.
@@ -113,7 +113,7 @@ impl Session {
         let policy = m.config().policy();
         let (mut old, mut old_token, mut loaded, mut kind) = (old, old_token, loaded, kind);
         let tag = match &login {
-            Some(l) => Tag::for_principal(&l.principal),
+            Some(l) => l.principal.user().tag(),
             None => old.tag(),
         };
         let mut collisions = 0;
@@ -143,8 +143,8 @@ impl Session {
                     // Another request rotated this token a moment ago: the lineage goes on at
                     // its head, and so does this request (its client gets the head's token).
                     let token = old_token.as_ref().and_then(|t| m.open_chain(t, &sealed, &head));
-                    let wanted = login.as_ref().map(|l| l.principal.as_str());
-                    let bound = head_loaded.record.principal.as_deref();
+                    let wanted = login.as_ref().map(|l| l.principal.user());
+                    let bound = head_loaded.record.principal.as_ref().map(|p| p.user());
                     match (wanted, bound) {
                         // No login, or the head already carries it: save there.
                         (None, _) => {}
@@ -206,7 +206,7 @@ impl Session {
             Some(l) => {
                 record.principal = Some(l.principal.clone());
                 record.auth_ms = Some(l.auth_ms);
-                Tag::for_principal(&l.principal)
+                l.principal.user().tag()
             }
             None => Tag::random()?,
         };

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::error::Error;
 use crate::manager::{now_ms, SessionManager};
 use crate::store::{Loaded, Login, Lookup, Record, SessionInfo, UpdateFn};
-use crate::token::{SessionKey, SessionToken};
+use crate::token::{SessionKey, SessionToken, UserRef};
 
 mod commit;
 use crate::value;
@@ -321,9 +321,10 @@ impl Session {
     /// this call and the commit, the commit fails with [`Error::LoginRevoked`].
     pub async fn login(&self, principal: &str) -> Result<(), Error> {
         check_principal(principal)?;
-        let epoch = self.inner.manager.store().user_epoch(principal).await?;
+        let principal = self.inner.manager.config().principal(principal);
+        let epoch = self.inner.manager.store().user_epoch(principal.user()).await?;
         let mut st = self.loaded().await?;
-        st.login = Some(Login { principal: principal.to_string(), auth_ms: now_ms(), epoch });
+        st.login = Some(Login { principal, auth_ms: now_ms(), epoch });
         st.rotate = true;
         Ok(())
     }
@@ -346,9 +347,9 @@ impl Session {
     pub async fn principal(&self) -> Result<Option<String>, Error> {
         let st = self.loaded().await?;
         if let Some(l) = &st.login {
-            return Ok(Some(l.principal.clone()));
+            return Ok(Some(l.principal.name().to_string()));
         }
-        Ok(st.record().and_then(|r| r.principal.clone()))
+        Ok(st.record().and_then(|r| r.principal.as_ref()).map(|p| p.name().to_string()))
     }
 
     /// Authentication time, ms since the Unix epoch.
@@ -400,11 +401,11 @@ impl Session {
         Ok(matches!(st.current, Current::Present { .. }))
     }
 
-    async fn stored_principal(&self) -> Result<(String, Option<String>), Error> {
+    async fn stored_principal(&self) -> Result<(UserRef, Option<String>), Error> {
         let st = self.loaded().await?;
         match &st.current {
             Current::Present { key, loaded, .. } => match &loaded.record.principal {
-                Some(p) => Ok((p.clone(), Some(key.id()))),
+                Some(p) => Ok((p.user(), Some(key.id()))),
                 None => Err(Error::NotLoggedIn),
             },
             _ => Err(Error::NotLoggedIn),
@@ -415,20 +416,21 @@ impl Session {
     /// most the per-user cap).
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
         let (p, _) = self.stored_principal().await?;
-        self.inner.manager.list_user(&p).await
+        let limit = self.inner.manager.config().policy().max_sessions_per_user as usize;
+        Ok(self.inner.manager.store().list_user(p, now_ms(), limit).await?)
     }
 
     /// Revokes one session of this session's principal by id. Returns whether it existed.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, Error> {
         let (p, _) = self.stored_principal().await?;
-        Ok(self.inner.manager.store().revoke(&p, id, now_ms()).await?)
+        Ok(self.inner.manager.store().revoke(p, id, now_ms()).await?)
     }
 
     /// Revokes every other session of this session's principal ("log out other devices"),
     /// including logins of that principal in flight.
     pub async fn revoke_other_sessions(&self) -> Result<u64, Error> {
         let (p, me) = self.stored_principal().await?;
-        Ok(self.inner.manager.store().revoke_all(&p, me.as_deref(), now_ms()).await?)
+        Ok(self.inner.manager.store().revoke_all(p, me.as_deref(), now_ms()).await?)
     }
 }
 

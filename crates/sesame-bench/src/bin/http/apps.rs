@@ -43,7 +43,10 @@ pub(crate) fn ceiling_router() -> Router {
 
 /// The session app on `store` with the default session configuration.
 pub(crate) fn session_router(store: Arc<dyn Store>) -> BenchResult<(Router, SessionManager)> {
-    let manager = SessionManager::new(store, SessionConfig::default());
+    let manager = SessionManager::new(
+        store,
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
     let cookie = CookieConfig::builder()
         .name(COOKIE_NAME)
         .secure(false)

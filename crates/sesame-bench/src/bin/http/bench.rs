@@ -162,7 +162,7 @@ pub(crate) async fn measure(targets: &[Target], plan: &Plan<'_>) -> BenchResult<
                 if endpoint == "/me" && t.manager.is_some() {
                     // A different session each round, far from the first ones.
                     let n = (round * 337 + 500) % t.tokens.len().max(1);
-                    let user = content::principal(n as u32);
+                    let user = content::principal(n as u32).name().to_string();
                     setup::check_session(&client, t.addr, &t.tokens[n], &user).await?;
                 }
                 runs.push(Run { server: t.name, endpoint, result, redis });

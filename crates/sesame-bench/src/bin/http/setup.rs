@@ -34,7 +34,7 @@ pub(crate) async fn create_sessions(
     let url = format!("http://{addr}/login");
     let mut tokens = Vec::with_capacity(count as usize);
     for n in 0..count {
-        let user = content::principal(n);
+        let user = content::principal(n).name().to_string();
         let res = client
             .post(&url)
             .json(&json!({ "user": user }))
