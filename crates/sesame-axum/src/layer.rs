@@ -30,10 +30,11 @@ use crate::error::SessionError;
 ///     Ok(format!("{n} visits"))
 /// }
 ///
-/// let manager = sesame::SessionManager::new(
-///     Arc::new(sesame::MemoryStore::new()),
-///     sesame::SessionConfig::default(),
-/// );
+/// let config = sesame::SessionConfig::builder()
+///     .token_secret(std::env::var("SESSION_SECRET").unwrap_or_default())
+///     .build()
+///     .expect("SESSION_SECRET: 32 or more random bytes");
+/// let manager = sesame::SessionManager::new(Arc::new(sesame::MemoryStore::new()), config);
 /// let app: Router = Router::new()
 ///     .route("/", get(count))
 ///     .layer(SessionLayer::new(manager));

@@ -44,12 +44,7 @@ impl Config {
     /// The published measurement: 1000 sessions, 50,000 requests of each kind, 32 in flight,
     /// the default session policy (30 min idle, 12 h absolute, touch after 1 min).
     pub fn standard() -> Config {
-        Config {
-            sessions: 1000,
-            requests: 50_000,
-            concurrency: 32,
-            policy: default_policy(),
-        }
+        Config { sessions: 1000, requests: 50_000, concurrency: 32, policy: default_policy() }
     }
 }
 

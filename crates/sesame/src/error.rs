@@ -80,12 +80,14 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A value could not be encoded or decoded.
-    #[error("session value {name:?}: {message}")]
+    /// A value could not be encoded or decoded. The message (which may quote the value) is
+    /// kept for the app, and left out of this error's `Display`, so that logs and error
+    /// bodies built from it carry no session data.
+    #[error("session value {name:?} could not be encoded or decoded as the requested type")]
     Value {
         /// Attribute name.
         name: String,
-        /// What went wrong.
+        /// What went wrong (the serializer's words: may quote the value).
         message: String,
     },
     /// A configuration was rejected when it was built.
@@ -114,6 +116,18 @@ pub enum Error {
     /// The session was destroyed earlier in this request.
     #[error("the session was destroyed in this request")]
     Destroyed,
+    /// A request hook asks for a fresh authentication before the session is used again
+    /// ([`crate::events::Verdict::StepUp`]).
+    #[error("this session must authenticate again before it is used")]
+    StepUpRequired,
+    /// The creation hook refused a new session (for example a per-client rate limit).
+    #[error("{message}")]
+    CreationRefused {
+        /// Why, for the client.
+        message: String,
+        /// When to try again, if known.
+        retry_after: Option<std::time::Duration>,
+    },
 }
 
 impl Error {

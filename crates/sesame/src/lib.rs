@@ -21,11 +21,15 @@
 //!   same way (delta merging, touch coalescing, index members, pointer lifetimes).
 //! - [`memory`]: [`MemoryStore`], the embedded default, with the same semantics as Redis.
 //! - [`value`]: attribute value encoding (JSON or MessagePack, LZ4 when it helps).
+//! - [`events`]: lifecycle events ([`SessionEvent`], ids only, never tokens) and the hooks an
+//!   app installs ([`SessionHooks`]: creation refusals such as [`CreationRateLimit`],
+//!   per-request checks against the client recorded at creation).
 //! - [`error`]: [`Error`] and [`StoreError`].
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod manager;
 pub mod memory;
 pub mod session;
@@ -38,9 +42,12 @@ pub use config::{
     MAX_SESSIONS_PER_USER,
 };
 pub use error::{BoxError, Error, StoreError};
+pub use events::{
+    ClientInfo, CreationRateLimit, Refusal, RequestCheck, SessionEvent, SessionHooks, Verdict,
+};
 pub use manager::{now_ms, SessionManager, Stats};
 pub use memory::MemoryStore;
-pub use session::{Session, TokenAction};
+pub use session::{PendingLogin, Session, TokenAction};
 pub use store::{
     CreateOutcome, Delta, Loaded, Login, Lookup, Record, RotateOutcome, Rotation, RotationKind,
     SaveOutcome, SessionInfo, Store, Update,

@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::sync::broadcast;
+
 use crate::config::SessionConfig;
 use crate::error::Error;
+use crate::events::{ClientInfo, SessionEvent, SessionHooks, EVENT_BUFFER};
 use crate::session::{check_principal, Session};
 use crate::store::{SessionInfo, Store};
 use crate::token::{SessionKey, SessionToken};
@@ -69,6 +72,8 @@ pub struct SessionManager {
     store: Arc<dyn Store>,
     config: Arc<SessionConfig>,
     counters: Arc<Counters>,
+    events: broadcast::Sender<SessionEvent>,
+    hooks: Option<Arc<dyn SessionHooks>>,
 }
 
 impl fmt::Debug for SessionManager {
@@ -80,7 +85,43 @@ impl fmt::Debug for SessionManager {
 impl SessionManager {
     /// A manager over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: SessionConfig) -> SessionManager {
-        SessionManager { store, config: Arc::new(config), counters: Arc::default() }
+        if config.is_insecure_development() {
+            tracing::warn!(
+                "sessions run on the public development secret: anyone can forge their tokens; \
+                 configure token_secret(..) outside local development"
+            );
+        }
+        SessionManager {
+            store,
+            config: Arc::new(config),
+            counters: Arc::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            hooks: None,
+        }
+    }
+
+    /// This manager with `hooks` installed (creation refusals, per-request checks).
+    pub fn with_hooks(mut self, hooks: Arc<dyn SessionHooks>) -> SessionManager {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// The installed hooks, if any.
+    pub fn hooks(&self) -> Option<&Arc<dyn SessionHooks>> {
+        self.hooks.as_ref()
+    }
+
+    /// Subscribes to this manager's lifecycle events (see [`crate::events`]): every event
+    /// sent from now on, ids only, never tokens.
+    pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Sends an event, building it only when someone listens.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> SessionEvent) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
+        }
     }
 
     /// The store.
@@ -97,15 +138,22 @@ impl SessionManager {
     /// that fails the format or check-value test is treated as absent (and counted) without
     /// any store call; a new session, if one is needed, always gets a new server-made token.
     pub fn open(&self, token: Option<&str>) -> Session {
+        self.open_for(token, None)
+    }
+
+    /// Like [`SessionManager::open`], for a client the transport describes: its attributes are
+    /// recorded in a session created by this request, and given to the hooks.
+    pub fn open_for(&self, token: Option<&str>, client: Option<ClientInfo>) -> Session {
         let incoming = token.and_then(|t| match self.config.tokens().parse(t) {
             Ok(tok) => Some(tok),
             Err(e) => {
                 self.counters.invalid_tokens.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(reason = %e, "rejected a session token");
+                self.emit(|| SessionEvent::invalid(e));
                 None
             }
         });
-        Session::new(self.clone(), incoming)
+        Session::new(self.clone(), incoming, client)
     }
 
     /// The live sessions of a principal, most recently active first (at most the per-user cap).
@@ -122,7 +170,21 @@ impl SessionManager {
     /// Returns how many live sessions were ended.
     pub async fn revoke_user(&self, principal: &str) -> Result<u64, Error> {
         check_principal(principal)?;
-        Ok(self.store.revoke_all(self.config.naming().user(principal), None, now_ms()).await?)
+        let n = self.store.revoke_all(self.config.naming().user(principal), None, now_ms()).await?;
+        self.emit(|| SessionEvent::UserRevoked { principal: principal.to_string(), count: n });
+        Ok(n)
+    }
+
+    /// Revokes one session of a principal by id (an administrator's action). Returns whether
+    /// it existed and was theirs.
+    pub async fn revoke_session(&self, principal: &str, id: &str) -> Result<bool, Error> {
+        check_principal(principal)?;
+        let user = self.config.naming().user(principal);
+        let done = self.store.revoke(user, id, now_ms()).await?;
+        if done {
+            self.emit(|| SessionEvent::Revoked { id: id.to_string() });
+        }
+        Ok(done)
     }
 
     /// Opens a chain of sealed successors from `token`; the result must reach `head`.
@@ -159,6 +221,7 @@ impl SessionManager {
     pub(crate) fn note_reused_token(&self, key: &SessionKey) {
         self.counters.reused_tokens.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(id = %key.id(), "a superseded session token was presented after its grace window; its session was revoked");
+        self.emit(|| SessionEvent::ReuseDetected { id: key.id() });
     }
 
     pub(crate) fn note_session_ended(&self) {

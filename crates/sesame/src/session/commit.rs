@@ -3,14 +3,16 @@
 
 use std::sync::Arc;
 
-use super::{Change, Current, Session, State, TokenAction};
+use super::{Change, Current, Session, State, TokenAction, CLIENT_ATTR};
 use crate::error::Error;
+use crate::events::SessionEvent;
 use crate::manager::{now_ms, SessionManager};
 use crate::store::{
     CreateOutcome, Delta, Loaded, Login, Record, RotateOutcome, Rotation, RotationKind,
     SaveOutcome, Update, UpdateFn,
 };
 use crate::token::{SessionKey, SessionToken, Tag};
+use crate::value;
 
 impl Session {
     /// Writes what changed and reports what to tell the client. Called once by the transport
@@ -27,6 +29,7 @@ impl Session {
             if let Current::Present { key, .. } = &st.current {
                 m.store().destroy(key, now).await?;
                 m.note_destroyed();
+                m.emit(|| SessionEvent::Destroyed { id: key.id() });
             }
             st.current = Current::Absent;
             st.incoming = None;
@@ -137,6 +140,11 @@ impl Session {
             };
             match m.store().rotate(&rotation, now, policy).await? {
                 RotateOutcome::Rotated(record) => {
+                    m.emit(|| SessionEvent::Rotated {
+                        from: old.id(),
+                        to: new_token.key().id(),
+                        principal: record.principal.as_ref().map(|p| p.name().to_string()),
+                    });
                     return Ok(st.adopt(&m, new_token, Loaded::written(record, now, policy)));
                 }
                 RotateOutcome::AlreadyRotated { head, loaded: head_loaded, sealed } => {
@@ -197,11 +205,26 @@ impl Session {
     ) -> Result<TokenAction, Error> {
         let m = self.inner.manager.clone();
         let policy = m.config().policy();
+        if let Some(hooks) = m.hooks() {
+            if let Err(refusal) = hooks.before_create(st.client.as_ref()).await {
+                let ip = st.client.as_ref().and_then(|c| c.ip.clone());
+                m.emit(|| SessionEvent::CreationRefused { ip });
+                return Err(Error::CreationRefused {
+                    message: refusal.message,
+                    retry_after: refusal.retry_after,
+                });
+            }
+        }
         let mut record = Record {
             created_ms: now,
             absolute_ms: now.saturating_add(policy.absolute_ms),
             ..Record::default()
         };
+        if let Some(client) = &st.client {
+            let bytes = value::encode_as(m.config().value_format(), client, usize::MAX)
+                .map_err(|message| Error::Value { name: CLIENT_ATTR.into(), message })?;
+            record.attrs.insert(CLIENT_ATTR.to_string(), bytes);
+        }
         let tag = match &login {
             Some(l) => {
                 record.principal = Some(l.principal.clone());
@@ -216,6 +239,10 @@ impl Session {
             let key = token.key();
             match m.store().create(&key, &record, login.as_ref(), now, policy).await? {
                 CreateOutcome::Created => {
+                    m.emit(|| SessionEvent::Created {
+                        id: key.id(),
+                        principal: login.as_ref().map(|l| l.principal.name().to_string()),
+                    });
                     return Ok(st.adopt(&m, token, Loaded::written(record, now, policy)));
                 }
                 CreateOutcome::Revoked => return Err(Error::LoginRevoked),

@@ -10,12 +10,24 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::error::Error;
+use crate::events::{ClientInfo, RequestCheck, SessionEvent, Verdict};
 use crate::manager::{now_ms, SessionManager};
 use crate::store::{Loaded, Login, Lookup, Record, SessionInfo, UpdateFn};
 use crate::token::{SessionKey, SessionToken, UserRef};
 
+mod auth;
 mod commit;
 use crate::value;
+
+pub use auth::PendingLogin;
+
+/// Attribute names starting with this are sesame's own (the client recorded at creation, a
+/// pending login); an app cannot set or remove them.
+pub const RESERVED_PREFIX: &str = "sesame.";
+/// The client recorded when the session was created ([`ClientInfo`], JSON).
+pub const CLIENT_ATTR: &str = "sesame.client";
+/// A login waiting for its second step ([`PendingLogin`], JSON).
+pub const PENDING_ATTR: &str = "sesame.pending";
 
 /// Longest attribute name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
@@ -26,18 +38,23 @@ pub const MAX_PRINCIPAL_BYTES: usize = 256;
 ///
 /// Nothing is read from the store until a method needs the session, and nothing is written
 /// unless something changed: a handler that never touches its session costs no store call.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Session {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+/// Prints nothing of the session's data (attributes, records, tokens).
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Session { .. }")
+    }
+}
+
 struct Inner {
     manager: SessionManager,
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
 enum Current {
     Unloaded,
     Absent,
@@ -78,9 +95,12 @@ impl Change {
     }
 }
 
-#[derive(Debug)]
 struct State {
     incoming: Option<SessionToken>,
+    /// The client of this request, as the transport described it.
+    client: Option<ClientInfo>,
+    /// A request hook asked for a fresh authentication: only login and logout may proceed.
+    step_up: bool,
     current: Current,
     changes: BTreeMap<String, Change>,
     rotate: bool,
@@ -114,6 +134,11 @@ fn check_name(name: &str) -> Result<(), Error> {
             "attribute names must be 1 to {MAX_NAME_BYTES} bytes long"
         )));
     }
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(Error::Invalid(format!(
+            "attribute names starting with {RESERVED_PREFIX:?} are reserved"
+        )));
+    }
     Ok(())
 }
 
@@ -128,13 +153,19 @@ pub fn check_principal(p: &str) -> Result<(), Error> {
 }
 
 impl Session {
-    pub(crate) fn new(manager: SessionManager, incoming: Option<SessionToken>) -> Session {
+    pub(crate) fn new(
+        manager: SessionManager,
+        incoming: Option<SessionToken>,
+        client: Option<ClientInfo>,
+    ) -> Session {
         let current = if incoming.is_some() { Current::Unloaded } else { Current::Absent };
         Session {
             inner: Arc::new(Inner {
                 manager,
                 state: Mutex::new(State {
                     incoming,
+                    client,
+                    step_up: false,
                     current,
                     changes: BTreeMap::new(),
                     rotate: false,
@@ -146,7 +177,17 @@ impl Session {
         }
     }
 
+    /// The state, loaded; fails while a request hook demands a fresh authentication.
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
+        let st = self.loaded_raw().await?;
+        if st.step_up {
+            return Err(Error::StepUpRequired);
+        }
+        Ok(st)
+    }
+
+    /// The state, loaded (the first call loads it and runs the request hook).
+    async fn loaded_raw(&self) -> Result<tokio::sync::MutexGuard<'_, State>, Error> {
         let mut st = self.inner.state.lock().await;
         if st.destroyed {
             return Err(Error::Destroyed);
@@ -193,8 +234,43 @@ impl Session {
                     st.rotate = true;
                 }
             }
+            self.check_request(&mut st, now).await?;
         }
         Ok(st)
+    }
+
+    /// Runs the request hook on a freshly loaded session.
+    async fn check_request(&self, st: &mut State, now: u64) -> Result<(), Error> {
+        let m = &self.inner.manager;
+        let (Some(hooks), Current::Present { key, loaded, .. }) = (m.hooks(), &st.current) else {
+            return Ok(());
+        };
+        let id = key.id();
+        let recorded: Option<ClientInfo> =
+            loaded.record.attrs.get(CLIENT_ATTR).and_then(|b| value::decode(b).ok());
+        let principal = loaded.record.principal.as_ref().map(|p| p.name());
+        let check = RequestCheck {
+            id: &id,
+            principal,
+            auth_ms: loaded.record.auth_ms,
+            recorded: recorded.as_ref(),
+            client: st.client.as_ref(),
+        };
+        match hooks.on_request(&check).await {
+            Verdict::Continue => Ok(()),
+            Verdict::StepUp => {
+                st.step_up = true;
+                Ok(())
+            }
+            Verdict::End => {
+                let key = *key;
+                m.store().destroy(&key, now).await?;
+                m.emit(|| SessionEvent::EndedByHook { id });
+                st.current = Current::Absent;
+                st.destroyed = true;
+                Err(Error::SessionEnded)
+            }
+        }
     }
 
     /// Reads an attribute, decoding it into `T`. `None` when absent.
@@ -323,9 +399,13 @@ impl Session {
         check_principal(principal)?;
         let principal = self.inner.manager.config().principal(principal);
         let epoch = self.inner.manager.store().user_epoch(principal.user()).await?;
-        let mut st = self.loaded().await?;
+        let mut st = self.loaded_raw().await?;
         st.login = Some(Login { principal, auth_ms: now_ms(), epoch });
         st.rotate = true;
+        st.step_up = false;
+        if st.value(PENDING_ATTR).is_some() {
+            st.changes.insert(PENDING_ATTR.to_string(), Change::Remove);
+        }
         Ok(())
     }
 
@@ -337,7 +417,12 @@ impl Session {
 
     /// Same as [`Session::logout`].
     pub async fn destroy(&self) -> Result<(), Error> {
-        let mut st = self.loaded().await?;
+        let mut st = match self.loaded_raw().await {
+            Ok(st) => st,
+            // Ended by the request hook: already gone, and the client will be told.
+            Err(Error::SessionEnded | Error::Destroyed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         st.destroyed = true;
         st.changes.clear();
         Ok(())
