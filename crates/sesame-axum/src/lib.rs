@@ -18,11 +18,13 @@ pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod layer;
+pub mod transport;
 
 pub use cookie::{CookieConfig, CookieConfigBuilder, SameSite};
 pub use error::SessionError;
 pub use extract::{MissingSessionLayer, Session};
 pub use layer::{SessionLayer, SessionService};
+pub use transport::{TransportConfig, TransportConfigBuilder, BEARER_RESPONSE_HEADER};
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[doc = include_str!("../../../README.md")]
