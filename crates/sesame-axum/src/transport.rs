@@ -376,6 +376,14 @@ mod tests {
         }
         h.append("x-token", HeaderValue::from_str(&a).unwrap());
         assert_eq!(t.presented(&cookie, &codec(), &h).token, None, "too many values");
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-token",
+            HeaderValue::from_str(&"a".repeat(MAX_TOKEN_HEADER_BYTES + 1)).unwrap(),
+        );
+        h.append("x-token", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        h.append("x-token", HeaderValue::from_str(&a).unwrap());
+        assert_eq!(t.presented(&cookie, &codec(), &h).token, Some(a.as_str()), "skipped values");
         let cookie_only = TransportConfig::default();
         let mut h = HeaderMap::new();
         h.append(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {a}")).unwrap());

@@ -216,6 +216,11 @@ async fn persistent_cookie_max_age_is_capped_by_the_absolute_deadline() {
     assert_eq!(r.cookie_token(COOKIE).as_deref(), Some(t.as_str()), "{:?}", r.set_cookies());
     let max_age = r.max_age(COOKIE).unwrap();
     assert!((1..=28).contains(&max_age), "capped by the absolute deadline: {max_age}");
+    // From now on every use of the session sends it again, ending at the same deadline.
+    let r = send(&c, "GET", format!("http://{a}/get"), &[session_cookie(&t)]).await;
+    assert_eq!(r.body["x"], "2");
+    assert_eq!(r.cookie_token(COOKIE).as_deref(), Some(t.as_str()), "{:?}", r.set_cookies());
+    assert!((1..=28).contains(&r.max_age(COOKIE).unwrap()));
 }
 
 // A browser-session cookie (the default) has no Max-Age to refresh: saves send nothing.

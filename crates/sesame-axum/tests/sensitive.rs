@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::Router;
 use http::{Request, Response};
 use sesame::{MemoryStore, SessionConfig, SessionManager};
-use sesame_axum::{CookieConfig, SessionLayer};
+use sesame_axum::{CookieConfig, SessionLayer, TransportConfig, BEARER_RESPONSE_HEADER};
 use tower_service::Service;
 
 async fn call(
@@ -47,4 +47,20 @@ async fn set_cookie_is_sensitive() {
     assert!(res.headers().get("set-cookie").unwrap().is_sensitive(), "a refresh");
     let res = call(&mut router, "POST", "/logout", Some(&pair)).await;
     assert!(res.headers().get("set-cookie").unwrap().is_sensitive(), "a clear");
+}
+
+// The response header that hands a token to a header client is sensitive, and so is the
+// empty one that tells it to forget its token.
+#[tokio::test]
+async fn token_header_is_sensitive() {
+    let transport = TransportConfig::builder().cookie(false).bearer(true).build().unwrap();
+    let mut router = common::routes().layer(SessionLayer::new(manager()).with_transport(transport));
+    let res = call(&mut router, "POST", "/login/alice", None).await;
+    let token = res.headers().get(BEARER_RESPONSE_HEADER).unwrap();
+    assert!(token.is_sensitive());
+    let auth = format!("Bearer {}", token.to_str().unwrap());
+    let req = Request::post("/logout").header("authorization", auth).body(Body::empty());
+    let res = router.call(req.unwrap()).await.unwrap();
+    let cleared = res.headers().get(BEARER_RESPONSE_HEADER).unwrap();
+    assert!(cleared.is_empty() && cleared.is_sensitive());
 }
