@@ -225,11 +225,17 @@ async fn refreshed_max_age(
         return None;
     }
     let policy = manager.config().policy();
+    let now = sesame::now_ms();
     let pushed = expires.saturating_sub(policy.idle_ms) >= started_ms;
-    let capped = expires >= created.saturating_add(policy.absolute_ms);
+    // A store that keeps relative TTLs reports a capped deadline a round trip early or late,
+    // so "at the absolute deadline" allows for this request's duration plus `Max-Age`'s
+    // resolution. Sending the cookie when the deadline is merely that close is harmless: its
+    // `Max-Age` is the session's remaining life either way.
+    let slack = now.saturating_sub(started_ms).saturating_add(1000);
+    let capped = expires.saturating_add(slack) >= created.saturating_add(policy.absolute_ms);
     if !pushed && !capped {
         return None;
     }
-    let max_age = expires.saturating_sub(sesame::now_ms()) / 1000;
+    let max_age = expires.saturating_sub(now) / 1000;
     (max_age > 0).then_some(max_age)
 }

@@ -151,6 +151,9 @@ async fn persistent_cookie_is_refreshed_when_a_save_pushes_the_deadline() {
     let t = r.cookie_token(COOKIE).unwrap();
     let first = r.max_age(COOKIE).unwrap();
     assert!((1..=600).contains(&first), "{first}");
+    // The clock moves on (deadlines are in milliseconds; a push in the very millisecond a
+    // request starts counts as that request's).
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let r = send(&c, "GET", format!("http://{a}/get"), &[session_cookie(&t)]).await;
     assert_eq!(r.body["x"], "1");
     assert!(r.set_cookies().is_empty(), "nothing pushed, nothing sent: {:?}", r.set_cookies());
@@ -199,7 +202,7 @@ async fn persistent_cookie_max_age_is_capped_by_the_absolute_deadline() {
     let redis = RedisServer::start();
     let config = SessionConfig::builder()
         .idle_timeout(Duration::from_secs(30))
-        .absolute_timeout(Duration::from_secs(31))
+        .absolute_timeout(Duration::from_secs(32))
         .touch_after(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -207,8 +210,9 @@ async fn persistent_cookie_max_age_is_capped_by_the_absolute_deadline() {
     let c = Client::new();
     let t = send(&c, "POST", format!("http://{a}/set/x/1"), &[]).await.cookie_token(COOKIE);
     let t = t.unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    // The absolute deadline is now less than 29 s away.
+    // The idle deadline (30 s after the creation) is 2 s before the absolute one. Once 3.2 s
+    // have passed, the absolute deadline is less than 29 s away.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     let r = send(&c, "GET", format!("http://{a}/get"), &[session_cookie(&t)]).await;
     assert_eq!(r.body["x"], "1");
     assert!(r.set_cookies().is_empty(), "nothing pushed, nothing sent: {:?}", r.set_cookies());
