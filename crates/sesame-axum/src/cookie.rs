@@ -65,6 +65,12 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c)
 }
 
+/// Whether `name` starts with `prefix`, ignoring ASCII case (as browsers match `__Host-` and
+/// `__Secure-`).
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 fn is_attr_value(s: &str) -> bool {
     s.chars().all(|c| c.is_ascii_graphic() && c != ';')
 }
@@ -114,7 +120,8 @@ impl CookieConfigBuilder {
 
     /// Validates the settings: a name made of token characters, no `;`, spaces or control
     /// characters in path or domain, `__Host-` only with `Secure`, `Path=/` and no `Domain`,
-    /// `__Secure-` and `SameSite=None` only with `Secure`.
+    /// `__Secure-` and `SameSite=None` only with `Secure`. The prefixes are recognized in any
+    /// letter case (`__host-` too), as browsers do.
     pub fn build(self) -> Result<CookieConfig, sesame::Error> {
         let c = self.c;
         let bad = |m: &str| Err(sesame::Error::Config(format!("session cookie: {m}")));
@@ -131,10 +138,11 @@ impl CookieConfigBuilder {
                 return bad("the domain must hold no ';', spaces or control characters");
             }
         }
-        if c.name.starts_with("__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
+        // Browsers recognize the prefixes whatever their case, so the checks do too.
+        if has_prefix(&c.name, "__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
             return bad("a __Host- cookie needs Secure, Path=/ and no Domain");
         }
-        if c.name.starts_with("__Secure-") && !c.secure {
+        if has_prefix(&c.name, "__Secure-") && !c.secure {
             return bad("a __Secure- cookie needs Secure");
         }
         if c.same_site == SameSite::None && !c.secure {
@@ -175,42 +183,85 @@ impl CookieConfig {
         });
     }
 
-    /// The `Set-Cookie` value that hands `token` to the client. `max_age_s` is sent only for
-    /// persistent cookies.
+    /// Whether the cookie is sent with `Max-Age`.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The `Set-Cookie` value that hands `token` to the client, marked sensitive. `max_age_s`
+    /// is sent only for persistent cookies.
     pub(crate) fn set(&self, token: &str, max_age_s: u64) -> Option<HeaderValue> {
         let mut s = format!("{}={}", self.name, token);
         if self.persistent {
             s.push_str(&format!("; Max-Age={max_age_s}"));
         }
         self.attributes(&mut s);
-        HeaderValue::from_str(&s).ok()
+        sensitive(&s)
     }
 
-    /// The `Set-Cookie` value that makes the client forget the cookie.
+    /// The `Set-Cookie` value that makes the client forget the cookie, marked sensitive.
     pub(crate) fn clear(&self) -> Option<HeaderValue> {
         let mut s = format!("{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT", self.name);
         self.attributes(&mut s);
-        HeaderValue::from_str(&s).ok()
+        sensitive(&s)
     }
 
-    /// Finds this cookie's value in the request's `Cookie` headers. Values that cannot be a
-    /// token (too long, not visible ASCII) are ignored; the first occurrence wins.
-    pub(crate) fn find<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    /// Every value of this cookie in the request's `Cookie` headers, in order. The headers are
+    /// read byte by byte, so a byte outside ASCII in another cookie hides nothing. Occurrences
+    /// that cannot be a token are skipped (not returned), without hiding later ones: a name and
+    /// value longer than [`MAX_COOKIE_BYTES`], or a value with anything but visible ASCII. One
+    /// pair of double quotes around a value is removed.
+    pub(crate) fn occurrences<'a>(&self, headers: &'a http::HeaderMap) -> Vec<&'a str> {
+        let name = self.name.as_bytes();
+        let mut out = Vec::new();
         for h in headers.get_all(http::header::COOKIE) {
-            let Ok(s) = h.to_str() else { continue };
-            for pair in s.split(';') {
-                let Some((k, v)) = pair.trim().split_once('=') else {
+            for pair in h.as_bytes().split(|&b| b == b';') {
+                let Some((k, v)) = split_pair(pair.trim_ascii()) else {
                     continue;
                 };
-                if k == self.name {
-                    let v = v.trim_matches('"');
-                    if k.len() + v.len() > MAX_COOKIE_BYTES {
-                        return None;
-                    }
-                    return Some(v);
+                if k != name {
+                    continue;
+                }
+                let v = unquote(v.trim_ascii());
+                if k.len().saturating_add(v.len()) > MAX_COOKIE_BYTES {
+                    continue;
+                }
+                if let Some(v) = visible_ascii(v) {
+                    out.push(v);
                 }
             }
         }
+        out
+    }
+}
+
+/// A header value that HTTP/2 and HTTP/3 encoders must never compress into their tables.
+pub(crate) fn sensitive(s: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(s).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+/// `name=value` split at the first `=`.
+fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let (k, rest) = pair.split_at(eq);
+    Some((k, rest.get(1..)?))
+}
+
+/// Removes one pair of surrounding double quotes.
+fn unquote(v: &[u8]) -> &[u8] {
+    match v {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => v,
+    }
+}
+
+/// The bytes as text when they are all visible ASCII (no spaces, no control characters).
+pub(crate) fn visible_ascii(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|b| b.is_ascii_graphic()) {
+        std::str::from_utf8(v).ok()
+    } else {
         None
     }
 }
@@ -251,16 +302,51 @@ mod tests {
         assert!(b().name("x").secure(false).build().is_ok());
     }
 
-    // The cookie is found among others; oversized values are ignored.
+    // Browsers read the prefixes case-insensitively, and so does the check.
     #[test]
-    fn finds_cookie() {
+    fn prefixes_are_checked_case_insensitively() {
+        let b = CookieConfig::builder;
+        for name in ["__host-x", "__HOST-x", "__Host-x", "__hOsT-x"] {
+            assert!(b().name(name).domain("example.com").build().is_err(), "{name} + Domain");
+            assert!(b().name(name).secure(false).build().is_err(), "{name} without Secure");
+            assert!(b().name(name).path("/app").build().is_err(), "{name} with a path");
+            assert!(b().name(name).build().is_ok(), "{name}");
+        }
+        for name in ["__secure-x", "__SECURE-x", "__Secure-x"] {
+            assert!(b().name(name).secure(false).build().is_err(), "{name} without Secure");
+            assert!(b().name(name).domain("example.com").build().is_ok(), "{name}");
+        }
+    }
+
+    // Every occurrence is found, in order, across headers; oversized values and values with
+    // bytes outside visible ASCII are skipped without hiding later ones; bytes outside ASCII
+    // elsewhere in the header hide nothing.
+    #[test]
+    fn finds_every_occurrence() {
         let c = CookieConfig::default();
         let mut h = http::HeaderMap::new();
         h.append(http::header::COOKIE, HeaderValue::from_static("a=1; __Host-sesame=abc; b=2"));
-        assert_eq!(c.find(&h), Some("abc"));
-        let mut h = http::HeaderMap::new();
+        assert_eq!(c.occurrences(&h), ["abc"]);
         let big = format!("__Host-sesame={}", "x".repeat(5000));
+        let mut h = http::HeaderMap::new();
         h.append(http::header::COOKIE, HeaderValue::from_str(&big).unwrap());
-        assert_eq!(c.find(&h), None);
+        assert!(c.occurrences(&h).is_empty());
+        let mut h = http::HeaderMap::new();
+        let value = format!("{big}; x=caf\u{e9}; __Host-sesame=\"one\"; __Host-sesame=t\u{e9}");
+        h.append(http::header::COOKIE, HeaderValue::from_bytes(value.as_bytes()).unwrap());
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(b"\xff=\xff;__Host-sesame=two").unwrap(),
+        );
+        h.append(http::header::COOKIE, HeaderValue::from_static("__host-sesame=case; other=x"));
+        assert_eq!(c.occurrences(&h), ["one", "two"]);
+    }
+
+    // Values that carry a cookie are sensitive.
+    #[test]
+    fn set_cookie_values_are_sensitive() {
+        let c = CookieConfig::default();
+        assert!(c.set("tok", 1).unwrap().is_sensitive());
+        assert!(c.clear().unwrap().is_sensitive());
     }
 }

@@ -10,7 +10,9 @@ use sesame::{Error, StoreError};
 /// 401 when a login is needed or the session ended meanwhile (logged out, revoked or expired
 /// on another request: the request's changes were not written), 413 when a limit was hit,
 /// 400 for bad input, 500 otherwise. The body is JSON `{"error": "..."}` and never contains a
-/// token.
+/// token or session data: a value that cannot be read or written as the type asked for
+/// ([`Error::Value`]) is a 400 whose message names the attribute and quotes nothing of the
+/// value, and what is logged about it quotes nothing either.
 ///
 /// ```
 /// use axum::response::IntoResponse;
@@ -46,6 +48,23 @@ impl SessionError {
     }
 }
 
+impl SessionError {
+    /// A description for logs and response bodies that quotes no stored or submitted value:
+    /// the messages of value and exact-update errors come from the decoder and can quote the
+    /// value, so they are replaced by fixed texts that name the attribute.
+    pub(crate) fn describe(&self) -> String {
+        match &self.0 {
+            Error::Value { name, .. } => {
+                format!("session value {name:?} could not be read or written as the type asked for")
+            }
+            Error::Store(StoreError::Update { name, .. }) => {
+                format!("update of session attribute {name:?} failed on the value stored meanwhile")
+            }
+            e => e.to_string(),
+        }
+    }
+}
+
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -54,12 +73,12 @@ impl IntoResponse for SessionError {
                 "session store unavailable; please retry shortly".to_string()
             }
             StatusCode::INTERNAL_SERVER_ERROR => {
-                tracing::error!(error = %self.0, "session error");
+                tracing::error!(error = %self.describe(), "session error");
                 "session error".to_string()
             }
-            // Messages of these errors are fixed texts or describe limits and input; none of
-            // them holds a token.
-            _ => self.0.to_string(),
+            // These messages are fixed texts, or describe limits and the attribute's name; none
+            // of them holds a token or a value.
+            _ => self.describe(),
         };
         let mut res = (status, Json(serde_json::json!({ "error": message }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -80,7 +99,8 @@ mod tests {
     }
 
     // A session that ended meanwhile and a login overtaken by a revocation are 401s that say
-    // so in the JSON body; a failed exact update is a 500 with a generic message.
+    // so in the JSON body; a value error is a 400 naming the attribute without its value; a
+    // failed exact update is a 500 with a generic message.
     #[tokio::test]
     async fn ended_and_revoked_are_401_with_their_message() {
         for e in [Error::SessionEnded, Error::LoginRevoked] {
@@ -89,6 +109,11 @@ mod tests {
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
             assert_eq!(body(res).await, serde_json::json!({ "error": text }));
         }
+        let value = Error::Value { name: "n".into(), message: "invalid type: \"s3cr3t\"".into() };
+        let res = SessionError(value).into_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let text = body(res).await.to_string();
+        assert!(text.contains("\\\"n\\\"") && !text.contains("s3cr3t"), "{text}");
         let update = StoreError::Update { name: "cart".into(), message: "bad bytes".into() };
         let res = SessionError::from(update).into_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -1,5 +1,6 @@
-//! The tower [`SessionLayer`]: opens the request's session from its cookie, hands it to the
-//! handler, then commits what changed and sets or clears the cookie.
+//! The tower [`SessionLayer`]: opens the request's session from the token its transports
+//! carry (the cookie by default), hands it to the handler, then commits what changed and
+//! hands out or clears the token.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,13 +10,14 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::response::IntoResponse;
 use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
-use http::{HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use sesame::{SessionManager, TokenAction};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cookie::CookieConfig;
+use crate::cookie::{sensitive, CookieConfig};
 use crate::error::SessionError;
+use crate::transport::TransportConfig;
 
 /// Adds sessions to every request of the service it wraps.
 ///
@@ -43,17 +45,29 @@ use crate::error::SessionError;
 pub struct SessionLayer {
     manager: SessionManager,
     cookie: Arc<CookieConfig>,
+    transport: Arc<TransportConfig>,
 }
 
 impl SessionLayer {
-    /// A layer over `manager` with the default (secure) cookie.
+    /// A layer over `manager` with the default (secure) cookie as the only transport.
     pub fn new(manager: SessionManager) -> SessionLayer {
-        SessionLayer { manager, cookie: Arc::new(CookieConfig::default()) }
+        SessionLayer {
+            manager,
+            cookie: Arc::new(CookieConfig::default()),
+            transport: Arc::new(TransportConfig::default()),
+        }
     }
 
     /// Uses this cookie configuration (built, hence validated, with [`CookieConfig::builder`]).
     pub fn with_cookie(mut self, cookie: CookieConfig) -> SessionLayer {
         self.cookie = Arc::new(cookie);
+        self
+    }
+
+    /// Uses these transports (built, hence validated, with [`TransportConfig::builder`]);
+    /// the default is the cookie alone.
+    pub fn with_transport(mut self, transport: TransportConfig) -> SessionLayer {
+        self.transport = Arc::new(transport);
         self
     }
 }
@@ -62,7 +76,12 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService { inner, manager: self.manager.clone(), cookie: self.cookie.clone() }
+        SessionService {
+            inner,
+            manager: self.manager.clone(),
+            cookie: self.cookie.clone(),
+            transport: self.transport.clone(),
+        }
     }
 }
 
@@ -72,6 +91,7 @@ pub struct SessionService<S> {
     inner: S,
     manager: SessionManager,
     cookie: Arc<CookieConfig>,
+    transport: Arc<TransportConfig>,
 }
 
 impl<S, B> Service<Request<B>> for SessionService<S>
@@ -92,8 +112,17 @@ where
         // The clone that was polled ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let cookie = self.cookie.clone();
-        let session = self.manager.open(cookie.find(req.headers()));
+        let (cookie, transport) = (self.cookie.clone(), self.transport.clone());
+        let manager = self.manager.clone();
+        let started_ms = sesame::now_ms();
+        let presented = transport.presented(&cookie, manager.config().tokens(), req.headers());
+        let session = manager.open(presented.token);
+        let reply = Reply { cookie: presented.via_cookie, header: presented.via_header };
+        let reply = if presented.any() { reply } else { Reply { cookie: true, header: true } };
+        // A persistent cookie is sent again when the session's life was pushed forward.
+        let refresh = (cookie.is_persistent() && presented.via_cookie)
+            .then(|| presented.token.map(str::to_owned))
+            .flatten();
         req.extensions_mut().insert(session.clone());
         Box::pin(async move {
             let mut res = inner.call(req).await?;
@@ -104,32 +133,110 @@ where
                     // written (for example a 200 for a save whose session was logged out by
                     // another request meanwhile, which is a 401 here).
                     let err = SessionError::from(e);
+                    let error = err.describe();
                     if err.status().is_server_error() {
-                        tracing::warn!(error = %err.0, "session commit failed");
+                        tracing::warn!(%error, "session commit failed");
                     } else {
-                        tracing::debug!(error = %err.0, "session commit refused");
+                        tracing::debug!(%error, "session commit refused");
                     }
                     let mut res = err.into_response();
                     res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                     return Ok(res);
                 }
             };
-            let value = match action {
-                TokenAction::Keep => return Ok(res),
-                TokenAction::Set { token, expires_ms } => {
-                    let max_age = expires_ms.saturating_sub(sesame::now_ms()) / 1000;
-                    cookie.set(&token.expose(), max_age)
+            let h = res.headers_mut();
+            let mut sent = false;
+            match action {
+                TokenAction::Keep => {
+                    if let Some(token) = refresh {
+                        if let Some(max_age) =
+                            refreshed_max_age(&session, &manager, &token, started_ms).await
+                        {
+                            sent |= append(h, SET_COOKIE, cookie.set(&token, max_age));
+                        }
+                    }
                 }
-                TokenAction::Clear => cookie.clear(),
-                _ => None,
-            };
-            if let Some(v) = value {
-                let h = res.headers_mut();
-                h.append(SET_COOKIE, v);
+                TokenAction::Set { token, expires_ms } => {
+                    let text = token.expose();
+                    if reply.cookie && transport.cookie() {
+                        let max_age = expires_ms.saturating_sub(sesame::now_ms()) / 1000;
+                        sent |= append(h, SET_COOKIE, cookie.set(&text, max_age));
+                    }
+                    if let (true, Some(name)) = (reply.header, transport.response_header()) {
+                        sent |= append(h, name, sensitive(&text));
+                    }
+                }
+                TokenAction::Clear => {
+                    if transport.cookie() {
+                        sent |= append(h, SET_COOKIE, cookie.clear());
+                    }
+                    if let Some(name) = transport.response_header() {
+                        sent |= append(h, name, sensitive(""));
+                    }
+                }
+                _ => {}
+            }
+            if sent {
                 h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                h.append(VARY, HeaderValue::from_static("Cookie"));
+                if let Ok(v) = HeaderValue::from_str(&transport.vary()) {
+                    h.append(VARY, v);
+                }
             }
             Ok(res)
         })
     }
+}
+
+/// The transports a new token is sent through: those the request's token came in, or every
+/// configured one when it came in none.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    cookie: bool,
+    header: bool,
+}
+
+fn append(h: &mut http::HeaderMap, name: HeaderName, value: Option<HeaderValue>) -> bool {
+    match value {
+        Some(v) => {
+            h.append(name, v);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The `Max-Age` to send a persistent cookie again with, when this request pushed its
+/// session's life forward: a read that touched it or a save (its idle deadline is then a whole
+/// idle timeout after this request began), or any use once the absolute deadline caps the
+/// session's life. `None` when nothing moved, or when the session is not the presented
+/// token's own (a superseded token resolved to its successor).
+///
+/// Called after the commit, when the session is either loaded or known to be absent, so the
+/// questions asked here never reach the store.
+async fn refreshed_max_age(
+    session: &sesame::Session,
+    manager: &SessionManager,
+    presented: &str,
+    started_ms: u64,
+) -> Option<u64> {
+    let expires = session.expires_ms().await.ok()??;
+    let created = session.created_ms().await.ok()??;
+    let id = session.id().await.ok()??;
+    if manager.config().tokens().parse(presented).ok()?.key().id() != id {
+        return None;
+    }
+    let policy = manager.config().policy();
+    let now = sesame::now_ms();
+    let pushed = expires.saturating_sub(policy.idle_ms) >= started_ms;
+    // A store that keeps relative TTLs reports a capped deadline a round trip early or late,
+    // so "at the absolute deadline" allows for this request's duration plus `Max-Age`'s
+    // resolution. Sending the cookie when the deadline is merely that close is harmless: its
+    // `Max-Age` is the session's remaining life either way.
+    let slack = now.saturating_sub(started_ms).saturating_add(1000);
+    let capped = expires.saturating_add(slack) >= created.saturating_add(policy.absolute_ms);
+    if !pushed && !capped {
+        return None;
+    }
+    let max_age = expires.saturating_sub(now) / 1000;
+    (max_age > 0).then_some(max_age)
 }

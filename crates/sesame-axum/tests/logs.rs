@@ -95,3 +95,50 @@ async fn failed_load_is_logged_with_its_kind_and_never_the_token() {
     assert!(!log.contains(&token), "the token never reaches the log: {log}");
     assert!(!log.contains(&token[4..40]), "nor a part of it");
 }
+
+// A request presenting two different well-formed session tokens (a planted cookie beside the
+// real one) has no session, and the layer says so at debug level without either token.
+#[tokio::test]
+async fn conflicting_tokens_are_logged_at_debug_without_them() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let manager =
+        SessionManager::new(Arc::new(sesame::MemoryStore::new()), SessionConfig::default());
+    let router = Router::new()
+        .route("/count", post(count))
+        .layer(SessionLayer::new(manager).with_cookie(CookieConfig::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let r = client.post(format!("http://{addr}/count")).send().await.unwrap();
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        tokens.push(cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string());
+    }
+    let r = client
+        .post(format!("http://{addr}/count"))
+        .header("cookie", format!("__Host-sesame={}; __Host-sesame={}", tokens[0], tokens[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "1", "a new session, neither of the two");
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("different well-formed session tokens"))
+        .unwrap_or_else(|| panic!("nothing logged about the conflict in: {log}"));
+    assert!(line.contains("DEBUG") && line.contains("count=2"), "{line}");
+    for t in &tokens {
+        assert!(!log.contains(t.as_str()) && !log.contains(&t[4..40]), "a token in the log");
+    }
+}
