@@ -297,7 +297,7 @@ mod tests {
     use http::HeaderValue;
 
     fn codec() -> TokenCodec {
-        TokenCodec::default()
+        TokenCodec::insecure_development()
     }
 
     fn token() -> String {

@@ -25,7 +25,12 @@ async fn app(redis: &RedisServer, config: SessionConfig, cookie: CookieConfig) -
 }
 
 async fn default_app(redis: &RedisServer) -> SocketAddr {
-    app(redis, SessionConfig::default(), CookieConfig::default()).await
+    app(
+        redis,
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+        CookieConfig::default(),
+    )
+    .await
 }
 
 /// Logs `user` in on a fresh session holding `x = user`; returns its token.
@@ -140,6 +145,7 @@ fn persistent() -> CookieConfig {
 async fn persistent_cookie_is_refreshed_when_a_save_pushes_the_deadline() {
     let redis = RedisServer::start();
     let config = SessionConfig::builder()
+        .insecure_development_secret()
         .idle_timeout(Duration::from_secs(600))
         .absolute_timeout(Duration::from_secs(3600))
         .touch_after(Duration::from_secs(300))
@@ -177,6 +183,7 @@ async fn persistent_cookie_is_refreshed_when_a_save_pushes_the_deadline() {
 async fn persistent_cookie_is_refreshed_when_a_read_touches_the_session() {
     let redis = RedisServer::start();
     let config = SessionConfig::builder()
+        .insecure_development_secret()
         .idle_timeout(Duration::from_secs(30))
         .absolute_timeout(Duration::from_secs(3600))
         .touch_after(Duration::from_secs(1))
@@ -201,6 +208,7 @@ async fn persistent_cookie_is_refreshed_when_a_read_touches_the_session() {
 async fn persistent_cookie_max_age_is_capped_by_the_absolute_deadline() {
     let redis = RedisServer::start();
     let config = SessionConfig::builder()
+        .insecure_development_secret()
         .idle_timeout(Duration::from_secs(30))
         .absolute_timeout(Duration::from_secs(32))
         .touch_after(Duration::from_secs(10))

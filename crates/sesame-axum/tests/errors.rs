@@ -121,7 +121,10 @@ async fn unreadable_values_leak_nothing_into_bodies_or_logs() {
 
     let redis = RedisServer::start();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let manager = SessionManager::new(Arc::new(store), SessionConfig::default());
+    let manager = SessionManager::new(
+        Arc::new(store),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
     let hold = Arc::new(Hold::default());
     let a = serve(router(manager, hold.clone())).await;
     let c = Client::new();

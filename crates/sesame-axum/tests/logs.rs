@@ -108,8 +108,10 @@ async fn conflicting_tokens_are_logged_at_debug_without_them() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let manager =
-        SessionManager::new(Arc::new(sesame::MemoryStore::new()), SessionConfig::default());
+    let manager = SessionManager::new(
+        Arc::new(sesame::MemoryStore::new()),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
     let router = Router::new()
         .route("/count", post(count))
         .layer(SessionLayer::new(manager).with_cookie(CookieConfig::default()));

@@ -30,7 +30,10 @@ async fn call(
 }
 
 fn manager() -> SessionManager {
-    SessionManager::new(Arc::new(MemoryStore::new()), SessionConfig::default())
+    SessionManager::new(
+        Arc::new(MemoryStore::new()),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    )
 }
 
 // The Set-Cookie that hands out a token, the one that refreshes a persistent cookie and the

@@ -19,7 +19,10 @@ use common::{routes, send, serve, session_cookie, Resp, COOKIE};
 
 async fn app(redis: &RedisServer, transport: TransportConfig) -> SocketAddr {
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let manager = SessionManager::new(Arc::new(store), SessionConfig::default());
+    let manager = SessionManager::new(
+        Arc::new(store),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
     serve(routes().layer(SessionLayer::new(manager).with_transport(transport))).await
 }
 
@@ -52,7 +55,7 @@ async fn bearer_login_whoami_logout() {
     let r = send(&c, "POST", format!("http://{a}/login/alice"), &[]).await;
     assert_eq!(r.status, 200);
     let t = handed(&r, BEARER_RESPONSE_HEADER).expect("the token, in X-Session-Token");
-    assert_eq!(t.len(), 64);
+    assert_eq!(t.len(), sesame::TOKEN_LEN);
     assert!(r.set_cookies().is_empty(), "no cookie without the cookie transport");
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(r.header("vary").as_deref(), Some("Authorization"));
