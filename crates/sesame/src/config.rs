@@ -1,7 +1,9 @@
 //! Session policies: timeouts, touch coalescing, limits. Validated when built.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::crypt::{Keyring, RawKeys};
 use crate::error::Error;
 use crate::token::{TokenCodec, TokenSecret};
 use crate::value::ValueFormat;
@@ -60,6 +62,7 @@ pub struct SessionConfig {
     value_format: ValueFormat,
     secret_configured: bool,
     keep_data_on_login: bool,
+    encryption: Option<Arc<Keyring>>,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +84,7 @@ impl Default for SessionConfig {
             value_format: ValueFormat::Json,
             secret_configured: false,
             keep_data_on_login: true,
+            encryption: None,
         }
     }
 }
@@ -106,6 +110,7 @@ impl SessionConfig {
             touch_after: None,
             grace: None,
             secret: None,
+            encryption_keys: None,
         }
     }
 
@@ -139,6 +144,23 @@ impl SessionConfig {
     pub fn keep_data_on_login(&self) -> bool {
         self.keep_data_on_login
     }
+
+    /// The encryption keys, when encryption at rest is on (see
+    /// [`SessionConfigBuilder::encryption_keys`]).
+    pub fn encryption(&self) -> Option<&Arc<Keyring>> {
+        self.encryption.as_ref()
+    }
+
+    /// The name the store knows `principal` by: the name itself, or its
+    /// [`crate::crypt::pseudonym`] while encryption is on. Use it to reach a principal's index
+    /// in the store directly; [`crate::SessionManager`] and [`crate::Session`] translate by
+    /// themselves.
+    pub fn store_principal(&self, principal: &str) -> String {
+        match self.encryption {
+            Some(_) => crate::crypt::pseudonym(principal),
+            None => principal.to_string(),
+        }
+    }
 }
 
 /// Builder of [`SessionConfig`]; [`SessionConfigBuilder::build`] validates it.
@@ -148,6 +170,7 @@ pub struct SessionConfigBuilder {
     touch_after: Option<Duration>,
     grace: Option<Duration>,
     secret: Option<Vec<u8>>,
+    encryption_keys: Option<RawKeys>,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -243,6 +266,40 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// Turns on encryption at rest: every attribute value, and the logged-in principal's name,
+    /// is sealed with XChaCha20-Poly1305 before it reaches the store, bound to its session and
+    /// its attribute name (a value copied into another session or attribute does not open).
+    /// Each key is a key id and 32 bytes from a secure random source, shared by every
+    /// instance; the first is the current key, which seals new values, and values sealed under
+    /// any listed key still open. To replace a key, deploy `[(new, ..), (old, ..)]` everywhere,
+    /// then drop `old` once the sessions it sealed have expired (at most the absolute
+    /// timeout): a value under a key no longer listed gives a clear error, not its content.
+    ///
+    /// `build()` refuses an empty list, a key that is not 32 bytes and a key id given twice.
+    /// The keys never appear in `Debug` output. Turning encryption on or off starts every
+    /// client on a new session: sessions written the other way are not used.
+    ///
+    /// ```
+    /// // In production, read the keys from your secret store.
+    /// let current = [0x5a_u8; 32];
+    /// let previous = [0xa5_u8; 32];
+    /// let config = sesame::SessionConfig::builder()
+    ///     .encryption_keys([(2, current), (1, previous)])
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.encryption().unwrap().current_key_id(), 2);
+    /// // Debug output shows the key ids, never the keys.
+    /// assert!(format!("{config:?}").contains("key_ids: [2, 1]"));
+    /// ```
+    pub fn encryption_keys<K: AsRef<[u8]>>(
+        mut self,
+        keys: impl IntoIterator<Item = (u8, K)>,
+    ) -> Self {
+        let keys = keys.into_iter().map(|(id, k)| (id, k.as_ref().to_vec())).collect();
+        self.encryption_keys = Some(RawKeys(keys));
+        self
+    }
+
     /// Validates and returns the configuration. Impossible settings are errors here, not at
     /// the first request.
     pub fn build(self) -> Result<SessionConfig, Error> {
@@ -295,6 +352,9 @@ impl SessionConfigBuilder {
             c.tokens = TokenCodec::new(Some(TokenSecret::new(secret)?));
             c.secret_configured = true;
         }
+        if let Some(RawKeys(keys)) = self.encryption_keys {
+            c.encryption = Some(Arc::new(Keyring::new(keys)?));
+        }
         Ok(c)
     }
 }
@@ -342,6 +402,31 @@ mod tests {
         assert_eq!(c.policy().grace_ms, 1_000);
         let c = SessionConfig::builder().grace_period(Duration::ZERO).build().unwrap();
         assert_eq!(c.policy().grace_ms, 0);
+    }
+
+    // Encryption keys: an empty list, a key of the wrong length and a repeated key id are
+    // errors at build; the first key is current; neither the builder's nor the config's Debug
+    // output holds a key.
+    #[test]
+    fn encryption_keys() {
+        let b = SessionConfig::builder;
+        let no_keys: [(u8, [u8; 32]); 0] = [];
+        assert!(b().encryption_keys(no_keys).build().is_err());
+        assert!(b().encryption_keys([(1, vec![7u8; 16])]).build().is_err());
+        assert!(b().encryption_keys([(1, vec![7u8; 33])]).build().is_err());
+        let twice = b().encryption_keys([(1, [7u8; 32]), (1, [8u8; 32])]).build();
+        assert!(matches!(twice, Err(Error::Config(m)) if m.contains("key id 1")));
+        let builder = b().encryption_keys([(9, [0xabu8; 32]), (4, [0xcdu8; 32])]);
+        let c = builder.clone().build().unwrap();
+        let ring = c.encryption().unwrap();
+        assert_eq!((ring.current_key_id(), ring.key_ids()), (9, vec![9, 4]));
+        for text in [format!("{builder:?}"), format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!text.contains("171") && !text.contains("205"), "{text}");
+            assert!(!text.contains("ab, ab") && !text.contains("0xab"), "{text}");
+        }
+        assert!(SessionConfig::default().encryption().is_none());
+        assert_eq!(SessionConfig::default().store_principal("ada"), "ada");
+        assert_ne!(c.store_principal("ada"), "ada");
     }
 
     // Defaults coalesce touches to one per minute of a 30 minute idle window.

@@ -21,10 +21,13 @@
 //!   same way (delta merging, touch coalescing, index members, pointer lifetimes).
 //! - [`memory`]: [`MemoryStore`], the embedded default, with the same semantics as Redis.
 //! - [`value`]: attribute value encoding (JSON or MessagePack, LZ4 when it helps).
+//! - [`crypt`]: optional encryption at rest (XChaCha20-Poly1305 envelopes with key ids, bound
+//!   to their session and attribute).
 //! - [`error`]: [`Error`] and [`StoreError`].
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod crypt;
 pub mod error;
 pub mod manager;
 pub mod memory;

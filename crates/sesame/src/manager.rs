@@ -112,7 +112,8 @@ impl SessionManager {
     pub async fn list_user(&self, principal: &str) -> Result<Vec<SessionInfo>, Error> {
         check_principal(principal)?;
         let limit = self.config.policy().max_sessions_per_user as usize;
-        Ok(self.store.list_user(principal, now_ms(), limit).await?)
+        let principal = self.config.store_principal(principal);
+        Ok(self.store.list_user(&principal, now_ms(), limit).await?)
     }
 
     /// Ends every session of a principal (for example when the account is disabled or its
@@ -121,7 +122,8 @@ impl SessionManager {
     /// Returns how many live sessions were ended.
     pub async fn revoke_user(&self, principal: &str) -> Result<u64, Error> {
         check_principal(principal)?;
-        Ok(self.store.revoke_all(principal, None, now_ms()).await?)
+        let principal = self.config.store_principal(principal);
+        Ok(self.store.revoke_all(&principal, None, now_ms()).await?)
     }
 
     /// Opens a chain of sealed successors from `token`; the result must reach `head`.
