@@ -271,9 +271,11 @@ impl SessionConfigBuilder {
     /// its attribute name (a value copied into another session or attribute does not open).
     /// Each key is a key id and 32 bytes from a secure random source, shared by every
     /// instance; the first is the current key, which seals new values, and values sealed under
-    /// any listed key still open. To replace a key, deploy `[(new, ..), (old, ..)]` everywhere,
-    /// then drop `old` once the sessions it sealed have expired (at most the absolute
-    /// timeout): a value under a key no longer listed gives a clear error, not its content.
+    /// any listed key still open. To replace a key, deploy `[(new, ..), (old, ..)]` on every
+    /// instance; values are sealed again under the current key when written and at every
+    /// rotation (login, `cycle_id`, renewal), so `old` can be dropped one absolute timeout
+    /// after the last instance made `new` current. A value under a key no longer listed gives
+    /// a clear error, not its content.
     ///
     /// `build()` refuses an empty list, a key that is not 32 bytes and a key id given twice.
     /// The keys never appear in `Debug` output. Turning encryption on or off starts every

@@ -20,8 +20,9 @@
 //!
 //! Keys have ids (one byte): new values are sealed under the current key (the first one
 //! configured) and values sealed under any configured key open, so a key can be replaced
-//! without ending any session (configure `[new, old]` on every instance, then drop `old`
-//! once nothing sealed under it is alive).
+//! without ending any session: configure `[new, old]` on every instance; values are sealed
+//! again under the current key when written and at every rotation, so `old` can be dropped one
+//! absolute timeout later.
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::store::{Delta, Update, UpdateFn};
+use crate::store::{Delta, Record, Update, UpdateFn};
 use crate::value::ENCRYPTED;
 
 /// Length of an encryption key, in bytes.
@@ -200,7 +201,18 @@ fn associated_data(id: u8, sid: &Sid, name: &str) -> Vec<u8> {
 /// encoding and seals what it returns, so a store that runs it again on the stored value
 /// (another request saved first) still gets a sealed value. An update's `seen` stays the
 /// stored bytes it was computed from, which the store compares.
-pub(crate) fn seal_delta(keys: &Arc<Keyring>, sid: &Sid, plain: &Delta) -> Result<Delta, Error> {
+///
+/// With `reseal` (the record a rotation starts from), every value of it sealed under another
+/// key than the current one, and not written by the delta, is sealed again under the current
+/// key, as an exact update (a value another request wrote meanwhile is not overwritten). So a
+/// retired key is needed at most one absolute timeout after the new one became current: every
+/// login restarts that timeout and rotates.
+pub(crate) fn seal_delta(
+    keys: &Arc<Keyring>,
+    sid: &Sid,
+    plain: &Delta,
+    reseal: Option<&Record>,
+) -> Result<Delta, Error> {
     let mut out = Delta { remove: plain.remove.clone(), ..Delta::default() };
     for (name, v) in &plain.set {
         out.set.push((name.clone(), keys.seal(sid, name, v)?));
@@ -219,6 +231,29 @@ pub(crate) fn seal_delta(keys: &Arc<Keyring>, sid: &Sid, plain: &Delta) -> Resul
             }
         });
         out.update.push(Update { name: u.name.clone(), seen: u.seen.clone(), result, apply });
+    }
+    let current = keys.current_key_id();
+    for (name, raw) in reseal.map(|r| &r.attrs).into_iter().flatten() {
+        let written = plain.set.iter().any(|(n, _)| n == name)
+            || plain.remove.contains(name)
+            || plain.update.iter().any(|u| &u.name == name);
+        if written || raw.get(1) == Some(&current) {
+            continue;
+        }
+        // A value that does not open is left as it is: reading it gives the error.
+        let Ok(opened) = keys.open(sid, name, raw) else { continue };
+        let result = Some(keys.seal(sid, name, &opened)?);
+        let (ring, sid, n) = (keys.clone(), *sid, name.clone());
+        let apply: UpdateFn = Arc::new(move |stored: Option<&[u8]>| {
+            let Some(b) = stored else { return Ok(None) };
+            match ring.open(&sid, &n, b) {
+                Ok(p) if b.get(1) != Some(&ring.current) => {
+                    ring.seal(&sid, &n, &p).map(Some).map_err(|e| e.to_string())
+                }
+                _ => Ok(Some(b.to_vec())),
+            }
+        });
+        out.update.push(Update { name: name.clone(), seen: Some(raw.clone()), result, apply });
     }
     Ok(out)
 }

@@ -91,7 +91,7 @@ impl Session {
             st.current = Current::Present { key, token, loaded };
             return Ok(action);
         }
-        let sealed = seal_for(m, &loaded.record, delta)?;
+        let sealed = seal_for(m, &loaded.record, delta, false)?;
         match m.store().save(&key, &loaded.record, &sealed, now, policy).await? {
             SaveOutcome::Saved(record) => {
                 let loaded = Loaded::written(record, now, policy);
@@ -135,8 +135,9 @@ impl Session {
                 }
                 _ => Vec::new(),
             };
-            // The successor keeps the session's identity, so values sealed for it still open.
-            let sealed = seal_for(&m, &loaded.record, delta)?;
+            // The successor keeps the session's identity, so values sealed for it still open;
+            // values under a retired key are sealed again under the current one.
+            let sealed = seal_for(&m, &loaded.record, delta, true)?;
             let rotation = Rotation {
                 old,
                 base: &loaded.record,
@@ -225,7 +226,7 @@ impl Session {
         if m.config().encryption().is_some() {
             record.sid = Some(new_sid()?);
         }
-        let sealed = seal_for(&m, &record, delta)?;
+        let sealed = seal_for(&m, &record, delta, false)?;
         let record = record.next(&sealed, policy)?;
         for _ in 0..3 {
             let token = m.config().tokens().generate(tag)?;
@@ -243,17 +244,19 @@ impl Session {
 }
 
 /// The delta as the store must see it for `target`: as it is, or with every value sealed for
-/// the target's identity while encryption is on.
+/// the target's identity while encryption is on (and, for a rotation, `target`'s values under
+/// a retired key sealed again).
 fn seal_for<'d>(
     m: &SessionManager,
     target: &Record,
     delta: &'d Delta,
+    rotation: bool,
 ) -> Result<Cow<'d, Delta>, Error> {
     let Some(keys) = m.config().encryption() else { return Ok(Cow::Borrowed(delta)) };
     let sid = target.sid.ok_or_else(|| {
         Error::Store(StoreError::Corrupt("the session has no identity to seal values for".into()))
     })?;
-    seal_delta(keys, &sid, delta).map(Cow::Owned)
+    seal_delta(keys, &sid, delta, rotation.then_some(target)).map(Cow::Owned)
 }
 
 fn sesame_busy() -> crate::error::StoreError {

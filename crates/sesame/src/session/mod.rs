@@ -452,7 +452,10 @@ impl Session {
     /// most the per-user cap).
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
         let (p, _) = self.stored_principal().await?;
-        self.inner.manager.list_user(&p).await
+        // `p` is the name the store knows (a pseudonym while encryption is on).
+        let m = &self.inner.manager;
+        let limit = m.config().policy().max_sessions_per_user as usize;
+        Ok(m.store().list_user(&p, now_ms(), limit).await?)
     }
 
     /// Revokes one session of this session's principal by id. Returns whether it existed.
