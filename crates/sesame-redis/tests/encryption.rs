@@ -177,8 +177,7 @@ fn splice(server: &RedisServer, key: &str, range: Range<usize>, bytes: &[u8]) {
     let mut v = raw(server, key).unwrap();
     assert_eq!(range.len(), bytes.len(), "same length, so the framing stays valid");
     v.splice(range, bytes.iter().copied());
-    let _: () =
-        redis::cmd("SET").arg(key).arg(v).arg("KEEPTTL").query(&mut conn(server)).unwrap();
+    let _: () = redis::cmd("SET").arg(key).arg(v).arg("KEEPTTL").query(&mut conn(server)).unwrap();
 }
 
 fn assert_fails_authentication<T: std::fmt::Debug>(r: Result<T, Error>, name: &str) {

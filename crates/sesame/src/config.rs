@@ -275,7 +275,8 @@ impl SessionConfigBuilder {
     /// instance; values are sealed again under the current key when written and at every
     /// rotation (login, `cycle_id`, renewal), so `old` can be dropped one absolute timeout
     /// after the last instance made `new` current. A value under a key no longer listed gives
-    /// a clear error, not its content.
+    /// a clear error, not its content; a session whose principal does not open (its key is no
+    /// longer listed, or the record was altered) is not used: its client starts a new session.
     ///
     /// `build()` refuses an empty list, a key that is not 32 bytes and a key id given twice.
     /// The keys never appear in `Debug` output. Turning encryption on or off starts every

@@ -192,18 +192,20 @@ impl Session {
                 None => Current::Absent,
             };
             if let Current::Present { key, loaded, .. } = &current {
+                // A session written with the other encryption setting, or whose principal does
+                // not open (sealed under a key no longer configured, or altered), is not used:
+                // the client gets a new session when one is needed.
                 let keys = m.config().encryption();
-                if loaded.record.sid.is_some() != keys.is_some() {
-                    // Written with encryption on while it is off now, or the reverse: such a
-                    // session is not used (the client gets a new one when one is needed).
-                    tracing::debug!(id = %key.id(), "session written with the other encryption setting; not used");
+                let unusable = if loaded.record.sid.is_some() != keys.is_some() {
+                    Some("it was written with the other encryption setting".to_string())
+                } else {
+                    principal_of(keys.map(|k| &**k), &loaded.record).err().map(|e| e.to_string())
+                };
+                if let Some(reason) = unusable {
+                    tracing::warn!(id = %key.id(), %reason, "session not used");
                     m.note_unknown_token();
                     st.send_token = false;
                     current = Current::Absent;
-                } else if let Err(e) = principal_of(keys.map(|k| &**k), &loaded.record) {
-                    tracing::warn!(id = %key.id(), error = %e, "session load failed");
-                    st.send_token = false;
-                    return Err(e);
                 }
             }
             st.current = current;
