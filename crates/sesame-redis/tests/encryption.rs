@@ -130,12 +130,18 @@ async fn redis_holds_no_marker_principal_or_token() {
     let server = RedisServer::start();
     let store = redis_store(&server).await;
     let who = principal();
-    let tokens = traffic(&manager(&store, &[7]), &who).await;
+    let m = manager(&store, &[7]);
+    let tokens = traffic(&m, &who).await;
+    // Another user, logged out everywhere: an epoch key.
+    let revoked = principal();
+    marked_session(&m, &revoked).await;
+    assert_eq!(m.revoke_user(&revoked).await.unwrap(), 1);
     let (keys, dump) = scan_and_dump(&server);
     let count = |kind: &str| keys.iter().filter(|k| k.contains(kind)).count();
-    // Two live sessions (the logged-in one, after its cycle_id, and the anonymous one), two
-    // pointers (left by the login and by cycle_id), one index.
-    assert_eq!((count(":s:"), count(":u:")), (4, 1), "{keys:?}");
+    // Two live sessions (the logged-in one, after its cycle_id, and the anonymous one), three
+    // pointers (left by the two logins and by cycle_id), one index, one epoch.
+    assert_eq!((count(":s:"), count(":u:"), count(":e:")), (5, 1, 1), "{keys:?}");
+    assert!(!contains(&dump, revoked.as_bytes()), "a principal is in Redis");
     assert!(!contains(&dump, MARKER.as_bytes()), "a marker is in Redis");
     assert!(!contains(&dump, b"MARKER"), "a marker is in Redis");
     assert!(!contains(&dump, who.as_bytes()), "the principal is in Redis");

@@ -241,6 +241,7 @@ pub async fn rotations_and_updates_keep_working(store: DynStore) {
     y.update("cart", |c: &mut Vec<String>| c.push("y".into())).await.unwrap();
     assert_eq!(x.commit().await.unwrap(), TokenAction::Keep);
     assert_eq!(y.commit().await.unwrap(), TokenAction::Keep);
+    assert_eq!(stored(&store, &m, &t3).await.sid, Some(sid), "saves keep the identity");
     let s = m.open(Some(&t3.expose()));
     assert_eq!(
         s.get::<Vec<String>>("cart").await.unwrap().unwrap(),
@@ -309,6 +310,25 @@ pub async fn key_rotation(store: DynStore) {
         }
         other => panic!("expected a value error, got {other:?}"),
     }
+    // Its login under [2, 1] seals the value left under key 1 again.
+    let s = m21.open(Some(&anon.expose()));
+    s.login(&principal()).await.unwrap();
+    let t = token(s.commit().await.unwrap());
+    let s = m2.open(Some(&t.expose()));
+    assert_eq!(s.get::<String>("old").await.unwrap().unwrap(), format!("{MARKER}-old"));
+    // The sealing again is an exact update: a value another request wrote between the
+    // rotating request's load and its commit is kept.
+    let s = m1.open(None);
+    s.insert("note", "first").await.unwrap();
+    let t = token(s.commit().await.unwrap());
+    let (x, y) = (m21.open(Some(&t.expose())), m21.open(Some(&t.expose())));
+    assert!(x.exists().await.unwrap() && y.exists().await.unwrap());
+    x.insert("note", "second").await.unwrap();
+    x.commit().await.unwrap();
+    y.cycle_id().await.unwrap();
+    let t = token(y.commit().await.unwrap());
+    let s = m2.open(Some(&t.expose()));
+    assert_eq!(s.get::<String>("note").await.unwrap().as_deref(), Some("second"));
 }
 
 /// Turning encryption on or off starts clients on new sessions: a session written with the
