@@ -83,6 +83,7 @@ pub fn record(n: u32, now_ms: u64, policy: &Policy, format: ValueFormat) -> Benc
         rotated_ms: 0,
         version: 1,
         attrs: attributes(n, format)?,
+        sid: None,
     })
 }
 

@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! [ version, created_ms, absolute_ms, principal | false, auth_ms | false, { name: value, ... },
-//!   rotated_ms ]
+//!   rotated_ms, sid? ]
 //! ```
 //!
 //! The principal is written as 20 bytes of its keyed reference (tag and digest, see
-//! `sesame::UserRef`), then its name.
+//! `sesame::UserRef`), then its name (empty while encryption at rest is on: the name is then
+//! sealed among the attributes).
 //!
-//! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.)
+//! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.
+//! `sid`, the session's 16-byte identity, is written only while encryption at rest is on: a
+//! record without it has seven fields.)
 //!
 //! A session key can instead hold a [`Pointer`]: what a rotation leaves behind for the
 //! superseded token. Pointers start with the byte `P`, which no record starts with.
@@ -35,7 +38,7 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(32 + r.attrs.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>());
     // Writing into a Vec cannot fail; the results are ignored for that reason.
-    let _ = rmp::encode::write_array_len(&mut out, 7);
+    let _ = rmp::encode::write_array_len(&mut out, if r.sid.is_some() { 8 } else { 7 });
     let _ = rmp::encode::write_uint(&mut out, r.version);
     let _ = rmp::encode::write_uint(&mut out, r.created_ms);
     let _ = rmp::encode::write_uint(&mut out, r.absolute_ms);
@@ -68,6 +71,11 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
         out.extend_from_slice(v);
     }
     let _ = rmp::encode::write_uint(&mut out, r.rotated_ms);
+    if let Some(sid) = &r.sid {
+        // `str` framing with raw bytes, like the values.
+        let _ = rmp::encode::write_str_len(&mut out, sesame::crypt::SID_LEN as u32);
+        out.extend_from_slice(sid);
+    }
     out
 }
 
@@ -75,8 +83,8 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
     let mut c = Cursor { b: bytes, pos: 0 };
     let fields = c.array_len()?.ok_or("record is not an array")?;
-    if fields != 6 && fields != 7 {
-        return Err(format!("record has {fields} fields, expected 6 or 7"));
+    if !(6..=8).contains(&fields) {
+        return Err(format!("record has {fields} fields, expected 6 to 8"));
     }
     let version = c.uint()?;
     let created_ms = c.uint()?;
@@ -109,14 +117,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
         let v = c.bytes()?.to_vec();
         attrs.insert(k, v);
     }
-    let rotated_ms = if fields == 7 { c.uint()? } else { 0 };
+    let rotated_ms = if fields >= 7 { c.uint()? } else { 0 };
+    let sid = if fields == 8 {
+        let b = c.bytes()?;
+        Some(
+            <sesame::crypt::Sid>::try_from(b)
+                .map_err(|_| "the session identity is not 16 bytes")?,
+        )
+    } else {
+        None
+    };
     if c.pos != bytes.len() {
         return Err("trailing bytes after the record".into());
     }
     if absolute_ms < created_ms || absolute_ms - created_ms > MAX_LIFETIME_MS {
         return Err("the record's deadlines are impossible".into());
     }
-    Ok(Record { created_ms, absolute_ms, principal, auth_ms, rotated_ms, version, attrs })
+    Ok(Record { created_ms, absolute_ms, principal, auth_ms, rotated_ms, version, attrs, sid })
 }
 
 /// Reads a principal: its 20-byte reference, then its name.
@@ -331,6 +348,7 @@ mod tests {
             rotated_ms: 1_763_683_300_000,
             version: 7,
             attrs,
+            sid: None,
         }
     }
 
@@ -358,6 +376,33 @@ mod tests {
         assert_eq!(decode(&encode(&r)).unwrap(), r);
         let empty = Record { created_ms: 1, absolute_ms: 2, ..Record::default() };
         assert_eq!(decode(&encode(&empty)).unwrap(), empty);
+    }
+
+    // The session identity is a trailing eighth field, written only when there is one: a
+    // record without it is encoded exactly as before (seven fields), and a record with it
+    // round-trips; an identity of another length is refused.
+    #[test]
+    fn session_identity_field() {
+        let plain = encode(&sample());
+        assert_eq!(plain[0], 0x97);
+        let with = Record { sid: Some([0xee; 16]), ..sample() };
+        let bytes = encode(&with);
+        assert_eq!(bytes[0], 0x98);
+        assert_eq!(&bytes[1..plain.len()], &plain[1..]);
+        assert_eq!(&bytes[plain.len()..], [&[0xb0][..], &[0xee; 16]].concat());
+        assert_eq!(decode(&bytes).unwrap(), with);
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "truncated at {n}");
+        }
+        let mut short = plain.clone();
+        short[0] = 0x98;
+        short.extend_from_slice(&[0xaf]);
+        short.extend_from_slice(&[1; 15]);
+        assert!(decode(&short).is_err());
+        let mut nine = bytes.clone();
+        nine[0] = 0x99;
+        nine.push(0);
+        assert!(decode(&nine).is_err());
     }
 
     // The cmsgpack forms (empty attributes as an empty array, nil for absent) decode too.

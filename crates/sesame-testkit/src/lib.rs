@@ -41,6 +41,8 @@
 //!   probe (`INFO server` over raw RESP, checking the `process_id` is our child).
 //! - [`conformance`]: the store conformance suite and the
 //!   [`conformance_tests!`] macro that runs it against one backend.
+//! - [`encryption`]: encryption at rest end to end through the session layer, the same checks
+//!   on every store.
 //! - [`fixtures`]: small helpers shared by test files (the clock, a create that must
 //!   succeed, a lookup that must be live, a byte search, the Redis store's pointer bytes).
 //! - module `proc`: runs short-lived helper processes (`redis-cli`) with a timeout.
@@ -56,6 +58,7 @@
 mod client;
 mod cluster;
 pub mod conformance;
+pub mod encryption;
 mod error;
 pub mod fixtures;
 mod port;

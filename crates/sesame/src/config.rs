@@ -1,7 +1,9 @@
 //! Session policies: timeouts, touch coalescing, limits. Validated when built.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::crypt::{Keyring, RawKeys};
 use crate::error::Error;
 use crate::token::{Naming, Principal, TokenCodec, TokenSecret};
 use crate::value::ValueFormat;
@@ -64,6 +66,7 @@ pub struct SessionConfig {
     compress_above: usize,
     value_format: ValueFormat,
     keep_data_on_login: bool,
+    encryption: Option<Arc<Keyring>>,
 }
 
 impl SessionConfig {
@@ -85,6 +88,7 @@ impl SessionConfig {
             compress_above: 128,
             value_format: ValueFormat::Json,
             keep_data_on_login: true,
+            encryption: None,
         }
     }
 }
@@ -115,6 +119,7 @@ impl SessionConfig {
             secrets: Vec::new(),
             naming_secret: None,
             development: false,
+            encryption_keys: None,
         }
     }
 
@@ -159,10 +164,28 @@ impl SessionConfig {
     pub fn keep_data_on_login(&self) -> bool {
         self.keep_data_on_login
     }
+
+    /// The encryption keys, when encryption at rest is on (see
+    /// [`SessionConfigBuilder::encryption_keys`]).
+    pub fn encryption(&self) -> Option<&Arc<Keyring>> {
+        self.encryption.as_ref()
+    }
+
+    /// The principal named `principal` as it is written into records: with its name, or,
+    /// while encryption is on, with an empty name (the name is then sealed in the record, and
+    /// only its keyed reference, the same either way, is in clear).
+    pub fn store_principal(&self, principal: &str) -> Principal {
+        let user = self.naming.user(principal);
+        match self.encryption {
+            Some(_) => Principal::from_parts(String::new(), user),
+            None => Principal::from_parts(principal.to_string(), user),
+        }
+    }
 }
 
-/// Builder of [`SessionConfig`]; [`SessionConfigBuilder::build`] validates it.
-#[derive(Debug, Clone)]
+/// Builder of [`SessionConfig`]; [`SessionConfigBuilder::build`] validates it. Its `Debug`
+/// output shows no secret or key.
+#[derive(Clone)]
 pub struct SessionConfigBuilder {
     config: SessionConfig,
     touch_after: Option<Duration>,
@@ -170,6 +193,21 @@ pub struct SessionConfigBuilder {
     secrets: Vec<Vec<u8>>,
     naming_secret: Option<Vec<u8>>,
     development: bool,
+    encryption_keys: Option<RawKeys>,
+}
+
+impl std::fmt::Debug for SessionConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfigBuilder")
+            .field("config", &self.config)
+            .field("touch_after", &self.touch_after)
+            .field("grace", &self.grace)
+            .field("token_secrets", &self.secrets.len())
+            .field("naming_secret", &self.naming_secret.is_some())
+            .field("development", &self.development)
+            .field("encryption_keys", &self.encryption_keys)
+            .finish()
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -299,6 +337,44 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// Turns on encryption at rest: every attribute value, and the logged-in principal's name,
+    /// is sealed with XChaCha20-Poly1305 before it reaches the store, bound to its session and
+    /// its attribute name (a value copied into another session or attribute does not open).
+    /// Each key is a key id and 32 bytes from a secure random source, shared by every
+    /// instance; the first is the current key, which seals new values, and values sealed under
+    /// any listed key still open. To replace a key, deploy `[(new, ..), (old, ..)]` on every
+    /// instance; values are sealed again under the current key when written and at every
+    /// rotation (login, `cycle_id`, renewal), so `old` can be dropped one absolute timeout
+    /// after the last instance made `new` current. A value under a key no longer listed gives
+    /// a clear error, not its content; a session whose principal does not open (its key is no
+    /// longer listed, or the record was altered) is not used: its client starts a new session.
+    ///
+    /// `build()` refuses an empty list, a key that is not 32 bytes and a key id given twice.
+    /// The keys never appear in `Debug` output. Turning encryption on or off starts every
+    /// client on a new session: sessions written the other way are not used.
+    ///
+    /// ```
+    /// // In production, read the keys from your secret store.
+    /// let current = [0x5a_u8; 32];
+    /// let previous = [0xa5_u8; 32];
+    /// let config = sesame::SessionConfig::builder()
+    ///     .token_secret([0x11_u8; 32])
+    ///     .encryption_keys([(2, current), (1, previous)])
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.encryption().unwrap().current_key_id(), 2);
+    /// // Debug output shows the key ids, never the keys.
+    /// assert!(format!("{config:?}").contains("key_ids: [2, 1]"));
+    /// ```
+    pub fn encryption_keys<K: AsRef<[u8]>>(
+        mut self,
+        keys: impl IntoIterator<Item = (u8, K)>,
+    ) -> Self {
+        let keys = keys.into_iter().map(|(id, k)| (id, k.as_ref().to_vec())).collect();
+        self.encryption_keys = Some(RawKeys(keys));
+        self
+    }
+
     /// Validates and returns the configuration. Impossible settings are errors here, not at
     /// the first request.
     pub fn build(self) -> Result<SessionConfig, Error> {
@@ -378,6 +454,9 @@ impl SessionConfigBuilder {
                 c.naming = naming;
             }
         }
+        if let Some(RawKeys(keys)) = self.encryption_keys {
+            c.encryption = Some(Arc::new(Keyring::new(keys)?));
+        }
         Ok(c)
     }
 }
@@ -454,6 +533,36 @@ mod tests {
         assert_eq!(c.policy().grace_ms, 1_000);
         let c = dev().grace_period(Duration::ZERO).build().unwrap();
         assert_eq!(c.policy().grace_ms, 0);
+    }
+
+    // Encryption keys: an empty list, a key of the wrong length and a repeated key id are
+    // errors at build; the first key is current; neither the builder's nor the config's Debug
+    // output holds a key.
+    #[test]
+    fn encryption_keys() {
+        let b = dev;
+        let no_keys: [(u8, [u8; 32]); 0] = [];
+        assert!(b().encryption_keys(no_keys).build().is_err());
+        assert!(b().encryption_keys([(1, vec![7u8; 16])]).build().is_err());
+        assert!(b().encryption_keys([(1, vec![7u8; 33])]).build().is_err());
+        let twice = b().encryption_keys([(1, [7u8; 32]), (1, [8u8; 32])]).build();
+        assert!(matches!(twice, Err(Error::Config(m)) if m.contains("key id 1")));
+        let builder = b().encryption_keys([(9, [0xabu8; 32]), (4, [0xcdu8; 32])]);
+        let c = builder.clone().build().unwrap();
+        let ring = c.encryption().unwrap();
+        assert_eq!((ring.current_key_id(), ring.key_ids()), (9, vec![9, 4]));
+        for text in [format!("{builder:?}"), format!("{c:?}"), format!("{c:#?}")] {
+            assert!(!text.contains("171") && !text.contains("205"), "{text}");
+            assert!(!text.contains("ab, ab") && !text.contains("0xab"), "{text}");
+        }
+        let plain = dev().build().unwrap();
+        assert!(plain.encryption().is_none());
+        assert_eq!(plain.store_principal("ada").name(), "ada");
+        assert_eq!(c.store_principal("ada").name(), "", "no name in clear");
+        assert_eq!(c.store_principal("ada").user(), plain.store_principal("ada").user());
+        // Token secrets are not printed either.
+        let secret = SessionConfig::builder().token_secret(vec![0xeeu8; 32]);
+        assert!(!format!("{secret:?}").contains("238"), "{secret:?}");
     }
 
     // Defaults coalesce touches to one per minute of a 30 minute idle window.

@@ -24,10 +24,13 @@
 //! - [`events`]: lifecycle events ([`SessionEvent`], ids only, never tokens) and the hooks an
 //!   app installs ([`SessionHooks`]: creation refusals such as [`CreationRateLimit`],
 //!   per-request checks against the client recorded at creation).
+//! - [`crypt`]: optional encryption at rest (XChaCha20-Poly1305 envelopes with key ids, bound
+//!   to their session and attribute).
 //! - [`error`]: [`Error`] and [`StoreError`].
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod crypt;
 pub mod error;
 pub mod events;
 pub mod manager;

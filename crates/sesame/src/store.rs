@@ -34,6 +34,10 @@ pub struct Record {
     pub version: u64,
     /// Encoded attribute values by name.
     pub attrs: BTreeMap<String, Vec<u8>>,
+    /// The session's random identity while encryption at rest is on (`None` otherwise): drawn
+    /// at creation, carried by every save and rotation, and bound into every sealed value (see
+    /// [`crate::crypt`]). Stores keep it as they keep the rest of the record.
+    pub sid: Option<crate::crypt::Sid>,
 }
 
 /// A read-modify-write of one attribute: given the stored encoded value (or `None`), returns
@@ -109,10 +113,12 @@ impl Record {
 
     /// Checks the record against the limits of `policy`.
     pub fn check_limits(&self, policy: &Policy) -> Result<(), StoreError> {
-        if self.attrs.len() > policy.max_attributes {
+        // The sealed principal (encryption at rest) is not an attribute of the app's.
+        let sealed_principal = usize::from(self.attrs.contains_key(crate::crypt::PRINCIPAL_SLOT));
+        let attributes = self.attrs.len().saturating_sub(sealed_principal);
+        if attributes > policy.max_attributes {
             return Err(StoreError::LimitExceeded(format!(
-                "{} attributes, at most {} allowed",
-                self.attrs.len(),
+                "{attributes} attributes, at most {} allowed",
                 policy.max_attributes
             )));
         }

@@ -6,6 +6,7 @@
 //! | `0x02` | MessagePack (maps with field names) |
 //! | `0x11` | JSON, LZ4 block compressed, prefixed by the uncompressed length (u32, little endian) |
 //! | `0x12` | MessagePack, compressed the same way |
+//! | `0x40` | one of the above, encrypted (see [`crate::crypt`]): key id, nonce, ciphertext |
 //!
 //! The header says how a value was written, so a store can hold values of both formats and
 //! the configured format can change at any time: every value stays readable.
@@ -23,6 +24,9 @@ const MAX_DEPTH: usize = 128;
 const JSON: u8 = 0x01;
 const MSGPACK: u8 = 0x02;
 const LZ4: u8 = 0x10;
+/// The header of an encrypted value (see [`crate::crypt`]). It has neither a format's bits nor
+/// the compression bit, so no plain value starts with it.
+pub const ENCRYPTED: u8 = 0x40;
 
 /// How attribute values are serialized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,6 +99,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
             de.set_max_depth(MAX_DEPTH);
             T::deserialize(&mut de).map_err(|e| e.to_string())
         }
+        ENCRYPTED => {
+            Err("the value is encrypted; no encryption keys are configured to open it".into())
+        }
         _ => Err(format!("unknown value format 0x{header:02x}")),
     }
 }
@@ -151,6 +158,17 @@ mod tests {
             name: String,
         }
         assert_eq!(decode::<Part>(&m).unwrap(), Part { name: "Ada Lovelace".into() });
+    }
+
+    // An encrypted value read without keys says so, whatever follows the header.
+    #[test]
+    fn encrypted_without_keys() {
+        for bytes in [&[ENCRYPTED][..], &[ENCRYPTED, 1, 2, 3]] {
+            let err = decode::<String>(bytes).unwrap_err();
+            assert!(err.contains("encrypted"), "{err}");
+        }
+        assert_eq!(ENCRYPTED & LZ4, 0);
+        assert!(![JSON, MSGPACK, JSON | LZ4, MSGPACK | LZ4].contains(&ENCRYPTED));
     }
 
     // Hostile bytes give errors, never a panic or a huge allocation.

@@ -115,6 +115,7 @@ pub fn record(principal: Option<&Principal>, attrs: &[(&str, &[u8])]) -> Record 
         rotated_ms: 0,
         version: 1,
         attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
+        sid: None,
     }
 }
 

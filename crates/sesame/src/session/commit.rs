@@ -1,10 +1,12 @@
 //! The commit: what a request changed, written as one store operation — a save, a rotation,
 //! a fresh create, or the end of the lineage — and what the client must be told.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::{Change, Current, Session, State, TokenAction, CLIENT_ATTR};
-use crate::error::Error;
+use crate::crypt::{new_sid, seal_delta, PRINCIPAL_SLOT};
+use crate::error::{Error, StoreError};
 use crate::events::SessionEvent;
 use crate::manager::{now_ms, SessionManager};
 use crate::store::{
@@ -35,9 +37,15 @@ impl Session {
             st.incoming = None;
             return Ok(if had { TokenAction::Clear } else { TokenAction::Keep });
         }
-        let delta = st.take_delta();
+        let mut delta = st.take_delta();
         let rotate = std::mem::take(&mut st.rotate);
         let login = st.login.take();
+        let login_name = st.login_name.take();
+        if let (Some(_), Some(_), Some(name)) = (m.config().encryption(), &login, login_name) {
+            // With encryption on, the principal's name travels sealed, as an entry no attribute
+            // can be (the store indexes the session under its pseudonym).
+            delta.set.push((PRINCIPAL_SLOT.to_string(), name.into_bytes()));
+        }
         let current = std::mem::replace(&mut st.current, Current::Absent);
         match current {
             Current::Present { key, token, loaded } => {
@@ -86,7 +94,8 @@ impl Session {
             st.current = Current::Present { key, token, loaded };
             return Ok(action);
         }
-        match m.store().save(&key, &loaded.record, delta, now, policy).await? {
+        let sealed = seal_for(m, &loaded.record, delta, false)?;
+        match m.store().save(&key, &loaded.record, &sealed, now, policy).await? {
             SaveOutcome::Saved(record) => {
                 let loaded = Loaded::written(record, now, policy);
                 let action = st.action_for(token.as_ref(), &loaded);
@@ -129,12 +138,15 @@ impl Session {
                 }
                 _ => Vec::new(),
             };
+            // The successor keeps the session's identity, so values sealed for it still open;
+            // values under a retired key are sealed again under the current one.
+            let sealed = seal_for(&m, &loaded.record, delta, true)?;
             let rotation = Rotation {
                 old,
                 base: &loaded.record,
                 new: new_token.key(),
                 sealed_successor,
-                delta,
+                delta: &sealed,
                 login: login.clone(),
                 kind,
             };
@@ -233,7 +245,12 @@ impl Session {
             }
             None => Tag::random()?,
         };
-        let record = record.next(delta, policy)?;
+        // A fresh session (including a login as another principal) gets a new identity.
+        if m.config().encryption().is_some() {
+            record.sid = Some(new_sid()?);
+        }
+        let sealed = seal_for(&m, &record, delta, false)?;
+        let record = record.next(&sealed, policy)?;
         for _ in 0..3 {
             let token = m.config().tokens().generate(tag)?;
             let key = token.key();
@@ -251,6 +268,22 @@ impl Session {
         }
         Err(Error::Random("three token collisions in a row; the random source is broken".into()))
     }
+}
+
+/// The delta as the store must see it for `target`: as it is, or with every value sealed for
+/// the target's identity while encryption is on (and, for a rotation, `target`'s values under
+/// a retired key sealed again).
+fn seal_for<'d>(
+    m: &SessionManager,
+    target: &Record,
+    delta: &'d Delta,
+    rotation: bool,
+) -> Result<Cow<'d, Delta>, Error> {
+    let Some(keys) = m.config().encryption() else { return Ok(Cow::Borrowed(delta)) };
+    let sid = target.sid.ok_or_else(|| {
+        Error::Store(StoreError::Corrupt("the session has no identity to seal values for".into()))
+    })?;
+    seal_delta(keys, &sid, delta, rotation.then_some(target)).map(Cow::Owned)
 }
 
 fn sesame_busy() -> crate::error::StoreError {

@@ -1,6 +1,7 @@
 //! The per-request [`Session`] handle: lazy load, typed access, change tracking, rotation,
 //! login and logout, and the commit that writes only what changed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::error::Error;
+use crate::config::SessionConfig;
+use crate::crypt::{Keyring, PRINCIPAL_SLOT};
+use crate::error::{Error, StoreError};
 use crate::events::{ClientInfo, RequestCheck, SessionEvent, Verdict};
 use crate::manager::{now_ms, SessionManager};
 use crate::store::{Loaded, Login, Lookup, Record, SessionInfo, UpdateFn};
@@ -55,6 +58,8 @@ struct Inner {
     state: Mutex<State>,
 }
 
+// One per request, never in a collection: the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Current {
     Unloaded,
     Absent,
@@ -105,6 +110,9 @@ struct State {
     changes: BTreeMap<String, Change>,
     rotate: bool,
     login: Option<Login>,
+    /// The principal's name as given to `login` (the store knows it by `login`'s principal,
+    /// a pseudonym while encryption is on).
+    login_name: Option<String>,
     destroyed: bool,
     /// A token the client must be given even without a rotation of its own (the presented
     /// token was superseded within its grace window).
@@ -170,6 +178,7 @@ impl Session {
                     changes: BTreeMap::new(),
                     rotate: false,
                     login: None,
+                    login_name: None,
                     destroyed: false,
                     send_token: false,
                 }),
@@ -196,7 +205,7 @@ impl Session {
             let m = &self.inner.manager;
             let policy = m.config().policy();
             let now = now_ms();
-            st.current = match st.incoming.clone() {
+            let mut current = match st.incoming.clone() {
                 Some(token) => {
                     let key = token.key();
                     match m.store().load(&key, now, policy).await {
@@ -226,6 +235,24 @@ impl Session {
                 }
                 None => Current::Absent,
             };
+            if let Current::Present { key, loaded, .. } = &current {
+                // A session written with the other encryption setting, or whose principal does
+                // not open (sealed under a key no longer configured, or altered), is not used:
+                // the client gets a new session when one is needed.
+                let keys = m.config().encryption();
+                let unusable = if loaded.record.sid.is_some() != keys.is_some() {
+                    Some("it was written with the other encryption setting".to_string())
+                } else {
+                    principal_of(m.config(), &loaded.record).err().map(|e| e.to_string())
+                };
+                if let Some(reason) = unusable {
+                    tracing::warn!(id = %key.id(), %reason, "session not used");
+                    m.note_unknown_token();
+                    st.send_token = false;
+                    current = Current::Absent;
+                }
+            }
+            st.current = current;
             if let (Current::Present { loaded, .. }, Some(renew)) =
                 (&st.current, policy.renew_after_ms)
             {
@@ -282,13 +309,17 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
+        check_name(name)?;
         let st = self.loaded().await?;
-        match st.value(name) {
+        let value_error = |message| Error::Value { name: name.to_string(), message };
+        match st.plain_value(name, self.keyring()).map_err(value_error)? {
             None => Ok(None),
-            Some(b) => value::decode(b)
-                .map(Some)
-                .map_err(|message| Error::Value { name: name.to_string(), message }),
+            Some(b) => value::decode(&b).map(Some).map_err(value_error),
         }
+    }
+
+    fn keyring(&self) -> Option<&Keyring> {
+        self.inner.manager.config().encryption().map(|k| &**k)
     }
 
     /// Sets an attribute. Setting the value it already has changes nothing. Concurrent
@@ -300,7 +331,9 @@ impl Session {
         let bytes = value::encode_as(config.value_format(), v, config.compress_above())
             .map_err(|message| Error::Value { name: name.to_string(), message })?;
         let mut st = self.loaded().await?;
-        if st.stored(name) == Some(&bytes) {
+        let unchanged =
+            matches!(st.stored_plain(name, self.keyring()), Ok(Some(v)) if *v == *bytes);
+        if unchanged {
             st.changes.remove(name);
         } else {
             st.changes.insert(name.to_string(), Change::Set(bytes));
@@ -310,6 +343,7 @@ impl Session {
 
     /// Removes an attribute. Returns whether it was there.
     pub async fn remove(&self, name: &str) -> Result<bool, Error> {
+        check_name(name)?;
         let mut st = self.loaded().await?;
         let was = st.value(name).is_some();
         if st.stored(name).is_some() {
@@ -363,8 +397,11 @@ impl Session {
                 Change::Update { seen, result, steps }
             }
             None => {
+                // `seen` is the stored bytes (sealed while encryption is on): the store compares
+                // them; `step` works on the plain encoding.
                 let seen = st.stored(name).cloned();
-                let result = step(seen.as_deref()).map_err(value_error)?;
+                let plain = st.stored_plain(name, self.keyring()).map_err(value_error)?;
+                let result = step(plain.as_deref()).map_err(value_error)?;
                 Change::Update { seen, result, steps: vec![step] }
             }
         };
@@ -397,10 +434,11 @@ impl Session {
     /// this call and the commit, the commit fails with [`Error::LoginRevoked`].
     pub async fn login(&self, principal: &str) -> Result<(), Error> {
         check_principal(principal)?;
-        let principal = self.inner.manager.config().principal(principal);
-        let epoch = self.inner.manager.store().user_epoch(principal.user()).await?;
+        let stored = self.inner.manager.config().store_principal(principal);
+        let epoch = self.inner.manager.store().user_epoch(stored.user()).await?;
         let mut st = self.loaded_raw().await?;
-        st.login = Some(Login { principal, auth_ms: now_ms(), epoch });
+        st.login = Some(Login { principal: stored, auth_ms: now_ms(), epoch });
+        st.login_name = Some(principal.to_string());
         st.rotate = true;
         st.step_up = false;
         if st.value(PENDING_ATTR).is_some() {
@@ -431,10 +469,13 @@ impl Session {
     /// The logged-in principal (including one bound earlier in this request).
     pub async fn principal(&self) -> Result<Option<String>, Error> {
         let st = self.loaded().await?;
-        if let Some(l) = &st.login {
-            return Ok(Some(l.principal.name().to_string()));
+        if let Some(name) = &st.login_name {
+            return Ok(Some(name.clone()));
         }
-        Ok(st.record().and_then(|r| r.principal.as_ref()).map(|p| p.name().to_string()))
+        match st.record() {
+            Some(r) => principal_of(self.inner.manager.config(), r),
+            None => Ok(None),
+        }
     }
 
     /// Authentication time, ms since the Unix epoch.
@@ -519,7 +560,50 @@ impl Session {
     }
 }
 
+/// The principal of a stored record, opened while encryption is on: it must open under the
+/// session's identity and match the name the store indexes the session under.
+fn principal_of(config: &SessionConfig, r: &Record) -> Result<Option<String>, Error> {
+    let Some(stored) = &r.principal else { return Ok(None) };
+    let Some(keys) = config.encryption().map(|k| &**k) else {
+        return Ok(Some(stored.name().to_string()));
+    };
+    let corrupt =
+        |m: &str| Error::Store(StoreError::Corrupt(format!("the session's principal: {m}")));
+    let sid = r.sid.ok_or_else(|| corrupt("the session has no identity"))?;
+    let sealed = r.attrs.get(PRINCIPAL_SLOT).ok_or_else(|| corrupt("missing"))?;
+    let plain = keys.open(&sid, PRINCIPAL_SLOT, sealed).map_err(|e| corrupt(&e.to_string()))?;
+    let name = String::from_utf8(plain).map_err(|_| corrupt("not UTF-8"))?;
+    if config.naming().user(&name) != stored.user() {
+        return Err(corrupt("it does not match the name the store indexes the session under"));
+    }
+    Ok(Some(name))
+}
+
 impl State {
+    /// The plain encoding of an attribute's stored value: opened while encryption is on.
+    fn stored_plain(
+        &self,
+        name: &str,
+        keys: Option<&Keyring>,
+    ) -> Result<Option<Cow<'_, [u8]>>, String> {
+        let Some(raw) = self.stored(name) else { return Ok(None) };
+        let Some(keys) = keys else { return Ok(Some(Cow::Borrowed(raw.as_slice()))) };
+        let sid = self.record().and_then(|r| r.sid).ok_or("the session has no identity")?;
+        keys.open(&sid, name, raw).map(|v| Some(Cow::Owned(v))).map_err(|e| e.to_string())
+    }
+
+    /// The plain encoding of an attribute as this request sees it (its own changes first).
+    fn plain_value(
+        &self,
+        name: &str,
+        keys: Option<&Keyring>,
+    ) -> Result<Option<Cow<'_, [u8]>>, String> {
+        match self.changes.get(name) {
+            Some(c) => Ok(c.value().map(|v| Cow::Borrowed(v.as_slice()))),
+            None => self.stored_plain(name, keys),
+        }
+    }
+
     /// The stored record, if a session backs the request.
     fn record(&self) -> Option<&Record> {
         match &self.current {
