@@ -38,7 +38,9 @@ impl SessionError {
             Error::NotLoggedIn
             | Error::StaleAuthentication
             | Error::SessionEnded
-            | Error::LoginRevoked => StatusCode::UNAUTHORIZED,
+            | Error::LoginRevoked
+            | Error::StepUpRequired => StatusCode::UNAUTHORIZED,
+            Error::CreationRefused { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Invalid(_) | Error::Value { .. } => StatusCode::BAD_REQUEST,
             // A stored value that an exact update cannot read (or an update that failed on
             // it) is a server-side problem, like any other store error.
@@ -80,10 +82,20 @@ impl IntoResponse for SessionError {
             // of them holds a token or a value.
             _ => self.describe(),
         };
-        let mut res = (status, Json(serde_json::json!({ "error": message }))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        let mut body = serde_json::json!({ "error": message });
+        if matches!(self.0, Error::StepUpRequired) {
+            body["step_up"] = serde_json::Value::Bool(true);
+        }
+        let mut res = (status, Json(body)).into_response();
+        let retry_after = match &self.0 {
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            Error::CreationRefused { retry_after, .. } => {
+                Some(retry_after.map_or(1, |d| d.as_secs().max(1)))
+            }
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            res.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
         res
     }

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::response::IntoResponse;
 use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderName, HeaderValue, Request, Response};
-use sesame::{SessionManager, TokenAction};
+use sesame::{ClientInfo, SessionManager, TokenAction};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -46,6 +46,7 @@ pub struct SessionLayer {
     manager: SessionManager,
     cookie: Arc<CookieConfig>,
     transport: Arc<TransportConfig>,
+    ip_header: Option<HeaderName>,
 }
 
 impl SessionLayer {
@@ -55,7 +56,19 @@ impl SessionLayer {
             manager,
             cookie: Arc::new(CookieConfig::default()),
             transport: Arc::new(TransportConfig::default()),
+            ip_header: None,
         }
+    }
+
+    /// Takes the client's address from the first value of this request header (for example
+    /// `X-Forwarded-For`) instead of the connection's peer address. Only behind a proxy that
+    /// always sets it: a client can write any header. The address, with the `User-Agent`, is
+    /// recorded when a session is created and given to the manager's hooks
+    /// ([`sesame::SessionHooks`]); without this setting the peer address is used when the app
+    /// is served with `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn with_client_ip_header(mut self, name: HeaderName) -> SessionLayer {
+        self.ip_header = Some(name);
+        self
     }
 
     /// Uses this cookie configuration (built, hence validated, with [`CookieConfig::builder`]).
@@ -81,6 +94,7 @@ impl<S> Layer<S> for SessionLayer {
             manager: self.manager.clone(),
             cookie: self.cookie.clone(),
             transport: self.transport.clone(),
+            ip_header: self.ip_header.clone(),
         }
     }
 }
@@ -92,6 +106,27 @@ pub struct SessionService<S> {
     manager: SessionManager,
     cookie: Arc<CookieConfig>,
     transport: Arc<TransportConfig>,
+    ip_header: Option<HeaderName>,
+}
+
+/// The client of a request: its address (the configured header's first value, or the peer
+/// address) and user agent. `None` when neither is known.
+fn client_info<B>(req: &Request<B>, ip_header: Option<&HeaderName>) -> Option<ClientInfo> {
+    let ip = match ip_header {
+        Some(name) => req
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().chars().take(64).collect::<String>())
+            .filter(|v| !v.is_empty()),
+        None => req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+    };
+    let ua = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    (ip.is_some() || ua.is_some()).then(|| ClientInfo::new(ip, ua))
 }
 
 impl<S, B> Service<Request<B>> for SessionService<S>
@@ -116,7 +151,8 @@ where
         let manager = self.manager.clone();
         let started_ms = sesame::now_ms();
         let presented = transport.presented(&cookie, manager.config().tokens(), req.headers());
-        let session = manager.open(presented.token);
+        let client = client_info(&req, self.ip_header.as_ref());
+        let session = manager.open_for(presented.token, client);
         let reply = Reply { cookie: presented.via_cookie, header: presented.via_header };
         let reply = if presented.any() { reply } else { Reply { cookie: true, header: true } };
         // A persistent cookie is sent again when the session's life was pushed forward.
