@@ -27,11 +27,12 @@ pub enum StoreError {
     LimitExceeded(String),
     /// An exact update (`Session::update`) failed when run again on the stored value: the
     /// stored value does not decode as the update's type, or the update itself failed.
-    #[error("update of session attribute {name:?} failed: {message}")]
+    /// Its `Display` leaves the message out (it may quote the stored value).
+    #[error("update of session attribute {name:?} failed on the value stored meanwhile")]
     Update {
         /// Attribute name.
         name: String,
-        /// What went wrong.
+        /// What went wrong (the decoder's or the update's words: may quote the value).
         message: String,
     },
     /// The store refused the operation for another reason it explained.
