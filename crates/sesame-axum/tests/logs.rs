@@ -144,3 +144,25 @@ async fn conflicting_tokens_are_logged_at_debug_without_them() {
         assert!(!log.contains(t.as_str()) && !log.contains(&t[4..40]), "a token in the log");
     }
 }
+
+// A manager started on the public development secret says so, once, at warn; one started on a
+// configured secret does not.
+#[tokio::test]
+async fn development_secret_is_announced() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let store = Arc::new(sesame::MemoryStore::new());
+    let config = SessionConfig::builder().token_secret(vec![5u8; 32]).build().unwrap();
+    let _quiet = SessionManager::new(store.clone(), config);
+    assert!(captured.0.lock().unwrap().is_empty());
+    let dev = SessionConfig::builder().insecure_development_secret().build().unwrap();
+    let _loud = SessionManager::new(store, dev);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(log.matches("development secret").count(), 1, "{log}");
+    assert!(log.contains("WARN"), "{log}");
+}
