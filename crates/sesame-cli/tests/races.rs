@@ -163,6 +163,14 @@ impl Store for Spy {
         Ok(out)
     }
 
+    async fn peek(
+        &self,
+        keys: &[SessionKey],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        self.inner.peek(keys, now_ms).await
+    }
+
     async fn destroy(&self, key: &SessionKey, now_ms: u64) -> Result<bool, StoreError> {
         self.inner.destroy(key, now_ms).await
     }

@@ -48,7 +48,7 @@ pub use error::{BoxError, Error, StoreError};
 pub use events::{
     ClientInfo, CreationRateLimit, Refusal, RequestCheck, SessionEvent, SessionHooks, Verdict,
 };
-pub use manager::{now_ms, SessionManager, Stats};
+pub use manager::{now_ms, SessionDetails, SessionManager, Stats};
 pub use memory::MemoryStore;
 pub use session::{PendingLogin, Session, TokenAction};
 pub use store::{

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::events::{ClientInfo, SessionEvent, SessionHooks, EVENT_BUFFER};
 use crate::session::{check_principal, Session};
 use crate::store::{SessionInfo, Store};
-use crate::token::{SessionKey, SessionToken};
+use crate::token::{SessionKey, SessionToken, UserRef};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -51,6 +51,16 @@ pub struct Stats {
     pub reused_tokens: u64,
     /// Commits whose session had ended meanwhile (their changes were refused).
     pub sessions_ended: u64,
+}
+
+/// A listed session with the client that created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionDetails {
+    /// What the user's index holds.
+    pub info: SessionInfo,
+    /// The client recorded when the session was created, if the transport told.
+    pub client: Option<ClientInfo>,
 }
 
 /// Opens sessions on a store under one configuration. Cheap to clone.
@@ -162,6 +172,38 @@ impl SessionManager {
         let limit = self.config.policy().max_sessions_per_user as usize;
         let user = self.config.naming().user(principal);
         Ok(self.store.list_user(user, now_ms(), limit).await?)
+    }
+
+    /// Like [`SessionManager::list_user`], with the client each session was created by (its
+    /// address and user agent, when the transport told): one more store read, which moves no
+    /// deadline.
+    pub async fn list_user_detailed(&self, principal: &str) -> Result<Vec<SessionDetails>, Error> {
+        check_principal(principal)?;
+        let limit = self.config.policy().max_sessions_per_user as usize;
+        let user = self.config.naming().user(principal);
+        let list = self.store.list_user(user, now_ms(), limit).await?;
+        self.details(user, list).await
+    }
+
+    /// The sessions of `list` (all of `user`) with the clients that created them.
+    pub(crate) async fn details(
+        &self,
+        user: UserRef,
+        list: Vec<SessionInfo>,
+    ) -> Result<Vec<SessionDetails>, Error> {
+        let keys: Vec<Option<SessionKey>> =
+            list.iter().map(|i| SessionKey::from_parts(user.tag(), &i.id)).collect();
+        let present: Vec<SessionKey> = keys.iter().flatten().copied().collect();
+        let mut records = self.store.peek(&present, now_ms()).await?.into_iter();
+        Ok(list
+            .into_iter()
+            .zip(keys)
+            .map(|(info, key)| {
+                let record = key.and_then(|_| records.next().flatten());
+                let client = record.as_ref().and_then(|r| crate::session::client_of(&self.config, r));
+                SessionDetails { info, client }
+            })
+            .collect())
     }
 
     /// Ends every session of a principal (for example when the account is disabled or its

@@ -403,6 +403,15 @@ impl Store for MemoryStore {
         Ok(g.end_lineage(key, now_ms))
     }
 
+    async fn peek(
+        &self,
+        keys: &[SessionKey],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut g = self.inner.lock();
+        Ok(keys.iter().map(|k| g.live_entry(k, now_ms).map(|e| e.record.clone())).collect())
+    }
+
     async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError> {
         Ok(self.inner.lock().epoch(user))
     }

@@ -489,6 +489,15 @@ pub trait Store: Send + Sync + 'static {
     /// cannot complete. Returns whether a live session was ended.
     async fn destroy(&self, key: &SessionKey, now_ms: u64) -> Result<bool, StoreError>;
 
+    /// Reads the records of live sessions without touching them (no idle deadline moves): for
+    /// listings that show more than the index holds. One entry per key: `None` for a key that
+    /// holds no live record (absent, expired, superseded, unreadable).
+    async fn peek(
+        &self,
+        keys: &[SessionKey],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Record>>, StoreError>;
+
     /// The principal's revocation epoch: it moves with every [`Store::revoke_all`]. Read when a
     /// login begins (see [`Login::epoch`]).
     async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError>;

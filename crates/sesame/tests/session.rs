@@ -127,6 +127,10 @@ impl Store for Counting {
         }
         out
     }
+    async fn peek(&self, keys: &[SessionKey], n: u64) -> Result<Vec<Option<Record>>, StoreError> {
+        self.inner.peek(keys, n).await
+    }
+
     async fn destroy(&self, k: &SessionKey, n: u64) -> Result<bool, StoreError> {
         self.hit();
         self.inner.destroy(k, n).await

@@ -68,6 +68,14 @@ impl Store for RedisStore {
         end::end_lineage(self, key, now_ms).await
     }
 
+    async fn peek(
+        &self,
+        keys: &[SessionKey],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        users::peek(self, keys, now_ms).await
+    }
+
     async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError> {
         users::user_epoch(self, user).await
     }

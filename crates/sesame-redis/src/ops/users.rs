@@ -3,7 +3,9 @@
 
 use redis::Value;
 use sesame::store::parse_index_member;
-use sesame::{SessionInfo, StoreError, UserRef};
+use sesame::{Record, SessionInfo, SessionKey, StoreError, UserRef};
+
+use crate::record::{decode_stored, Stored};
 
 use crate::error::{backend, unexpected};
 use crate::script::{run, Call};
@@ -108,4 +110,29 @@ pub(crate) async fn revoke_all(
         }
     }
     Err(backend("the user's sessions kept growing while being revoked; try again"))
+}
+
+/// The live records under `keys`, read without touching them: one pipeline of `GET`s (on a
+/// Cluster, callers pass the keys of one user, which share a slot). Pointers, absent keys and
+/// unreadable values are `None`; so is a record past its absolute deadline.
+pub(crate) async fn peek(
+    store: &RedisStore,
+    keys: &[SessionKey],
+    now: u64,
+) -> Result<Vec<Option<Record>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut p = redis::pipe();
+    for k in keys {
+        p.get(store.keys.session(k));
+    }
+    let raw: Vec<Option<Vec<u8>>> = crate::script::read(&store.conn, &p).await?;
+    Ok(raw
+        .into_iter()
+        .map(|bytes| match decode_stored(&bytes?) {
+            Ok(Stored::Record(r)) if r.absolute_ms > now => Some(r),
+            _ => None,
+        })
+        .collect())
 }

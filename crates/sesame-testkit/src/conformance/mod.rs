@@ -317,6 +317,7 @@ macro_rules! conformance_tests {
             destroy_races_rotations,
             list_user_sessions,
             list_limit_most_recent_first,
+            peek_reads_without_touching,
             revoke_one_and_all,
             stale_epoch_login_is_refused,
             revoke_all_races_logins,

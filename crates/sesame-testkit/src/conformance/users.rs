@@ -321,3 +321,24 @@ pub async fn index_forgets_expired_sessions(store: DynStore) {
     create_user_session(&store, &p, &pol).await;
     assert_eq!(listed_ids(&store, &p, 64).await.len(), 2);
 }
+
+/// `peek` returns the live records of the keys it is given, in order, `None` for a superseded,
+/// ended or unknown key, and moves no deadline (a load past `touch_after` would).
+pub async fn peek_reads_without_touching(store: DynStore) {
+    let pol = super::Policy { touch_after_ms: 1, ..policy() };
+    let p = principal();
+    let a = create_user_session(&store, &p, &pol).await;
+    let b = create_user_session(&store, &p, &pol).await;
+    let gone = create_user_session(&store, &p, &pol).await;
+    assert!(store.destroy(&gone, now()).await.unwrap());
+    let before = store.list_user(p.user(), now(), 64).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let unknown = key(p.user().tag());
+    let got = store.peek(&[b, unknown, a, gone], now()).await.unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0].as_ref().map(|r| r.principal.clone()), Some(Some(p.clone())));
+    assert!(got[1].is_none() && got[3].is_none());
+    assert!(got[2].is_some());
+    assert_eq!(store.list_user(p.user(), now(), 64).await.unwrap(), before, "nothing touched");
+    assert!(store.peek(&[], now()).await.unwrap().is_empty());
+}

@@ -14,7 +14,7 @@ use crate::config::SessionConfig;
 use crate::crypt::{Keyring, PRINCIPAL_SLOT};
 use crate::error::{Error, StoreError};
 use crate::events::{ClientInfo, RequestCheck, SessionEvent, Verdict};
-use crate::manager::{now_ms, SessionManager};
+use crate::manager::{now_ms, SessionDetails, SessionManager};
 use crate::store::{Loaded, Login, Lookup, Record, SessionInfo, UpdateFn};
 use crate::token::{SessionKey, SessionToken, UserRef};
 
@@ -546,6 +546,16 @@ impl Session {
         Ok(self.inner.manager.store().list_user(p, now_ms(), limit).await?)
     }
 
+    /// Like [`Session::list_sessions`], with the client each session was created by (one more
+    /// store read, which moves no deadline): what a "your devices" page shows.
+    pub async fn list_sessions_detailed(&self) -> Result<Vec<SessionDetails>, Error> {
+        let (p, _) = self.stored_principal().await?;
+        let m = &self.inner.manager;
+        let limit = m.config().policy().max_sessions_per_user as usize;
+        let list = m.store().list_user(p, now_ms(), limit).await?;
+        m.details(p, list).await
+    }
+
     /// Revokes one session of this session's principal by id. Returns whether it existed.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, Error> {
         let (p, _) = self.stored_principal().await?;
@@ -557,6 +567,16 @@ impl Session {
     pub async fn revoke_other_sessions(&self) -> Result<u64, Error> {
         let (p, me) = self.stored_principal().await?;
         Ok(self.inner.manager.store().revoke_all(p, me.as_deref(), now_ms()).await?)
+    }
+}
+
+/// The client recorded in a stored record (opened while encryption is on); `None` when absent
+/// or unreadable.
+pub(crate) fn client_of(config: &SessionConfig, r: &Record) -> Option<ClientInfo> {
+    let raw = r.attrs.get(CLIENT_ATTR)?;
+    match config.encryption() {
+        Some(keys) => value::decode(&keys.open(&r.sid?, CLIENT_ATTR, raw).ok()?).ok(),
+        None => value::decode(raw).ok(),
     }
 }
 
