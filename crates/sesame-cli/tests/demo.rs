@@ -233,3 +233,33 @@ async fn demo_on_sentinel_and_cluster() {
         assert_ne!(me.served_by, r.served_by);
     }
 }
+
+// The page's JSON API says which store the sessions live in, and lists each session with the
+// browser that created it, when it was last seen and when it expires.
+#[tokio::test]
+async fn sessions_show_their_device_and_the_store() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let manager = SessionManager::new(
+        Arc::new(store),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    );
+    let a =
+        serve(demo::app_on("A", manager, cookie(), &demo::store_label(Some(&redis.url())))).await;
+    let info = call(&Client::new(), "GET", format!("http://{a}/api/info"), None, None).await;
+    assert_eq!(info.body["store"], demo::redact(&redis.url()));
+    assert_eq!(info.token, None, "no session for the info call");
+    let login = || Some(json!({"username": "dora"}));
+    let phone = Client::builder().user_agent("phone-browser/1").build().unwrap();
+    let laptop = Client::builder().user_agent("laptop-browser/2").build().unwrap();
+    call(&phone, "POST", format!("http://{a}/api/login"), None, login()).await.token.unwrap();
+    let t = call(&laptop, "POST", format!("http://{a}/api/login"), None, login()).await.token;
+    let list = call(&laptop, "GET", format!("http://{a}/api/sessions"), t.as_deref(), None).await;
+    let sessions = list.body["sessions"].as_array().unwrap();
+    let agents: Vec<&str> = sessions.iter().map(|s| s["user_agent"].as_str().unwrap()).collect();
+    assert_eq!(agents, ["laptop-browser/2", "phone-browser/1"], "most recent first");
+    for s in sessions {
+        let (created, seen) = (s["created_at"].as_u64().unwrap(), s["last_seen_at"].as_u64());
+        assert!(seen.unwrap() >= created && s["expires_at"].as_u64().unwrap() > created);
+    }
+}

@@ -200,7 +200,8 @@ impl SessionManager {
             .zip(keys)
             .map(|(info, key)| {
                 let record = key.and_then(|_| records.next().flatten());
-                let client = record.as_ref().and_then(|r| crate::session::client_of(&self.config, r));
+                let client =
+                    record.as_ref().and_then(|r| crate::session::client_of(&self.config, r));
                 SessionDetails { info, client }
             })
             .collect())

@@ -17,6 +17,8 @@ const MAX_CART: usize = 100;
 #[derive(Clone)]
 struct Instance {
     name: String,
+    store: String,
+    idle_ms: u64,
 }
 
 /// A handler's error: a session error or a plain status with a message.
@@ -48,9 +50,16 @@ fn bad(m: &str) -> ApiError {
 
 /// Builds the router of one instance named `name`.
 pub fn app(name: &str, manager: SessionManager, cookie: CookieConfig) -> Router {
+    app_on(name, manager, cookie, "a shared store")
+}
+
+/// Like [`app`], telling the page which store the sessions live in.
+pub fn app_on(name: &str, manager: SessionManager, cookie: CookieConfig, store: &str) -> Router {
+    let idle_ms = manager.config().policy().idle_ms;
     let served_by = HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("instance"));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route("/api/info", get(info))
         .route("/api/login", post(login))
         .route("/api/me", get(me))
         .route("/api/cart", post(cart_add))
@@ -59,7 +68,7 @@ pub fn app(name: &str, manager: SessionManager, cookie: CookieConfig) -> Router 
         .route("/api/sessions/revoke-others", post(revoke_others))
         .route("/api/sessions/{id}/revoke", post(revoke_one))
         .route("/api/logout", post(logout))
-        .with_state(Instance { name: name.to_string() })
+        .with_state(Instance { name: name.to_string(), store: store.to_string(), idle_ms })
         .layer(SessionLayer::new(manager).with_cookie(cookie))
         .layer(axum::middleware::map_response(move |mut res: Response| {
             let v = served_by.clone();
@@ -155,20 +164,32 @@ async fn cart_remove(session: Session, Path(item): Path<String>) -> ApiResult {
     Ok(Json(json!({ "cart": cart })))
 }
 
-/// The user's live sessions, the most recently active first (at most the per-user cap).
-async fn sessions(session: Session) -> ApiResult {
+/// Which instance answered and which store the sessions live in (never needs a session).
+async fn info(State(i): State<Instance>) -> Json<Value> {
+    Json(json!({ "instance": i.name, "store": i.store }))
+}
+
+/// The user's live sessions, the most recently active first (at most the per-user cap), each
+/// with the browser and address that created it and when it was last seen (its idle deadline
+/// minus the idle timeout, exact to the touch interval while the absolute deadline is further).
+async fn sessions(State(i): State<Instance>, session: Session) -> ApiResult {
     user(&session).await?;
     let me = session.id().await?;
     let list: Vec<Value> = session
-        .list_sessions()
+        .list_sessions_detailed()
         .await?
         .into_iter()
-        .map(|s| {
+        .map(|d| {
+            let s = d.info;
+            let client = d.client.unwrap_or_default();
             json!({
                 "current": Some(&s.id) == me.as_ref(),
                 "id": s.id,
                 "created_at": s.created_ms,
+                "last_seen_at": s.expires_ms.saturating_sub(i.idle_ms).max(s.created_ms),
                 "expires_at": s.expires_ms,
+                "user_agent": client.user_agent,
+                "ip": client.ip,
             })
         })
         .collect();

@@ -16,7 +16,7 @@ use sesame_axum::CookieConfig;
 use sesame_redis::RedisStore;
 use tower::ServiceExt;
 
-pub use app::app;
+pub use app::{app, app_on};
 
 /// Options of `sesame demo`.
 #[derive(Debug, Clone)]
@@ -95,9 +95,21 @@ pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
             None => open_store_with(opts.store.as_deref(), opts.durability).await?,
         };
         let manager = SessionManager::new(store, opts.config.clone());
-        instances.push(app(&format!("app-{}", i + 1), manager, opts.cookie.clone()));
+        let label = store_label(opts.store.as_deref());
+        instances.push(app_on(&format!("app-{}", i + 1), manager, opts.cookie.clone(), &label));
     }
     Ok(balancer(instances))
+}
+
+/// What the page says the sessions live in: the store URL without credentials, or the
+/// in-memory store.
+pub fn store_label(url: Option<&str>) -> String {
+    match url {
+        None | Some("memory") | Some("memory://") => {
+            "the in-memory store (shared by the instances of this process)".to_string()
+        }
+        Some(u) => redact(u),
+    }
 }
 
 /// Sends each request to the next router in turn.
@@ -125,7 +137,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         "sesame demo: {} app instances on {store}, behind a round-robin balancer\n  open http://{addr}/  (Ctrl-C to stop)",
         opts.instances.clamp(1, 64)
     );
-    axum::serve(listener, router)
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
