@@ -28,3 +28,16 @@ pub use layer::{SessionLayer, SessionService};
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// Entry point into the private cookie lookup, for property tests and fuzz targets. Not part
+/// of the API: it may change or go away in any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The session token candidate `cookie` finds in the request's `Cookie` headers.
+    pub fn find_cookie<'a>(
+        cookie: &crate::CookieConfig,
+        headers: &'a http::HeaderMap,
+    ) -> Option<&'a str> {
+        cookie.find(headers)
+    }
+}
