@@ -27,8 +27,10 @@ use sesame_axum::fuzzing::find_cookie;
 use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// `n` cases, or `PROPTEST_CASES` when set.
 fn cases(n: u32) -> Config {
-    Config { cases: n, failure_persistence: None, ..Config::default() }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+    Config { cases, failure_persistence: None, ..Config::default() }
 }
 
 fn configs() -> [CookieConfig; 2] {

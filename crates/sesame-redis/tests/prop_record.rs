@@ -17,8 +17,10 @@ use sesame_redis::fuzzing::{decode_stored, encode_pointer, encode_record, Stored
 /// The configuration caps the absolute timeout at a year; the decoder allows a day more.
 const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
 
+/// `n` cases, or `PROPTEST_CASES` when set.
 fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 /// 16 bytes as the 22 base64url characters of a session id.

@@ -47,8 +47,10 @@ fn within<T>(budget: usize, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// `n` cases, or `PROPTEST_CASES` when set.
 fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 fn codecs() -> [TokenCodec; 2] {
