@@ -92,3 +92,17 @@ pub use transport::{TransportConfig, TransportConfigBuilder, BEARER_RESPONSE_HEA
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// Entry point into the private cookie lookup, for property tests and fuzz targets. Not part
+/// of the API: it may change or go away in any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Every value of the session cookie in the request's `Cookie` headers that can be a
+    /// token, in order.
+    pub fn cookie_occurrences<'a>(
+        cookie: &crate::CookieConfig,
+        headers: &'a http::HeaderMap,
+    ) -> Vec<&'a str> {
+        cookie.occurrences(headers)
+    }
+}

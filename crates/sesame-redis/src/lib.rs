@@ -39,3 +39,60 @@ pub use builder::RedisStoreBuilder;
 pub use checks::ServerReport;
 pub use script::Durability;
 pub use store::RedisStore;
+
+/// Entry points into the private record and pointer codec, for property tests and fuzz
+/// targets. Not part of the API: it may change or go away in any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    use sesame::{Record, SessionKey};
+
+    use crate::record::{self, Pointer, PointerKind, Stored};
+
+    /// What a session key holds, with a pointer's kind as its byte (`R`, `E`, `M`, `X`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum StoredForm {
+        /// A session record.
+        Record(Record),
+        /// A pointer: kind byte, `until_ms`, successor, sealed successor.
+        Pointer(u8, u64, SessionKey, Vec<u8>),
+    }
+
+    /// Encodes a record as stored under a session key.
+    pub fn encode_record(r: &Record) -> Vec<u8> {
+        record::encode(r)
+    }
+
+    /// Encodes a pointer; `None` for an unknown kind byte.
+    pub fn encode_pointer(
+        kind: u8,
+        until_ms: u64,
+        successor: SessionKey,
+        sealed: &[u8],
+    ) -> Option<Vec<u8>> {
+        let kind = match kind {
+            b'R' => PointerKind::Renew,
+            b'E' => PointerKind::Elevate,
+            b'M' => PointerKind::Moving,
+            b'X' => PointerKind::Ended,
+            _ => return None,
+        };
+        let p = Pointer { kind, until_ms, successor, sealed: sealed.to_vec() };
+        Some(record::encode_pointer(&p))
+    }
+
+    /// Decodes whatever a session key holds.
+    pub fn decode_stored(bytes: &[u8]) -> Result<StoredForm, String> {
+        Ok(match record::decode_stored(bytes)? {
+            Stored::Record(r) => StoredForm::Record(r),
+            Stored::Pointer(p) => {
+                let kind = match p.kind {
+                    PointerKind::Renew => b'R',
+                    PointerKind::Elevate => b'E',
+                    PointerKind::Moving => b'M',
+                    PointerKind::Ended => b'X',
+                };
+                StoredForm::Pointer(kind, p.until_ms, p.successor, p.sealed)
+            }
+        })
+    }
+}
