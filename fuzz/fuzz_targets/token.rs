@@ -11,7 +11,7 @@ fn codecs() -> &'static [TokenCodec; 2] {
     static CODECS: OnceLock<[TokenCodec; 2]> = OnceLock::new();
     CODECS.get_or_init(|| {
         let secret = TokenSecret::new(vec![0x5a; 32]).expect("32 bytes is enough");
-        [TokenCodec::insecure_development(), TokenCodec::new(Some(secret))]
+        [TokenCodec::insecure_development(), TokenCodec::new(vec![secret]).expect("one secret")]
     })
 }
 
