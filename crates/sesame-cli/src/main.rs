@@ -1,6 +1,8 @@
 //! The `sesame` command.
 #![forbid(unsafe_code)]
 
+mod admin;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,6 +24,14 @@ struct Cli {
 enum Command {
     /// Run the demo web app: several app instances behind a round-robin balancer.
     Demo(DemoArgs),
+    /// List, inspect and revoke sessions in Redis.
+    Sessions(admin::SessionsArgs),
+    /// Count sessions, users and bytes in Redis (a SCAN of every master).
+    Stats(admin::StatsArgs),
+    /// Print session lifecycle events as Redis reports them (keyspace notifications).
+    Watch(admin::WatchArgs),
+    /// Check the Redis configuration for what sessions need.
+    Doctor(admin::DoctorArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,19 +111,26 @@ fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The admin commands report what matters themselves; the store's own start-up warnings
+    // would repeat `doctor` on every command.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => match demo_options(a) {
             Ok(opts) => demo::run(opts).await,
             Err(e) => Err(e),
         },
+        Command::Sessions(a) => return admin::run(admin::sessions::run(a)).await,
+        Command::Stats(a) => return admin::run(admin::stats::run(a)).await,
+        Command::Watch(a) => return admin::run(admin::watch::run(a)).await,
+        Command::Doctor(a) => return admin::run(admin::doctor::run(a)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
