@@ -340,6 +340,11 @@ impl Admin {
                 source: None,
             })?
             .map_err(map_err)?;
+            if kind == "cluster" && !is_master(&mut conn.clone()).await {
+                // One node's view of the cluster can lag behind (a replica still listed as a
+                // master): only nodes that say they are masters are used.
+                continue;
+            }
             masters.push(Master { addr, client, conn });
         }
         if masters.is_empty() {
@@ -349,12 +354,14 @@ impl Admin {
     }
 }
 
-/// The addresses of the masters in a `CLUSTER NODES` text (not failed, with an address).
+/// The addresses of the masters in a `CLUSTER NODES` text that serve slots (not failed, with
+/// an address).
 fn cluster_masters(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(_id), Some(addr), Some(flags)) = (fields.next(), fields.next(), fields.next())
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A master that serves no slot holds no keys: slots follow the eighth field.
+        let (Some(addr), Some(flags), true) = (fields.get(1), fields.get(2), fields.len() > 8)
         else {
             continue;
         };
@@ -382,7 +389,15 @@ fn cluster_masters(text: &str) -> Vec<String> {
     out
 }
 
-/// Every string in a reply, joined (a text reply of one node).
+/// Whether the node answers `ROLE` with `master`.
+async fn is_master(conn: &mut MultiplexedConnection) -> bool {
+    match redis::cmd("ROLE").query_async::<Value>(conn).await {
+        Ok(Value::Array(items)) => items.first().and_then(reply_text).as_deref() == Some("master"),
+        _ => false,
+    }
+}
+
+/// The text of a string reply.
 fn reply_text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -772,6 +787,7 @@ c3 127.0.0.1:7003@17003 slave a1 0 0 1 connected
 d4 127.0.0.1:7004@17004 master,fail - 0 0 3 disconnected
 e5 ::1:7005@17005 master - 0 0 4 connected 10923-16383
 f6 :0@0 master,noaddr - 0 0 5 disconnected
+g7 127.0.0.1:7006@17006 master - 0 0 6 connected
 ";
         assert_eq!(cluster_masters(text), ["127.0.0.1:7001", "127.0.0.1:7002", "[::1]:7005"]);
     }

@@ -106,18 +106,18 @@ fn check_memory(policy: Option<&str>, maxmemory: Option<u64>) -> Finding {
         .fix("check it by hand, or run the doctor as a user allowed CONFIG GET: it must be noeviction");
     };
     if policy == "noeviction" {
-        let limit = match maxmemory {
-            Some(0) => "no maxmemory set".to_string(),
-            Some(n) => format!("maxmemory {} bytes", format::count(n)),
-            None => "maxmemory unknown".to_string(),
-        };
-        return finding(
-            Level::Ok,
-            "maxmemory-policy",
-            format!(
-                "noeviction ({limit}): when memory is full, writes fail and no session is evicted"
+        let message = match maxmemory {
+            Some(0) => "noeviction, no maxmemory: Redis never evicts a session; size the machine \
+                        for the peak of live sessions"
+                .to_string(),
+            Some(n) => format!(
+                "noeviction, maxmemory {} bytes: no session is ever evicted; when memory is full, \
+                 writes fail with an error",
+                format::count(n)
             ),
-        );
+            None => "noeviction: no session is ever evicted".to_string(),
+        };
+        return finding(Level::Ok, "maxmemory-policy", message);
     }
     let why = if policy.starts_with("volatile-") {
         format!(
@@ -177,18 +177,18 @@ fn check_notifications(flags: Option<&str>) -> Finding {
         Some(f) if missing_notify_flags(f).is_empty() => finding(
             Level::Ok,
             "keyspace notifications",
-            format!("notify-keyspace-events {f:?} has what sesame watch needs"),
+            format!("notify-keyspace-events '{f}' has what sesame watch needs"),
         ),
         Some(f) => finding(
             Level::Note,
             "keyspace notifications",
             format!(
-                "notify-keyspace-events is {f:?}: only sesame watch needs notifications (they \
+                "notify-keyspace-events is '{f}': only sesame watch needs notifications (they \
                  cost Redis some work on every write)"
             ),
         )
         .fix(format!(
-            "to watch: CONFIG SET notify-keyspace-events {:?}, or sesame watch --configure",
+            "to watch: CONFIG SET notify-keyspace-events '{}', or sesame watch --configure",
             with_notify_flags(f)
         )),
         None => finding(

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use sesame::{now_ms, Store as _};
-use sesame_redis::admin::{Content, Inspection};
+use sesame_redis::admin::{Content, Inspection, PointerKindName};
 
 use super::format::{self, out};
 use super::{check_id, connect, naming, user_ref, Outcome, StoreArgs};
@@ -282,12 +282,11 @@ fn inspection_text(id: &str, i: &Inspection, now: u64) -> String {
             rows.push(("successor", p.successor_id.clone()));
             let until =
                 format!("{} ({})", format::short(p.until_ms), format::relative(p.until_ms, now));
-            let until_label = match p.kind {
-                sesame_redis::admin::PointerKindName::Renewed => "grace window ends",
-                sesame_redis::admin::PointerKindName::Moving => "claim lapses",
-                _ => "until",
-            };
-            rows.push((until_label, until));
+            match p.kind {
+                PointerKindName::Renewed => rows.push(("grace window ends", until)),
+                PointerKindName::Moving => rows.push(("claim lapses", until)),
+                _ => {}
+            }
             rows.push(("key expires", ttl));
         }
         Content::Unreadable(why) => {

@@ -123,7 +123,7 @@ async fn configure(admin: &Admin, configure: bool) -> Result<bool, String> {
                 .await
                 .map_err(|e| format!("cannot set notify-keyspace-events on {addr}: {e}"))?;
             eprintln!(
-                "sesame watch: set notify-keyspace-events to {value:?} on {addr} (was {current:?})"
+                "sesame watch: set notify-keyspace-events to '{value}' on {addr} (was '{current}')"
             );
         } else {
             lacking.push((addr.clone(), current));
@@ -133,15 +133,15 @@ async fn configure(admin: &Admin, configure: bool) -> Result<bool, String> {
         return Ok(true);
     }
     eprintln!(
-        "sesame watch: keyspace notifications lack what the watch needs (flags {NOTIFY_FLAGS:?}: \
+        "sesame watch: keyspace notifications lack what the watch needs (flags '{NOTIFY_FLAGS}': \
          keyspace channels, del, set, expired, new keys) on {} master{}:",
         lacking.len(),
         if lacking.len() == 1 { "" } else { "s" }
     );
     for (addr, current) in &lacking {
         eprintln!(
-            "  {addr}: notify-keyspace-events is {current:?}; set it with \
-             CONFIG SET notify-keyspace-events {:?}",
+            "  {addr}: notify-keyspace-events is '{current}'; set it with \
+             CONFIG SET notify-keyspace-events '{}'",
             with_notify_flags(current)
         );
     }
