@@ -140,3 +140,32 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn arguments() {
+        Cli::command().debug_assert();
+    }
+
+    // A session id may start with `-` (base64url): it is taken as the id, never as a flag,
+    // wherever it stands; the flags around it are still recognized.
+    #[test]
+    fn ids_starting_with_a_hyphen() {
+        let id = "-7NzlxnLbkhY0rya828dWw";
+        for args in [
+            vec!["sessions", "show", id, "--store", "redis://h:1"],
+            vec!["sessions", "show", "--json", "--store", "redis://h:1", id],
+            vec!["sessions", "revoke", id, "--user", "u", "--store", "redis://h:1"],
+            vec!["sessions", "revoke", "--user", "u", "--except", id, "--store", "redis://h:1"],
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("sesame").chain(args.iter().copied()));
+            let text = format!("{:?}", cli.unwrap().command);
+            assert!(text.contains(id), "{args:?}: {text}");
+        }
+    }
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sesame::{Naming, SessionConfig, SessionManager, TokenAction, TokenSecret};
 use sesame_redis::RedisStore;
-use sesame_testkit::{Cluster, RedisOptions, RedisServer};
+use sesame_testkit::{Cluster, RedisOptions, RedisServer, SentinelGroup};
 
 /// The token secret the applications (here: the test) and the command share.
 const SECRET: &str = "sesame admin test: a fixed token secret of more than 32 bytes";
@@ -363,8 +363,24 @@ async fn stats_counts_sessions_users_and_bytes() {
         human.contains("9 live session records") && human.contains(&user_ref("alice")),
         "{human}"
     );
-    let human = expect(0, &["stats", "--store", &url, "--limit", "5"]).stdout;
-    assert!(human.contains("partial: stopped at --limit 5"), "{human}");
+    let r = expect(0, &["stats", "--store", &url, "--limit", "5"]);
+    assert!(r.stdout.contains("partial: stopped at --limit 5"), "{}", r.stdout);
+    // stderr is not a terminal here: no progress line, no control characters anywhere.
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    assert!(!r.stdout.contains('\u{1b}') && !r.stdout.contains('\r'));
+    // On a terminal, the scan shows its progress on stderr (`script` gives it one).
+    let bin = env!("CARGO_BIN_EXE_sesame");
+    match Command::new("script")
+        .args(["-qec", &format!("{bin} stats --store {url} > /dev/null"), "/dev/null"])
+        .output()
+    {
+        Ok(o) => {
+            let seen = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success() && seen.contains("scanning 127.0.0.1:"), "{seen:?}");
+            assert!(!seen.contains('\u{1b}'), "{seen:?}");
+        }
+        Err(e) => eprintln!("not checked on a terminal: cannot run `script` ({e})"),
+    }
 }
 
 /// A running `sesame watch`: its stdout lines and stderr lines as they come.
@@ -568,6 +584,37 @@ async fn doctor_flags_risky_settings_and_passes_a_good_server() {
     );
     assert_eq!(find(&report, "persistence")[0]["level"], "ok");
     assert_eq!(find(&report, "maxmemory-policy")[0]["level"], "ok");
+}
+
+// Through the sentinels, the commands reach the group's master, and `doctor` reports its
+// replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_url() {
+    let group = tokio::task::spawn_blocking(SentinelGroup::start).await.unwrap().unwrap();
+    let url = group.url();
+    let master = format!("127.0.0.1:{}", group.current_master_port().unwrap());
+    let m = manager(&url, config()).await;
+    let (_, a) = session(&m, Some("alice")).await;
+    let (_, b) = session(&m, Some("alice")).await;
+    let list =
+        expect(0, &["sessions", "list", "--store", &url, "--user", "alice", "--json"]).json();
+    assert_eq!(ids(&list).into_iter().collect::<BTreeSet<_>>(), set(&[&a, &b]));
+    assert_eq!(
+        expect(0, &["sessions", "show", &a, "--store", &url, "--json"]).json()[0]["id"],
+        a.as_str()
+    );
+    let s = stats(&url, &[]);
+    assert_eq!(s["masters"], serde_json::json!([master]));
+    assert_eq!((s["sessions"].as_u64(), s["users"].as_u64()), (Some(2), Some(1)));
+    let report = expect(1, &["doctor", "--store", &url, "--json"]).json();
+    let replicas: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "replication")
+        .collect();
+    assert!(!replicas.is_empty() && replicas.iter().all(|f| f["level"] == "ok"), "{replicas:?}");
+    assert!(replicas.iter().all(|f| f["node"] == master.as_str()));
 }
 
 // On a Cluster, every command covers every master: `watch` reports creations from several

@@ -41,6 +41,7 @@ struct ShowArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// The session id (22 characters, as `list` shows it).
+    #[arg(allow_hyphen_values = true)]
     id: String,
     /// The session's user: its key is then read directly instead of searched with SCAN (needs
     /// SESAME_TOKEN_SECRET).
@@ -53,12 +54,13 @@ struct RevokeArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// The session to end; without it, every session of the user ends.
+    #[arg(allow_hyphen_values = true)]
     id: Option<String>,
     /// The user (needs SESAME_TOKEN_SECRET).
     #[arg(long)]
     user: String,
     /// With no id: keep this session, end the others.
-    #[arg(long, conflicts_with = "id")]
+    #[arg(long, conflicts_with = "id", allow_hyphen_values = true)]
     except: Option<String>,
 }
 
