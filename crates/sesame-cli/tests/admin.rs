@@ -156,6 +156,14 @@ async fn sessions_list_show_and_revoke() {
     );
     let r = expect(0, &["sessions", "list", "--store", &url, "--user", "nobody"]);
     assert!(r.stdout.contains("no live sessions"), "{}", r.stdout);
+    let r = expect(
+        0,
+        &["sessions", "list", "--store", &url, "--user", "alice", "--limit", "1", "--json"],
+    );
+    assert_eq!(ids(&r.json()), [listed[0].clone()]);
+    // Nothing listens on port 1: the command fails with exit code 2.
+    let r = expect(2, &["sessions", "list", "--store", "redis://127.0.0.1:1", "--user", "alice"]);
+    assert!(r.stderr.contains("cannot connect"), "{}", r.stderr);
 
     // Without the secret: refused, saying which variable to set.
     let r = done(
@@ -404,24 +412,15 @@ fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
 }
 
 impl Watch {
-    /// Starts `sesame watch --json --configure --count <count>` and waits until it watches.
-    fn start(url: &str, count: u64) -> (Watch, String) {
-        let count = count.to_string();
-        let mut child = command(&[
-            "watch",
-            "--store",
-            url,
-            "--json",
-            "--configure",
-            "--count",
-            &count,
-            "--duration",
-            "60",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    /// Starts `sesame watch --json --configure [--count <count>]` and waits until it watches.
+    fn start(url: &str, count: Option<u64>) -> (Watch, String) {
+        let mut args = vec!["watch", "--store", url, "--json", "--configure", "--duration", "60"];
+        let count = count.map(|c| c.to_string());
+        if let Some(c) = &count {
+            args.extend(["--count", c.as_str()]);
+        }
+        let mut child =
+            command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = lines(child.stdout.take().unwrap());
         let stderr = lines(child.stderr.take().unwrap());
         let mut said = String::new();
@@ -446,6 +445,22 @@ impl Watch {
         let status = self.child.wait().unwrap();
         let err: Vec<String> = self.stderr.try_iter().collect();
         assert!(status.success(), "watch failed: {err:?}");
+        out
+    }
+}
+
+impl Watch {
+    /// Reads events until `done` says enough (at most 30 s), then stops the watch.
+    fn until(mut self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::new();
+        while !done(&out) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = self.stdout.recv_timeout(left) else { break };
+            out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+        }
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
         out
     }
 }
@@ -480,7 +495,7 @@ async fn watch_reports_lifecycle_events() {
 
     let (watch, said) = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || Watch::start(&url, 6)
+        move || Watch::start(&url, Some(6))
     })
     .await
     .unwrap();
@@ -529,6 +544,65 @@ async fn watch_reports_lifecycle_events() {
     for token in [&t, &t2, &t3] {
         assert!(!printed.contains(token.as_str()));
     }
+
+    // --duration ends a watch that saw nothing.
+    let r = expect(0, &["watch", "--store", &url, "--duration", "0.5"]);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+
+    // A login from an anonymous session: the anonymous key is claimed (a `moving` pointer,
+    // reported when the watcher reads the key before the login settles), the successor is
+    // created, and the anonymous key ends as an `elevated` pointer. With a one-second idle
+    // timeout both keys then expire: the pointer's expiry says it was one.
+    let (watch, _) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || Watch::start(&url, None)
+    })
+    .await
+    .unwrap();
+    let short = SessionConfig::builder()
+        .token_secret(SECRET.as_bytes().to_vec())
+        .idle_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let m = manager(&url, short).await;
+    let (anon_token, d) = session(&m, None).await;
+    let s = m.open(Some(&anon_token));
+    s.login("bob").await.unwrap();
+    let e = token(s.commit().await.unwrap()).key().id();
+    let want = [
+        ("created", d.clone(), None),
+        ("created", e.clone(), None),
+        ("rotated", d.clone(), Some("elevated")),
+        ("expired", d.clone(), None),
+        ("expired", e.clone(), None),
+    ];
+    let events = tokio::task::spawn_blocking(move || {
+        watch.until(|events| {
+            want.iter().all(|(name, id, kind)| {
+                events.iter().any(|ev| {
+                    ev["event"] == *name
+                        && ev["id"] == id.as_str()
+                        && kind.is_none_or(|k| ev["kind"] == k)
+                })
+            })
+        })
+    })
+    .await
+    .unwrap();
+    let rotated: Vec<&Value> = events.iter().filter(|ev| ev["event"] == "rotated").collect();
+    assert!(
+        rotated.iter().all(|ev| ev["id"] == d.as_str() && ev["successor"] == e.as_str()),
+        "{events:?}"
+    );
+    let rotation_kinds: Vec<&str> = rotated.iter().map(|ev| ev["kind"].as_str().unwrap()).collect();
+    assert!(
+        rotation_kinds == ["elevated"] || rotation_kinds == ["moving", "elevated"],
+        "{events:?}"
+    );
+    assert_eq!(events.iter().filter(|ev| ev["event"] == "created").count(), 2, "{events:?}");
+    let expired = kinds(&events);
+    assert_eq!(expired[&("expired".to_string(), d.clone())]["pointer"], true);
+    assert_eq!(expired[&("expired".to_string(), e.clone())]["pointer"], false);
 }
 
 // `doctor` names what is wrong and exits 2 on errors (an evicting policy with a memory limit),
@@ -630,7 +704,7 @@ async fn every_command_on_a_cluster() {
 
     let (watch, _) = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || Watch::start(&url, total as u64)
+        move || Watch::start(&url, Some(total as u64))
     })
     .await
     .unwrap();

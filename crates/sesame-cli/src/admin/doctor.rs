@@ -92,9 +92,9 @@ fn check_version(text: &str) -> Finding {
 
 const EVICTION_FIX: &str = "CONFIG SET maxmemory-policy noeviction (and maxmemory-policy \
      noeviction in the configuration file), and size maxmemory for the peak of live sessions: \
-     when memory is full, writes then fail with an error (the request gets a 503) and no \
-     session is lost. volatile-* is no alternative: it spares only keys without a TTL, and \
-     every sesame key has one";
+     when memory is full, writes then fail with an error and no live session is evicted. \
+     volatile-* is no alternative: it spares only keys without a TTL, and every sesame key has \
+     one";
 
 fn check_memory(policy: Option<&str>, maxmemory: Option<u64>) -> Finding {
     let Some(policy) = policy else {
@@ -103,7 +103,10 @@ fn check_memory(policy: Option<&str>, maxmemory: Option<u64>) -> Finding {
             "maxmemory-policy",
             "could not read maxmemory-policy (CONFIG GET refused)",
         )
-        .fix("check it by hand, or run the doctor as a user allowed CONFIG GET: it must be noeviction");
+        .fix(
+            "check it by hand, or run the doctor as a user allowed CONFIG GET: it must be \
+             noeviction",
+        );
     };
     if policy == "noeviction" {
         let message = match maxmemory {
@@ -135,7 +138,10 @@ fn check_memory(policy: Option<&str>, maxmemory: Option<u64>) -> Finding {
         Some(0) => finding(
             Level::Warning,
             "maxmemory-policy",
-            format!("{why}; nothing is evicted while maxmemory is 0 (no limit), but setting a limit starts evicting sessions"),
+            format!(
+                "{why}; nothing is evicted while maxmemory is 0 (no limit), but setting a limit \
+                 starts evicting sessions"
+            ),
         )
         .fix(EVICTION_FIX),
         _ => finding(Level::Error, "maxmemory-policy", why).fix(EVICTION_FIX),
@@ -166,7 +172,10 @@ fn check_persistence(aof: Option<bool>, save: Option<&str>, fsync: Option<&str>)
             "persistence is off (no append-only file, no RDB snapshots): a restart of this \
              server logs every user out",
         )
-        .fix("CONFIG SET appendonly yes (and appendonly yes, appendfsync everysec in the configuration file)"),
+        .fix(
+            "CONFIG SET appendonly yes (and appendonly yes, appendfsync everysec in the \
+             configuration file)",
+        ),
         _ => finding(Level::Warning, "persistence", "could not read the persistence settings")
             .fix("check appendonly by hand: without persistence a restart logs every user out"),
     }
@@ -207,26 +216,38 @@ fn check_cluster(text: &str) -> Finding {
     let pfail = num("cluster_slots_pfail").unwrap_or(0);
     let fail = num("cluster_slots_fail").unwrap_or(0);
     let summary = format!(
-        "cluster_state {state}, {} of 16384 slots assigned, {} ok, {pfail} possibly failing, {fail} failing",
+        "cluster_state {state}, {} of 16384 slots assigned, {} ok, {pfail} possibly failing, \
+         {fail} failing",
         assigned.map_or_else(|| "?".into(), |n| n.to_string()),
         ok.map_or_else(|| "?".into(), |n| n.to_string())
     );
     if state == "ok" && assigned == Some(16384) && ok == Some(16384) {
         finding(Level::Ok, "cluster state", summary)
     } else if state == "ok" && assigned == Some(16384) {
-        finding(Level::Warning, "cluster state", format!("{summary}: some slots' masters are suspected down"))
-            .fix("check the failing nodes (redis-cli --cluster check); the users of those slots get 503 if they go down")
+        finding(
+            Level::Warning,
+            "cluster state",
+            format!("{summary}: some slots' masters are suspected down"),
+        )
+        .fix(
+            "check the failing nodes (redis-cli --cluster check): the users of those slots \
+             cannot be served while their master is down",
+        )
     } else {
         finding(
             Level::Error,
             "cluster state",
             format!("{summary}: requests for keys in uncovered or failed slots fail"),
         )
-        .fix("assign every slot to a reachable master (redis-cli --cluster check, then --cluster fix), or bring the failed masters back")
+        .fix(
+            "assign every slot to a reachable master (redis-cli --cluster check, then \
+             --cluster fix), or bring the failed masters back",
+        )
     }
 }
 
-/// One replica as `INFO replication` lists it: `slaveN:ip=...,port=...,state=...,offset=...,lag=...`.
+/// One replica as `INFO replication` lists it:
+/// `slaveN:ip=...,port=...,state=...,offset=...,lag=...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Replica {
     addr: String,
@@ -270,7 +291,10 @@ fn check_replication(text: &str, min_replicas: Option<u64>, max_lag: Option<u64>
         return vec![finding(
             Level::Error,
             "replication",
-            format!("this node answers role:{role}: sessions are written to a master, and a replica refuses writes"),
+            format!(
+                "this node answers role:{role}: sessions are written to a master, and a \
+                 replica refuses writes"
+            ),
         )
         .fix("point the store URL at the master (or at the sentinels / the cluster)")];
     }
@@ -281,7 +305,8 @@ fn check_replication(text: &str, min_replicas: Option<u64>, max_lag: Option<u64>
         out.push(finding(
             Level::Note,
             "replication",
-            "no replicas: if this server is lost, so is every session that persistence did not keep, and there is nothing to fail over to",
+            "no replicas: if this server is lost, so is every session that persistence did not \
+             keep, and there is nothing to fail over to",
         ).fix("add a replica (with Sentinel or Cluster to promote it)"));
     }
     let mut good = 0u64;
@@ -297,8 +322,15 @@ fn check_replication(text: &str, min_replicas: Option<u64>, max_lag: Option<u64>
         );
         if r.state != "online" {
             out.push(
-                finding(Level::Warning, "replication", format!("{detail}: not in sync, so it holds no recent writes"))
-                    .fix("see the replica's log; it must finish its synchronisation to be a safe failover target"),
+                finding(
+                    Level::Warning,
+                    "replication",
+                    format!("{detail}: not in sync, so it lacks recent writes"),
+                )
+                .fix(
+                    "see the replica's log; it must finish its synchronisation to be a \
+                         safe failover target",
+                ),
             );
         } else if r.lag_s.is_some_and(|l| l > MAX_LAG_S) {
             out.push(
@@ -325,7 +357,11 @@ fn check_replication(text: &str, min_replicas: Option<u64>, max_lag: Option<u64>
                  writes (logins, logouts, revocations acknowledged to users), and the failover \
                  that promotes a replica erases them",
             )
-            .fix("CONFIG SET min-replicas-to-write 1 and min-replicas-max-lag 10 (writes are then refused while no replica is in reach), or use the store's durability option"),
+            .fix(
+                "CONFIG SET min-replicas-to-write 1 and min-replicas-max-lag 10 (writes are \
+                 then refused while no replica is in reach), or use the store's durability \
+                 option",
+            ),
         ),
         Some(n) if n > good && n > 0 => out.push(
             finding(
@@ -344,8 +380,15 @@ fn check_replication(text: &str, min_replicas: Option<u64>, max_lag: Option<u64>
             format!("min-replicas-to-write {n}: an isolated master stops accepting writes"),
         )),
         None if !list.is_empty() => out.push(
-            finding(Level::Warning, "min-replicas-to-write", "could not read min-replicas-to-write")
-                .fix("check it by hand: without it an isolated master accepts writes a failover erases"),
+            finding(
+                Level::Warning,
+                "min-replicas-to-write",
+                "could not read min-replicas-to-write",
+            )
+            .fix(
+                "check it by hand: without it an isolated master accepts writes a \
+                     failover erases",
+            ),
         ),
         _ => {}
     }

@@ -298,7 +298,8 @@ fn print(a: &StatsArgs, admin: &Admin, masters: &[String], t: &Tally, complete: 
         String::new()
     };
     lines.push(format!(
-        "bytes      {} in session keys (records {}, pointers {}), {} in index keys; MEMORY USAGE of every key scanned{unmeasured}",
+        "bytes      {} in session keys (records {}, pointers {}), {} in index keys; \
+         MEMORY USAGE of every key scanned{unmeasured}",
         format::count(session_bytes),
         format::count(t.record_bytes),
         format::count(t.pointer_bytes),
