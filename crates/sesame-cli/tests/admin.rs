@@ -61,6 +61,19 @@ fn sesame(args: &[&str]) -> Run {
     done(command(args).output().unwrap())
 }
 
+/// Runs without any secret in the environment and requires exit code `code`.
+fn expect_without_secret(code: i32, args: &[&str]) -> Run {
+    let r = done(command(args).env_remove("SESAME_TOKEN_SECRET").output().unwrap());
+    assert_eq!(r.code, code, "sesame {args:?}\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+    r
+}
+
+fn assert_no_token(text: &str, tokens: &[String]) {
+    for t in tokens {
+        assert!(!text.contains(t.as_str()), "a token was printed: {text}");
+    }
+}
+
 /// Runs and requires exit code `code`.
 fn expect(code: i32, args: &[&str]) -> Run {
     let r = sesame(args);
@@ -150,6 +163,8 @@ async fn sessions_list_show_and_revoke() {
     }
     let r = expect(0, &["sessions", "list", "--store", &url, "--user", "alice"]);
     assert!(r.stdout.contains("3 live sessions, the most recently active first"), "{}", r.stdout);
+    assert_no_token(&r.stdout, &tokens);
+    assert_no_token(&list.to_string(), &tokens);
     assert!(
         r.stdout.contains("EXPIRES IF IDLE")
             && [&a1, &a2, &a3].iter().all(|id| r.stdout.contains(id.as_str()))
@@ -215,9 +230,20 @@ async fn sessions_list_show_and_revoke() {
     // through the user
     let r = expect(0, &["sessions", "show", &a3, "--user", "alice", "--store", &url, "--json"]);
     assert_eq!(r.json()[0]["key"], shown[0]["key"]);
-    // an anonymous session
-    let r = expect(0, &["sessions", "show", &anon, "--store", &url, "--json"]);
+    // an anonymous session, shown without any secret
+    let r = expect_without_secret(0, &["sessions", "show", &anon, "--store", &url, "--json"]);
     assert!(r.json()[0]["principal"].is_null());
+    let human = expect_without_secret(0, &["sessions", "show", &anon, "--store", &url]).stdout;
+    assert!(human.contains("none (anonymous)"), "{human}");
+    // it logs in: its key becomes an `elevated` pointer to the new session
+    let s = m.open(Some(&tokens[2]));
+    s.login("carol").await.unwrap();
+    let carol = token(s.commit().await.unwrap()).key().id();
+    let p = expect(0, &["sessions", "show", &anon, "--store", &url, "--json"]).json();
+    assert_eq!(
+        (p[0]["pointer_kind"].as_str(), p[0]["successor"].as_str()),
+        (Some("elevated"), Some(carol.as_str()))
+    );
     // a superseded token: a pointer to its successor
     let r = expect(0, &["sessions", "show", &a2_old, "--store", &url, "--json"]);
     let p = &r.json()[0];
@@ -237,6 +263,24 @@ async fn sessions_list_show_and_revoke() {
     expect(1, &["sessions", "show", "AAAAAAAAAAAAAAAAAAAAAA", "--user", "alice", "--store", &url]);
     let r = expect(2, &["sessions", "show", &t3, "--store", &url]);
     assert!(!r.stderr.contains(t3.as_str()) && r.stderr.contains("not one"), "{}", r.stderr);
+
+    // Encryption at rest: the principal's name is sealed, and the sealed name is not listed
+    // as an attribute.
+    let sealed = SessionConfig::builder()
+        .token_secret(SECRET.as_bytes().to_vec())
+        .encryption_keys([(1, [7u8; 32])])
+        .build()
+        .unwrap();
+    let (_, dora) = session(&manager(&url, sealed).await, Some("dora")).await;
+    let r = expect(0, &["sessions", "show", &dora, "--user", "dora", "--store", &url, "--json"]);
+    let d = &r.json()[0];
+    assert_eq!((d["encrypted"].as_bool(), d["principal"]["name"].is_null()), (Some(true), true));
+    assert_eq!(d["principal"]["user_ref"], user_ref("dora"));
+    let names: Vec<&str> =
+        d["attributes"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cart"]);
+    let human = expect(0, &["sessions", "show", &dora, "--store", &url]).stdout;
+    assert!(human.contains("(name sealed)") && !human.contains("dora"), "{human}");
 
     // revoke one
     let r = expect(0, &["sessions", "revoke", &a3, "--user", "alice", "--store", &url, "--json"]);
@@ -358,6 +402,8 @@ async fn stats_counts_sessions_users_and_bytes() {
         s["expiry_histogram"].as_array().unwrap().iter().find(|b| b["bucket"] == "15m-1h").unwrap();
     assert_eq!(bucket["records"], 9);
 
+    let r = expect_without_secret(0, &["stats", "--store", &url, "--json"]);
+    assert_eq!(r.json()["sessions"], 9);
     let s = stats(&url, &["--top", "1"]);
     assert_eq!(s["top_users"].as_array().unwrap().len(), 1);
     assert_eq!(s["top_users"][0]["user_ref"], user_ref("alice"));
@@ -465,6 +511,15 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Waits for the watch to end by itself: its exit code and what it said on stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        let said: Vec<String> = self.stderr.iter().collect();
+        (status.code(), said.join("\n"))
+    }
+}
+
 /// `(event, id)` pairs.
 fn kinds(events: &[Value]) -> BTreeMap<(String, String), Value> {
     events
@@ -483,7 +538,7 @@ fn kinds(events: &[Value]) -> BTreeMap<(String, String), Value> {
 // (ended) and an expiry, saying that it is best effort; it prints no token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_reports_lifecycle_events() {
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let url = redis.url();
     let r = expect(2, &["watch", "--store", &url, "--count", "1"]);
     assert!(
@@ -509,6 +564,10 @@ async fn watch_reports_lifecycle_events() {
 
     let m = manager(&url, config()).await;
     let (t, a) = session(&m, Some("alice")).await;
+    // A save is not an event.
+    let s = m.open(Some(&t));
+    s.insert("visits", &1).await.unwrap();
+    assert!(matches!(s.commit().await.unwrap(), TokenAction::Keep));
     let (t2, b) = cycle(&m, &t).await;
     let s = m.open(Some(&t2));
     s.logout().await.unwrap();
@@ -545,8 +604,8 @@ async fn watch_reports_lifecycle_events() {
         assert!(!printed.contains(token.as_str()));
     }
 
-    // --duration ends a watch that saw nothing.
-    let r = expect(0, &["watch", "--store", &url, "--duration", "0.5"]);
+    // --duration ends a watch that saw nothing; no secret is needed.
+    let r = expect_without_secret(0, &["watch", "--store", &url, "--duration", "0.5"]);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 
     // A login from an anonymous session: the anonymous key is claimed (a `moving` pointer,
@@ -603,6 +662,18 @@ async fn watch_reports_lifecycle_events() {
     let expired = kinds(&events);
     assert_eq!(expired[&("expired".to_string(), d.clone())]["pointer"], true);
     assert_eq!(expired[&("expired".to_string(), e.clone())]["pointer"], false);
+
+    // A lost subscription (the server goes away) ends the watch with exit code 2.
+    let (watch, _) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || Watch::start(&url, None)
+    })
+    .await
+    .unwrap();
+    redis.stop();
+    let (code, said) = tokio::task::spawn_blocking(move || watch.finish()).await.unwrap();
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("lost the subscription"), "{said}");
 }
 
 // `doctor` names what is wrong and exits 2 on errors (an evicting policy with a memory limit),
@@ -643,7 +714,7 @@ async fn doctor_flags_risky_settings_and_passes_a_good_server() {
 
     // Persistence off only: warnings, exit 1.
     let plain = RedisServer::start();
-    let report = expect(1, &["doctor", "--store", &plain.url(), "--json"]).json();
+    let report = expect_without_secret(1, &["doctor", "--store", &plain.url(), "--json"]).json();
     assert_eq!((report["errors"].as_u64(), report["warnings"].as_u64()), (Some(0), Some(1)));
 
     let good =
