@@ -295,7 +295,7 @@ async fn sessions_list_show_and_revoke() {
     assert!(r.stdout.contains("revoked 1 session of user alice (kept"), "{}", r.stdout);
     let list =
         expect(0, &["sessions", "list", "--store", &url, "--user", "alice", "--json"]).json();
-    assert_eq!(ids(&list), [a2.clone()]);
+    assert_eq!(ids(&list), std::slice::from_ref(&a2));
     assert!(m.open(Some(&t2)).exists().await.unwrap());
     // all
     let r = expect(0, &["sessions", "revoke", "--user", "bob", "--store", &url, "--json"]);
@@ -326,7 +326,7 @@ async fn naming_secret_and_prefix() {
         ["sessions", "list", "--store", &url, "--prefix", "shop", "--user", "erin", "--json"];
     let r = done(command(&args).env("SESAME_NAMING_SECRET", naming).output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(ids(&r.json()), [id.clone()]);
+    assert_eq!(ids(&r.json()), std::slice::from_ref(&id));
     // Without the naming secret the user's keys are named otherwise; without the prefix too.
     assert!(ids(&expect(0, &args).json()).is_empty());
     let r = done(

@@ -284,7 +284,7 @@ impl Admin {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout));
-        let connect_deadline = options.connect_timeout + Duration::from_millis(500);
+        let connect_deadline = options.connect_timeout.saturating_add(Duration::from_millis(500));
         let mut builder = RedisStore::builder(url)
             .prefix(options.prefix.clone())
             .connect_timeout(options.connect_timeout)
