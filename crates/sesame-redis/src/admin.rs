@@ -27,7 +27,7 @@ use crate::store::RedisStore;
 use crate::url::{redacted, Topology};
 
 /// The attribute under which encryption at rest seals the principal's name.
-const SEALED_PRINCIPAL: &str = "";
+const SEALED_PRINCIPAL: &str = sesame::crypt::PRINCIPAL_SLOT;
 
 /// A connection to the deployment for administration: the store itself (for the
 /// [`sesame::Store`] operations, through the topology's routing) and one connection to each
