@@ -1,6 +1,8 @@
 //! The `sesame` command.
 #![forbid(unsafe_code)]
 
+mod admin;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,6 +24,14 @@ struct Cli {
 enum Command {
     /// Run the demo web app: several app instances behind a round-robin balancer.
     Demo(DemoArgs),
+    /// List, inspect and revoke sessions in Redis.
+    Sessions(admin::SessionsArgs),
+    /// Count sessions, users and bytes in Redis (a SCAN of every master).
+    Stats(admin::StatsArgs),
+    /// Print session lifecycle events as Redis reports them (keyspace notifications).
+    Watch(admin::WatchArgs),
+    /// Check the Redis configuration for what sessions need.
+    Doctor(admin::DoctorArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,25 +111,61 @@ fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The admin commands report what matters themselves; the store's own start-up warnings
+    // would repeat `doctor` on every command.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => match demo_options(a) {
             Ok(opts) => demo::run(opts).await,
             Err(e) => Err(e),
         },
+        Command::Sessions(a) => return admin::run(admin::sessions::run(a)).await,
+        Command::Stats(a) => return admin::run(admin::stats::run(a)).await,
+        Command::Watch(a) => return admin::run(admin::watch::run(a)).await,
+        Command::Doctor(a) => return admin::run(admin::doctor::run(a)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sesame: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn arguments() {
+        Cli::command().debug_assert();
+    }
+
+    // A session id may start with `-` (base64url): it is taken as the id, never as a flag,
+    // wherever it stands; the flags around it are still recognized.
+    #[test]
+    fn ids_starting_with_a_hyphen() {
+        let id = "-7NzlxnLbkhY0rya828dWw";
+        for args in [
+            vec!["sessions", "show", id, "--store", "redis://h:1"],
+            vec!["sessions", "show", "--json", "--store", "redis://h:1", id],
+            vec!["sessions", "revoke", id, "--user", "u", "--store", "redis://h:1"],
+            vec!["sessions", "revoke", "--user", "u", "--except", id, "--store", "redis://h:1"],
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("sesame").chain(args.iter().copied()));
+            let text = format!("{:?}", cli.unwrap().command);
+            assert!(text.contains(id), "{args:?}: {text}");
         }
     }
 }

@@ -18,11 +18,15 @@
 //!   key and following superseded tokens).
 //! - `error`: classifying Redis errors (unavailable / configuration / corrupt).
 //! - `checks`: start-up checks of version, `maxmemory-policy` and persistence.
+//! - [`admin`]: for operators' tools (the `sesame` command): every master of the deployment,
+//!   `SCAN`, session keys read as metadata (never values or tokens), server settings, keyspace
+//!   notifications.
 //! - `url`: store URLs — `redis://`, `redis+sentinel://`, `redis+cluster://` (and TLS forms).
 //!
 //! The protocol and the reasons behind it are in `docs/STORAGE.md`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod builder;
 mod checks;
 mod conn;
