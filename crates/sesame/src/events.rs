@@ -6,8 +6,10 @@
 //! with [`SessionManager::events`]; each subscriber gets every event sent after it subscribed,
 //! through a bounded buffer (a subscriber that falls more than [`EVENT_BUFFER`] events behind
 //! loses the oldest and is told how many). Nothing is built or sent while nobody subscribes.
-//! Expiry is Redis's own doing: the Redis store reports it separately, from keyspace
-//! notifications, on a best-effort basis.
+//! Expiry is Redis's own doing and no app instance sees it: `sesame watch` reports expirations
+//! (and every other end of a session) from Redis keyspace notifications, on a best-effort
+//! basis. A session evicted at the per-user cap is ended inside the store and emits no event
+//! yet.
 //!
 //! **Hooks** ([`SessionHooks`]) let an app refuse the creation of a session (rate limiting per
 //! client, see [`CreationRateLimit`]) and check every request that carries a session against

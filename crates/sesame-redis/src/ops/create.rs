@@ -66,8 +66,8 @@ pub(crate) async fn create(
                 .arg("LIMIT")
                 .arg(0)
                 .arg(1);
-            let (oldest,): (Vec<String>,) = crate::script::read(&store.conn, &pipe).await?;
-            oldest.into_iter().next()
+            let (oldest,): (Vec<Vec<u8>>,) = crate::script::read(&store.conn, &pipe).await?;
+            oldest.into_iter().next().and_then(|m| String::from_utf8(m).ok())
         }
         None => None,
     };

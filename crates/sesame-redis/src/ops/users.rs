@@ -20,12 +20,13 @@ const EPOCH_TTL_MS: u64 = 24 * 3600 * 1000;
 pub(crate) async fn user_epoch(store: &RedisStore, user: UserRef) -> Result<u64, StoreError> {
     let mut p = redis::pipe();
     p.get(store.keys.epoch(user));
-    let (raw,): (Option<String>,) = crate::script::read(&store.conn, &p).await?;
+    // Read as bytes: a value that is not UTF-8 is malformed data, not an unreachable store.
+    let (raw,): (Option<Vec<u8>>,) = crate::script::read(&store.conn, &p).await?;
     match raw {
         None => Ok(0),
-        Some(s) => s
-            .parse()
-            .map_err(|_| StoreError::Corrupt("the user's revocation epoch is not a number".into())),
+        Some(b) => std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            StoreError::Corrupt("the user's revocation epoch is not a number".into())
+        }),
     }
 }
 
@@ -48,10 +49,11 @@ pub(crate) async fn list_user(
         .arg(0)
         .arg(limit)
         .arg("WITHSCORES");
-    let (items,): (Vec<(String, f64)>,) = crate::script::read(&store.conn, &p).await?;
+    let (items,): (Vec<(Vec<u8>, f64)>,) = crate::script::read(&store.conn, &p).await?;
     let mut out = Vec::with_capacity(items.len());
     for (member, score) in items {
-        let Some((id, created_ms, auth_ms)) = parse_index_member(&member) else {
+        let parsed = std::str::from_utf8(&member).ok().and_then(parse_index_member);
+        let Some((id, created_ms, auth_ms)) = parsed else {
             tracing::warn!("skipping a malformed member of a user's session index");
             continue;
         };
@@ -80,16 +82,20 @@ pub(crate) async fn revoke_all(
     for _ in 0..1_100 {
         let mut p = redis::pipe();
         p.cmd("ZRANGE").arg(&index).arg(0).arg(REVOKE_BATCH);
-        let (members,): (Vec<String>,) = crate::script::read(&store.conn, &p).await?;
-        let batch: Vec<(&str, &String)> = members
+        // Read as bytes: a member that is not UTF-8 is malformed, and dropped like any other.
+        let (members,): (Vec<Vec<u8>>,) = crate::script::read(&store.conn, &p).await?;
+        let valid = |m: &[u8]| std::str::from_utf8(m).ok().and_then(parse_index_member).is_some();
+        let batch: Vec<(&str, &str)> = members
             .iter()
-            .filter_map(|m| parse_index_member(m).map(|(id, _, _)| (id, m)))
+            .filter_map(|m| {
+                let text = std::str::from_utf8(m).ok()?;
+                parse_index_member(text).map(|(id, _, _)| (id, text))
+            })
             .filter(|(id, _)| *id != keep_id)
             .take(REVOKE_BATCH)
             .collect();
         if batch.is_empty() {
-            let malformed: Vec<&String> =
-                members.iter().filter(|m| parse_index_member(m).is_none()).collect();
+            let malformed: Vec<&Vec<u8>> = members.iter().filter(|m| !valid(m)).collect();
             if !malformed.is_empty() {
                 // Not written by sesame; they name no session. Drop them.
                 let mut p = redis::pipe();
@@ -101,7 +107,7 @@ pub(crate) async fn revoke_all(
         let mut call = Call::new(&store.scripts.end_many);
         call.key(&index).retry_safe(true);
         for (id, member) in &batch {
-            call.key(store.keys.session_id(tag, id)).arg(member.as_str());
+            call.key(store.keys.session_id(tag, id)).arg(*member);
         }
         let v = run(&store.conn, store.durability, &call).await?;
         match v {

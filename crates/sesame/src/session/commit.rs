@@ -28,10 +28,23 @@ impl Session {
         let now = now_ms();
         if st.destroyed {
             let had = st.incoming.is_some();
-            if let Current::Present { key, .. } = &st.current {
-                m.store().destroy(key, now).await?;
-                m.note_destroyed();
-                m.emit(|| SessionEvent::Destroyed { id: key.id() });
+            match (&st.current, &st.incoming) {
+                (Current::Present { key, .. }, _) => {
+                    m.store().destroy(key, now).await?;
+                    m.note_destroyed();
+                    m.emit(|| SessionEvent::Destroyed { id: key.id() });
+                }
+                // The presented token found no live session of its own, yet its key may lead
+                // to one: a login that superseded it (its pointer), or one still under way.
+                // Ending the lineage follows the pointer and ends that session too.
+                (_, Some(token)) if !st.ended_by_hook => {
+                    let key = token.key();
+                    if m.store().destroy(&key, now).await? {
+                        m.note_destroyed();
+                        m.emit(|| SessionEvent::Destroyed { id: key.id() });
+                    }
+                }
+                _ => {}
             }
             st.current = Current::Absent;
             st.incoming = None;
@@ -56,6 +69,7 @@ impl Session {
                             // A different principal (or a login told not to keep anonymous
                             // data) starts clean: the old session ends first.
                             m.store().destroy(&key, now).await?;
+                            m.emit(|| SessionEvent::Destroyed { id: key.id() });
                             return self.create_fresh(&mut st, &delta, login, now).await;
                         }
                         let kind = RotationKind::Elevate;
@@ -178,6 +192,7 @@ impl Session {
                         // The head belongs to someone else: a login as another principal.
                         (Some(_), Some(_)) => {
                             m.store().destroy(&head, now).await?;
+                            m.emit(|| SessionEvent::Destroyed { id: head.id() });
                             return self.create_fresh(st, delta, login, now).await;
                         }
                     }

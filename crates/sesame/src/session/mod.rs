@@ -106,6 +106,8 @@ struct State {
     client: Option<ClientInfo>,
     /// A request hook asked for a fresh authentication: only login and logout may proceed.
     step_up: bool,
+    /// A request hook ended the session (already gone from the store).
+    ended_by_hook: bool,
     current: Current,
     changes: BTreeMap<String, Change>,
     rotate: bool,
@@ -174,6 +176,7 @@ impl Session {
                     incoming,
                     client,
                     step_up: false,
+                    ended_by_hook: false,
                     current,
                     changes: BTreeMap::new(),
                     rotate: false,
@@ -295,6 +298,7 @@ impl Session {
                 m.emit(|| SessionEvent::EndedByHook { id });
                 st.current = Current::Absent;
                 st.destroyed = true;
+                st.ended_by_hook = true;
                 Err(Error::SessionEnded)
             }
         }
@@ -559,14 +563,24 @@ impl Session {
     /// Revokes one session of this session's principal by id. Returns whether it existed.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, Error> {
         let (p, _) = self.stored_principal().await?;
-        Ok(self.inner.manager.store().revoke(p, id, now_ms()).await?)
+        let m = &self.inner.manager;
+        let done = m.store().revoke(p, id, now_ms()).await?;
+        if done {
+            m.emit(|| SessionEvent::Revoked { id: id.to_string() });
+        }
+        Ok(done)
     }
 
     /// Revokes every other session of this session's principal ("log out other devices"),
     /// including logins of that principal in flight.
     pub async fn revoke_other_sessions(&self) -> Result<u64, Error> {
         let (p, me) = self.stored_principal().await?;
-        Ok(self.inner.manager.store().revoke_all(p, me.as_deref(), now_ms()).await?)
+        let m = &self.inner.manager;
+        let n = m.store().revoke_all(p, me.as_deref(), now_ms()).await?;
+        if let Ok(Some(principal)) = self.principal().await {
+            m.emit(|| SessionEvent::UserRevoked { principal, count: n });
+        }
+        Ok(n)
     }
 }
 
