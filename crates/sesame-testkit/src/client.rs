@@ -65,10 +65,10 @@ impl RedisServer {
     }
 }
 
-/// One readiness probe: asks the server on `port` for `INFO server` (after
-/// `AUTH` when credentials are given) and returns its `process_id`, so the
-/// caller can check that the port is served by *its* child. Over TLS the probe
-/// goes through `redis-cli`.
+/// One readiness probe: asks the server on `port` for `INFO server persistence`
+/// (after `AUTH` when credentials are given) and returns its `process_id`, so
+/// the caller can check that the port is served by *its* child; a server still
+/// loading its dataset is not ready. Over TLS the probe goes through `redis-cli`.
 ///
 /// `INFO` rather than `PING` keeps a fresh server's
 /// [`total_commands`](RedisServer::total_commands) at zero.
@@ -79,7 +79,7 @@ pub(crate) fn probe_pid(
 ) -> Result<u32, String> {
     let info = if tls.is_some() {
         let cmd = cli_command(port, credentials, tls);
-        match run_cli(cmd, &["INFO", "server"], String::new) {
+        match run_cli(cmd, &["INFO", "server", "persistence"], String::new) {
             Ok(info) => info,
             Err(TestkitError::Cli { reason, stderr, .. }) => {
                 return Err(format!("{reason}: {}", stderr.trim()))
@@ -89,6 +89,11 @@ pub(crate) fn probe_pid(
     } else {
         raw_info_server(port, credentials).map_err(|err| err.to_string())?
     };
+    // A server loading its dataset (an append-only file after a restart) accepts connections
+    // and answers INFO, but refuses data commands with LOADING: not ready yet.
+    if info.lines().any(|line| line.trim() == "loading:1") {
+        return Err("still loading its dataset".into());
+    }
     parse_process_id(&info).ok_or_else(|| format!("INFO server answered {info:?}"))
 }
 
@@ -162,7 +167,7 @@ fn is_measuring_command(name: &str) -> bool {
     name == "info" || name == "config" || name.starts_with("config|")
 }
 
-/// Sends `[AUTH …] INFO server` over a plain TCP connection and returns the
+/// Sends `[AUTH …] INFO server persistence` over a plain TCP connection and returns the
 /// text of the reply.
 fn raw_info_server(port: u16, credentials: Option<(Option<&str>, &str)>) -> io::Result<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -198,7 +203,7 @@ fn raw_info_server(port: u16, credentials: Option<(Option<&str>, &str)>) -> io::
             send(&["AUTH", user, pass])?;
         }
     }
-    send(&["INFO", "server"])
+    send(&["INFO", "server", "persistence"])
 }
 
 /// Extracts `process_id` from the text of `INFO server`.
