@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check of the project: formatting, clippy with warnings as errors, and all tests.
+# Runs every check of the project: formatting, clippy with warnings as errors, the API docs,
+# and all tests.
 # Tests start their own redis-server processes on free loopback ports; this script installs
 # Redis when it is missing and it can (Debian/Ubuntu as root), or says what to install.
 set -euo pipefail
@@ -33,5 +34,7 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo doc (the libraries' API docs; broken links and other doc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --lib --locked
 echo "== cargo test"
 cargo test --workspace --locked

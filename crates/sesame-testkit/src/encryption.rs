@@ -1,8 +1,8 @@
-//! Encryption at rest, end to end through the session layer, on any [`Store`]: the same
+//! Encryption at rest, end to end through the session layer, on any [`Store`](sesame::Store): the same
 //! checks run on the in-memory store and on a real Redis. Each check takes a fresh store (or
 //! one shared with other checks: they use random principals) and drives whole requests through
 //! [`SessionManager`]s whose configurations share keys by id, reading what the store holds
-//! through the [`Store`] trait.
+//! through the [`Store`](sesame::Store) trait.
 // Test code: a failed expectation must fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
