@@ -141,12 +141,20 @@ impl RedisStoreBuilder {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let deadline = self.connect_timeout * 3 + Duration::from_secs(1);
-        let conn = tokio::time::timeout(deadline, self.open(&topology)).await.map_err(|_| {
-            StoreError::Unavailable {
-                message: "timed out connecting to Redis".into(),
+        let shown = crate::url::redacted(&self.url);
+        let conn = tokio::time::timeout(deadline, self.open(&topology))
+            .await
+            .map_err(|_| StoreError::Unavailable {
+                message: format!("timed out connecting to Redis at {shown}"),
                 source: None,
-            }
-        })??;
+            })?
+            .map_err(|e| match e {
+                StoreError::Unavailable { message, source } => StoreError::Unavailable {
+                    message: format!("cannot reach Redis at {shown}: {message}"),
+                    source,
+                },
+                other => other,
+            })?;
         let store = RedisStore {
             conn,
             keys: Keys::new(self.prefix),
@@ -155,7 +163,7 @@ impl RedisStoreBuilder {
         };
         store.load_scripts().await?;
         let report = store.server_report().await;
-        report.log_warnings(store.conn.kind());
+        report.log_warnings(store.conn.kind(), &shown);
         Ok(store)
     }
 

@@ -23,10 +23,25 @@ pub struct ServerReport {
 }
 
 impl ServerReport {
-    /// Logs each warning at `warn` level.
-    pub(crate) fn log_warnings(&self, topology: &str) {
+    /// Logs each warning at `warn` level, once per store URL and process (an app that opens
+    /// several clients of one store is told once).
+    pub(crate) fn log_warnings(&self, topology: &str, store: &str) {
+        static SEEN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
         for w in &self.warnings {
-            tracing::warn!(topology, "Redis configuration: {w}");
+            let first = match SEEN.lock() {
+                Ok(mut seen) => {
+                    let entry = (store.to_string(), w.clone());
+                    let new = !seen.contains(&entry);
+                    if new && seen.len() < 1024 {
+                        seen.push(entry);
+                    }
+                    new
+                }
+                Err(_) => true,
+            };
+            if first {
+                tracing::warn!(topology, store, "Redis configuration: {w}");
+            }
         }
     }
 }

@@ -1,0 +1,73 @@
+//! What connecting says: an unreachable Redis is named (without its password) in the error,
+//! and a configuration warning is logged once per store, however many clients open it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sesame_redis::RedisStore;
+use sesame_testkit::RedisServer;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+// A store on a port nobody listens on fails with a message naming the address, never the
+// password.
+#[tokio::test]
+async fn unreachable_redis_is_named_in_the_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("redis://:hunter2secret@127.0.0.1:{port}");
+    let err = RedisStore::builder(&url)
+        .connect_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .err()
+        .expect("nothing listens there");
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+}
+
+// A server with persistence off (the test servers' default) is warned about once per store
+// URL, not once per client.
+#[tokio::test]
+async fn configuration_warnings_once_per_store() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let redis = RedisServer::start();
+    for _ in 0..3 {
+        RedisStore::connect(&redis.url()).await.unwrap();
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let persistence = log.lines().filter(|l| l.contains("persist")).count();
+    assert_eq!(persistence, 1, "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes: {log}");
+}
