@@ -259,3 +259,44 @@ pub(crate) fn visible_ascii(v: &[u8]) -> Option<&str> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    // Attribute injection and impossible prefixes (in any letter case) are start-up errors.
+    #[test]
+    fn rejects_bad_settings() {
+        let b = CookieConfig::builder;
+        for name in ["", "a b", "a;b", "a=b", "a\u{7}", "\u{e9}"] {
+            assert!(b().name(name).build().is_err(), "{name:?}");
+        }
+        assert!(b().path("/; Domain=evil").build().is_err());
+        assert!(b().path("nope").build().is_err());
+        assert!(b().name("x").domain("a.com; x").build().is_err());
+        for name in ["__Host-x", "__host-x"] {
+            assert!(b().name(name).domain("example.com").build().is_err(), "{name} + Domain");
+            assert!(b().name(name).secure(false).build().is_err(), "{name} without Secure");
+            assert!(b().name(name).path("/app").build().is_err(), "{name} with a path");
+        }
+        assert!(b().name("__Secure-x").secure(false).build().is_err());
+        assert!(b().name("x").secure(false).same_site(SameSite::None).build().is_err());
+        assert!(b().name("x").secure(false).build().is_ok());
+    }
+
+    // Every occurrence is found, in order; oversized values and values with bytes outside
+    // visible ASCII are skipped without hiding later ones; the values set are sensitive.
+    #[test]
+    fn finds_every_occurrence() {
+        let c = CookieConfig::default();
+        let mut h = HeaderMap::new();
+        let big = format!("__Host-sesame={}", "x".repeat(5000));
+        let value = format!("{big}; a=1; __Host-sesame=\"one\"; __Host-sesame=t\u{e9}");
+        h.append(COOKIE, HeaderValue::from_bytes(value.as_bytes()).unwrap());
+        h.append(COOKIE, HeaderValue::from_static("__host-sesame=case; __Host-sesame=two"));
+        assert_eq!(c.occurrences(&h), ["one", "two"]);
+        assert!(c.set("tok", 1).unwrap().is_sensitive());
+        assert!(c.clear().unwrap().is_sensitive());
+    }
+}

@@ -11,7 +11,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sesame::{SessionConfig, SessionManager, Tag};
 use sesame_actix::{
-    Session, SessionError, SessionMiddleware, TransportConfig, BEARER_RESPONSE_HEADER,
+    CookieConfig, Session, SessionError, SessionMiddleware, TransportConfig, BEARER_RESPONSE_HEADER,
 };
 use sesame_redis::RedisStore;
 use sesame_testkit::{RedisOptions, RedisServer};
@@ -72,14 +72,14 @@ async fn recent(session: Session) -> Result<HttpResponse, SessionError> {
 
 /// Serves the test routes behind the middleware on a loopback port, in a thread of its own
 /// (actix-web runs on its own single-threaded runtime).
-fn serve(manager: SessionManager, transport: TransportConfig, hold: Arc<Hold>) -> SocketAddr {
+fn serve(middleware: SessionMiddleware, hold: Arc<Hold>) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             HttpServer::new(move || {
                 App::new()
-                    .wrap(SessionMiddleware::new(manager.clone()).transport(transport.clone()))
+                    .wrap(middleware.clone())
                     .route("/set/{k}/{v}", web::post().to(set))
                     .app_data(web::Data::new(hold.clone()))
                     .route("/slow/set/{k}/{v}", web::post().to(slow_set))
@@ -112,7 +112,8 @@ async fn app_full(
     hold: Arc<Hold>,
 ) -> SocketAddr {
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    serve(SessionManager::new(Arc::new(store), config), transport, hold)
+    let manager = SessionManager::new(Arc::new(store), config);
+    serve(SessionMiddleware::new(manager).transport(transport), hold)
 }
 
 async fn app_with(redis: &RedisServer, transport: TransportConfig) -> SocketAddr {
@@ -413,4 +414,54 @@ async fn token_in_the_query_string_is_ignored() {
     assert_ne!(r.token.unwrap(), t, "a new session, never the token from the URL");
     let r = call(&c, "GET", format!("http://{a}/get"), Some(&t)).await;
     assert_eq!(r.body["x"], "kept", "the session is untouched");
+}
+
+// A configured cookie is used: its name and attributes, and `Max-Age` (the session's
+// remaining life) when it is persistent.
+#[tokio::test]
+async fn configured_persistent_cookie() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let manager = SessionManager::new(Arc::new(store), config());
+    let cookie = CookieConfig::builder().name("sid").persistent(true).build().unwrap();
+    let a = serve(SessionMiddleware::new(manager).cookie(cookie), Arc::default());
+    let c = Client::new();
+    let r = send(&c, "POST", format!("http://{a}/set/x/1"), &[]).await;
+    let sc = r.set_cookie.unwrap();
+    let (pair, attrs) = sc.split_once("; ").unwrap();
+    let t = pair.strip_prefix("sid=").unwrap();
+    assert_eq!(t.len(), sesame::TOKEN_LEN);
+    let max_age: u64 = attrs
+        .strip_prefix("Max-Age=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age > 0);
+    assert!(attrs.ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"), "{attrs}");
+    let r = send(&c, "GET", format!("http://{a}/get"), &[("cookie", format!("sid={t}"))]).await;
+    assert_eq!(r.body["x"], "1");
+}
+
+// A cookie and a bearer header carrying two different valid tokens give the request no
+// token at all: a read finds no session and costs no Redis command.
+#[tokio::test]
+async fn two_different_tokens_mean_none() {
+    let redis = RedisServer::start();
+    let both = TransportConfig::builder().bearer(true).build().unwrap();
+    let a = app_with(&redis, both).await;
+    let c = Client::new();
+    let r = send(&c, "POST", format!("http://{a}/login/ann"), &[]).await;
+    let t1 = r.token.clone().unwrap();
+    assert_eq!(r.header(BEARER_RESPONSE_HEADER).as_deref(), Some(t1.as_str()), "both ways");
+    assert_eq!(r.header("vary").as_deref(), Some("Cookie, Authorization"));
+    let t2 = send(&c, "POST", format!("http://{a}/login/bo"), &[]).await.token.unwrap();
+    let cookie = ("cookie", format!("{COOKIE}={t1}"));
+    let me = send(&c, "GET", format!("http://{a}/get"), &[cookie.clone()]).await;
+    assert_eq!(me.body["user"], "ann");
+    redis.reset_stats().unwrap();
+    let mixed = [cookie, ("authorization", format!("Bearer {t2}"))];
+    let me = send(&c, "GET", format!("http://{a}/get"), &mixed).await;
+    assert_eq!(me.body, json!({"x": null, "user": null}));
+    assert_eq!(redis.total_commands().unwrap(), 0);
 }
