@@ -457,7 +457,7 @@ async fn two_different_tokens_mean_none() {
     assert_eq!(r.header("vary").as_deref(), Some("Cookie, Authorization"));
     let t2 = send(&c, "POST", format!("http://{a}/login/bo"), &[]).await.token.unwrap();
     let cookie = ("cookie", format!("{COOKIE}={t1}"));
-    let me = send(&c, "GET", format!("http://{a}/get"), &[cookie.clone()]).await;
+    let me = send(&c, "GET", format!("http://{a}/get"), std::slice::from_ref(&cookie)).await;
     assert_eq!(me.body["user"], "ann");
     redis.reset_stats().unwrap();
     let mixed = [cookie, ("authorization", format!("Bearer {t2}"))];
