@@ -1,0 +1,65 @@
+//! # sesame-actix — sessions for actix-web
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use actix_web::{web, App, HttpServer};
+//! use sesame_actix::{Session, SessionError, SessionMiddleware};
+//!
+//! async fn count(session: Session) -> Result<String, SessionError> {
+//!     let n: u64 = session.get("n").await?.unwrap_or(0) + 1;
+//!     session.insert("n", &n).await?;
+//!     Ok(format!("{n} visits"))
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let config = sesame::SessionConfig::builder()
+//!         .token_secret(std::env::var("SESSION_SECRET").unwrap_or_default())
+//!         .build()
+//!         .expect("SESSION_SECRET: 32 or more random bytes");
+//!     let manager = sesame::SessionManager::new(Arc::new(sesame::MemoryStore::new()), config);
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(SessionMiddleware::new(manager.clone()))
+//!             .route("/", web::get().to(count))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! ## What it does
+//!
+//! The same semantics as `sesame-axum`'s session layer, on actix-web:
+//!
+//! - [`SessionMiddleware`] reads the token from the configured transports, puts a lazy
+//!   [`sesame::Session`] in the request (a request whose handler never touches it costs no
+//!   store call), and after the handler commits the changes (nothing is written when nothing
+//!   changed) and hands out or clears the token, with `Cache-Control: no-store` and `Vary`
+//!   naming the transports' request headers. A token the server never issued is never
+//!   adopted: writing through it starts a session under a new token.
+//! - A failed commit replaces the handler's response with the error's: 503 with
+//!   `Retry-After: 1` when the store is down, 401 when the session ended meanwhile, 413 for
+//!   a limit, 429 for a refused creation. Bodies are JSON `{"error": ...}` and never hold a
+//!   token or a value ([`SessionError`]).
+//! - [`CookieConfig`]: by default `__Host-sesame; Path=/; Secure; HttpOnly; SameSite=Lax`,
+//!   without `Max-Age`; at logout the cookie is cleared with `Max-Age=0`.
+//! - [`TransportConfig`] (the type of `sesame-axum`, re-exported): the cookie,
+//!   `Authorization: Bearer` (new tokens in `X-Session-Token`) and a named header, alone or
+//!   together. A token is never read from the URL.
+#![forbid(unsafe_code)]
+
+pub mod cookie;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+mod transport;
+
+pub use cookie::{CookieConfig, CookieConfigBuilder, SameSite};
+pub use error::SessionError;
+pub use extract::{MissingSessionMiddleware, Session};
+pub use middleware::{SessionMiddleware, SessionService};
+pub use sesame_axum::{TransportConfig, TransportConfigBuilder, BEARER_RESPONSE_HEADER};
