@@ -172,3 +172,26 @@ fn a_known_sequence_gives_exact_counts() {
     .collect();
     assert_eq!(histograms, latency);
 }
+
+// A failed store operation is counted by its error's kind: a login beyond the per-user cap
+// under `CapPolicy::Refuse` fails with a "limit" error.
+#[test]
+fn store_errors_are_counted_by_kind() {
+    let (counters, histograms) = record(|| async {
+        let config = SessionConfig::builder()
+            .insecure_development_secret()
+            .max_sessions_per_user(1)
+            .cap_policy(sesame::CapPolicy::Refuse)
+            .build()
+            .unwrap();
+        let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
+        for _ in 0..2 {
+            let s = m.open(None);
+            s.login("alice").await.unwrap();
+            let _ = s.commit().await;
+        }
+    });
+    assert_eq!(counters.get("sesame_store_errors_total{kind=limit}"), Some(&1), "{counters:?}");
+    assert_eq!(counters.get("sesame_creates_total"), Some(&1), "{counters:?}");
+    assert_eq!(histograms.get("sesame_store_op_duration_seconds{op=create}"), Some(&2));
+}
