@@ -27,6 +27,8 @@
 //! - [`crypt`]: optional encryption at rest (XChaCha20-Poly1305 envelopes with key ids, bound
 //!   to their session and attribute).
 //! - [`error`]: [`Error`] and [`StoreError`].
+//! - [`metrics`]: the names of the metrics recorded through the `metrics` facade, and the
+//!   spans around store operations.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -35,6 +37,7 @@ pub mod error;
 pub mod events;
 pub mod manager;
 pub mod memory;
+pub mod metrics;
 pub mod session;
 pub mod store;
 pub mod token;

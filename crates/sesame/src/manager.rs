@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::events::{ClientInfo, SessionEvent, SessionHooks, EVENT_BUFFER};
+use crate::metrics::{self, store_op, Op};
 use crate::session::{check_principal, Session};
 use crate::store::{SessionInfo, Store};
 use crate::token::{SessionKey, SessionToken, UserRef};
@@ -158,6 +159,7 @@ impl SessionManager {
             Ok(tok) => Some(tok),
             Err(e) => {
                 self.counters.invalid_tokens.fetch_add(1, Ordering::Relaxed);
+                metrics::count(metrics::INVALID_TOKENS);
                 tracing::debug!(reason = %e, "rejected a session token");
                 self.emit(|| SessionEvent::invalid(e));
                 None
@@ -171,7 +173,7 @@ impl SessionManager {
         check_principal(principal)?;
         let limit = self.config.policy().max_sessions_per_user as usize;
         let user = self.config.naming().user(principal);
-        Ok(self.store.list_user(user, now_ms(), limit).await?)
+        Ok(store_op(Op::List, None, self.store.list_user(user, now_ms(), limit)).await?)
     }
 
     /// Like [`SessionManager::list_user`], with the client each session was created by (its
@@ -181,7 +183,7 @@ impl SessionManager {
         check_principal(principal)?;
         let limit = self.config.policy().max_sessions_per_user as usize;
         let user = self.config.naming().user(principal);
-        let list = self.store.list_user(user, now_ms(), limit).await?;
+        let list = store_op(Op::List, None, self.store.list_user(user, now_ms(), limit)).await?;
         self.details(user, list).await
     }
 
@@ -194,7 +196,8 @@ impl SessionManager {
         let keys: Vec<Option<SessionKey>> =
             list.iter().map(|i| SessionKey::from_parts(user.tag(), &i.id)).collect();
         let present: Vec<SessionKey> = keys.iter().flatten().copied().collect();
-        let mut records = self.store.peek(&present, now_ms()).await?.into_iter();
+        let mut records =
+            store_op(Op::Peek, None, self.store.peek(&present, now_ms())).await?.into_iter();
         Ok(list
             .into_iter()
             .zip(keys)
@@ -213,7 +216,9 @@ impl SessionManager {
     /// Returns how many live sessions were ended.
     pub async fn revoke_user(&self, principal: &str) -> Result<u64, Error> {
         check_principal(principal)?;
-        let n = self.store.revoke_all(self.config.naming().user(principal), None, now_ms()).await?;
+        let user = self.config.naming().user(principal);
+        let n = store_op(Op::RevokeAll, None, self.store.revoke_all(user, None, now_ms())).await?;
+        metrics::count_revocation("all");
         self.emit(|| SessionEvent::UserRevoked { principal: principal.to_string(), count: n });
         Ok(n)
     }
@@ -223,8 +228,9 @@ impl SessionManager {
     pub async fn revoke_session(&self, principal: &str, id: &str) -> Result<bool, Error> {
         check_principal(principal)?;
         let user = self.config.naming().user(principal);
-        let done = self.store.revoke(user, id, now_ms()).await?;
+        let done = store_op(Op::Revoke, Some(id), self.store.revoke(user, id, now_ms())).await?;
         if done {
+            metrics::count_revocation("one");
             self.emit(|| SessionEvent::Revoked { id: id.to_string() });
         }
         Ok(done)
@@ -259,16 +265,19 @@ impl SessionManager {
 
     pub(crate) fn note_unknown_token(&self) {
         self.counters.unknown_tokens.fetch_add(1, Ordering::Relaxed);
+        metrics::count(metrics::UNKNOWN_TOKENS);
     }
 
     pub(crate) fn note_reused_token(&self, key: &SessionKey) {
         self.counters.reused_tokens.fetch_add(1, Ordering::Relaxed);
+        metrics::count(metrics::REUSE_DETECTIONS);
         tracing::warn!(id = %key.id(), "a superseded session token was presented after its grace window; its session was revoked");
         self.emit(|| SessionEvent::ReuseDetected { id: key.id() });
     }
 
     pub(crate) fn note_session_ended(&self) {
         self.counters.sessions_ended.fetch_add(1, Ordering::Relaxed);
+        metrics::count(metrics::SESSIONS_ENDED);
     }
 
     pub(crate) fn note_created(&self) {
@@ -277,5 +286,6 @@ impl SessionManager {
 
     pub(crate) fn note_destroyed(&self) {
         self.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+        metrics::count(metrics::DESTROYS);
     }
 }

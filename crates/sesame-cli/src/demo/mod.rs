@@ -1,16 +1,20 @@
 //! `sesame demo`: several app instances, each with its own store client, behind a built-in
-//! round-robin balancer on one port.
+//! round-robin balancer on one port. The balancer itself answers `GET /metrics` with the
+//! process's metrics in the Prometheus text format.
 
 mod app;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{header, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sesame::{MemoryStore, SessionConfig, SessionManager, Store};
 use sesame_axum::CookieConfig;
 use sesame_redis::RedisStore;
@@ -98,7 +102,34 @@ pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
         let label = store_label(opts.store.as_deref());
         instances.push(app_on(&format!("app-{}", i + 1), manager, opts.cookie.clone(), &label));
     }
-    Ok(balancer(instances))
+    let metrics = prometheus();
+    Ok(balancer(instances).route("/metrics", get(move || render_metrics(metrics.clone()))))
+}
+
+/// The Prometheus recorder of this process, installed by the first call (one per process,
+/// shared by every instance and every demo built in it); `None` when another recorder was
+/// installed first.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|()| handle)
+        })
+        .clone()
+}
+
+/// `GET /metrics`: the metrics in the Prometheus text format.
+async fn render_metrics(handle: Option<PrometheusHandle>) -> axum::response::Response {
+    match handle {
+        Some(h) => {
+            h.run_upkeep();
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response()
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, "another metrics recorder is installed\n")
+            .into_response(),
+    }
 }
 
 /// What the page says the sessions live in: the store URL without credentials, or the

@@ -9,6 +9,7 @@ use crate::crypt::{new_sid, seal_delta, PRINCIPAL_SLOT};
 use crate::error::{Error, StoreError};
 use crate::events::SessionEvent;
 use crate::manager::{now_ms, SessionManager};
+use crate::metrics::{self, store_op, Op};
 use crate::store::{
     CreateOutcome, Delta, Loaded, Login, Record, RotateOutcome, Rotation, RotationKind,
     SaveOutcome, Update, UpdateFn,
@@ -30,7 +31,7 @@ impl Session {
             let had = st.incoming.is_some();
             match (&st.current, &st.incoming) {
                 (Current::Present { key, .. }, _) => {
-                    m.store().destroy(key, now).await?;
+                    store_op(Op::Destroy, Some(&key.id()), m.store().destroy(key, now)).await?;
                     m.note_destroyed();
                     m.emit(|| SessionEvent::Destroyed { id: key.id() });
                 }
@@ -39,7 +40,7 @@ impl Session {
                 // Ending the lineage follows the pointer and ends that session too.
                 (_, Some(token)) if !st.ended_by_hook => {
                     let key = token.key();
-                    if m.store().destroy(&key, now).await? {
+                    if store_op(Op::Destroy, Some(&key.id()), m.store().destroy(&key, now)).await? {
                         m.note_destroyed();
                         m.emit(|| SessionEvent::Destroyed { id: key.id() });
                     }
@@ -68,7 +69,8 @@ impl Session {
                         if before.is_some() || !m.config().keep_data_on_login() {
                             // A different principal (or a login told not to keep anonymous
                             // data) starts clean: the old session ends first.
-                            m.store().destroy(&key, now).await?;
+                            store_op(Op::Destroy, Some(&key.id()), m.store().destroy(&key, now))
+                                .await?;
                             m.emit(|| SessionEvent::Destroyed { id: key.id() });
                             return self.create_fresh(&mut st, &delta, login, now).await;
                         }
@@ -109,8 +111,10 @@ impl Session {
             return Ok(action);
         }
         let sealed = seal_for(m, &loaded.record, delta, false)?;
-        match m.store().save(&key, &loaded.record, &sealed, now, policy).await? {
+        let saving = m.store().save(&key, &loaded.record, &sealed, now, policy);
+        match store_op(Op::Save, Some(&key.id()), saving).await? {
             SaveOutcome::Saved(record) => {
+                metrics::count(metrics::SAVES);
                 let loaded = Loaded::written(record, now, policy);
                 let action = st.action_for(token.as_ref(), &loaded);
                 st.current = Current::Present { key, token, loaded };
@@ -164,8 +168,10 @@ impl Session {
                 login: login.clone(),
                 kind,
             };
-            match m.store().rotate(&rotation, now, policy).await? {
+            let rotating = m.store().rotate(&rotation, now, policy);
+            match store_op(Op::Rotate, Some(&old.id()), rotating).await? {
                 RotateOutcome::Rotated(record) => {
+                    metrics::count(metrics::ROTATIONS);
                     m.emit(|| SessionEvent::Rotated {
                         from: old.id(),
                         to: new_token.key().id(),
@@ -191,7 +197,8 @@ impl Session {
                         }
                         // The head belongs to someone else: a login as another principal.
                         (Some(_), Some(_)) => {
-                            m.store().destroy(&head, now).await?;
+                            store_op(Op::Destroy, Some(&head.id()), m.store().destroy(&head, now))
+                                .await?;
                             m.emit(|| SessionEvent::Destroyed { id: head.id() });
                             return self.create_fresh(st, delta, login, now).await;
                         }
@@ -235,6 +242,7 @@ impl Session {
         if let Some(hooks) = m.hooks() {
             if let Err(refusal) = hooks.before_create(st.client.as_ref()).await {
                 let ip = st.client.as_ref().and_then(|c| c.ip.clone());
+                metrics::count(metrics::CREATION_REFUSALS);
                 m.emit(|| SessionEvent::CreationRefused { ip });
                 return Err(Error::CreationRefused {
                     message: refusal.message,
@@ -269,8 +277,10 @@ impl Session {
         for _ in 0..3 {
             let token = m.config().tokens().generate(tag)?;
             let key = token.key();
-            match m.store().create(&key, &record, login.as_ref(), now, policy).await? {
+            let creating = m.store().create(&key, &record, login.as_ref(), now, policy);
+            match store_op(Op::Create, Some(&key.id()), creating).await? {
                 CreateOutcome::Created => {
+                    metrics::count(metrics::CREATES);
                     m.emit(|| SessionEvent::Created {
                         id: key.id(),
                         principal: login.as_ref().map(|l| l.principal.name().to_string()),

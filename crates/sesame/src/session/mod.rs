@@ -15,6 +15,7 @@ use crate::crypt::{Keyring, PRINCIPAL_SLOT};
 use crate::error::{Error, StoreError};
 use crate::events::{ClientInfo, RequestCheck, SessionEvent, Verdict};
 use crate::manager::{now_ms, SessionDetails, SessionManager};
+use crate::metrics::{self, store_op, Op};
 use crate::store::{Loaded, Login, Lookup, Record, SessionInfo, UpdateFn};
 use crate::token::{SessionKey, SessionToken, UserRef};
 
@@ -211,7 +212,9 @@ impl Session {
             let mut current = match st.incoming.clone() {
                 Some(token) => {
                     let key = token.key();
-                    match m.store().load(&key, now, policy).await {
+                    match store_op(Op::Load, Some(&key.id()), m.store().load(&key, now, policy))
+                        .await
+                    {
                         Err(e) => {
                             tracing::warn!(id = %key.id(), error = %e, kind = e.kind(), "session load failed");
                             return Err(e.into());
@@ -294,7 +297,7 @@ impl Session {
             }
             Verdict::End => {
                 let key = *key;
-                m.store().destroy(&key, now).await?;
+                store_op(Op::Destroy, Some(&key.id()), m.store().destroy(&key, now)).await?;
                 m.emit(|| SessionEvent::EndedByHook { id });
                 st.current = Current::Absent;
                 st.destroyed = true;
@@ -439,7 +442,8 @@ impl Session {
     pub async fn login(&self, principal: &str) -> Result<(), Error> {
         check_principal(principal)?;
         let stored = self.inner.manager.config().store_principal(principal);
-        let epoch = self.inner.manager.store().user_epoch(stored.user()).await?;
+        let epoch =
+            store_op(Op::Epoch, None, self.inner.manager.store().user_epoch(stored.user())).await?;
         let mut st = self.loaded_raw().await?;
         st.login = Some(Login { principal: stored, auth_ms: now_ms(), epoch });
         st.login_name = Some(principal.to_string());
@@ -547,7 +551,8 @@ impl Session {
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
         let (p, _) = self.stored_principal().await?;
         let limit = self.inner.manager.config().policy().max_sessions_per_user as usize;
-        Ok(self.inner.manager.store().list_user(p, now_ms(), limit).await?)
+        let listing = self.inner.manager.store().list_user(p, now_ms(), limit);
+        Ok(store_op(Op::List, None, listing).await?)
     }
 
     /// Like [`Session::list_sessions`], with the client each session was created by (one more
@@ -556,7 +561,7 @@ impl Session {
         let (p, _) = self.stored_principal().await?;
         let m = &self.inner.manager;
         let limit = m.config().policy().max_sessions_per_user as usize;
-        let list = m.store().list_user(p, now_ms(), limit).await?;
+        let list = store_op(Op::List, None, m.store().list_user(p, now_ms(), limit)).await?;
         m.details(p, list).await
     }
 
@@ -564,8 +569,9 @@ impl Session {
     pub async fn revoke_session(&self, id: &str) -> Result<bool, Error> {
         let (p, _) = self.stored_principal().await?;
         let m = &self.inner.manager;
-        let done = m.store().revoke(p, id, now_ms()).await?;
+        let done = store_op(Op::Revoke, Some(id), m.store().revoke(p, id, now_ms())).await?;
         if done {
+            metrics::count_revocation("one");
             m.emit(|| SessionEvent::Revoked { id: id.to_string() });
         }
         Ok(done)
@@ -576,7 +582,9 @@ impl Session {
     pub async fn revoke_other_sessions(&self) -> Result<u64, Error> {
         let (p, me) = self.stored_principal().await?;
         let m = &self.inner.manager;
-        let n = m.store().revoke_all(p, me.as_deref(), now_ms()).await?;
+        let n =
+            store_op(Op::RevokeAll, None, m.store().revoke_all(p, me.as_deref(), now_ms())).await?;
+        metrics::count_revocation("all");
         if let Ok(Some(principal)) = self.principal().await {
             m.emit(|| SessionEvent::UserRevoked { principal, count: n });
         }
