@@ -6,8 +6,8 @@
 
 mod common;
 
+use sesame_testkit::logs::Captured;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -410,46 +410,6 @@ fn leaks_token(haystack: &[u8], token: &str) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Logs.
-
-/// Collects everything a tracing subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    /// A subscriber at every level writing here, the default of this thread while the guard
-    /// lives (the test runtime is single-threaded, so the servers log here too).
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(self.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// The events received so far.
 fn drain(rx: &mut tokio::sync::broadcast::Receiver<SessionEvent>) -> Vec<SessionEvent> {
@@ -866,7 +826,7 @@ async fn item_07_no_fallback_lookup_by_the_raw_token() {
 #[tokio::test]
 async fn item_08_tokens_never_appear_in_logs_or_error_bodies() {
     let captured = Captured::default();
-    let _guard = captured.install();
+    let _guard = captured.install(tracing::Level::TRACE);
     let mut redis = RedisServer::start();
     let config =
         builder().grace_period(Duration::from_millis(200)).max_session_bytes(1024).build().unwrap();
@@ -2612,7 +2572,7 @@ async fn item_46_secrets_are_required_rotate_and_hide_the_user() {
 #[tokio::test]
 async fn item_47_error_bodies_and_logs_carry_no_session_data() {
     let captured = Captured::default();
-    let _guard = captured.install();
+    let _guard = captured.install(tracing::Level::TRACE);
     let mut redis = RedisServer::start();
     let a = start(&redis, builder().max_session_bytes(1024).build().unwrap()).await;
     let c = Client::new();

@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use sesame_testkit::logs::Captured;
+use std::sync::Arc;
 
 use axum::extract::Path;
 use axum::routing::{get, post};
@@ -21,35 +21,6 @@ use common::{send, serve, session_cookie, COOKIE};
 
 /// What a stored value holds; it must never leave the session.
 const MARKER: &str = "MARKER-q7Zt4-private-value";
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// Holds a handler between its session work and its answer until the test releases it.
 #[derive(Default)]

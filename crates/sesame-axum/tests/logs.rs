@@ -3,8 +3,8 @@
 //! the token, in the log or in the response.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use sesame_testkit::logs::Captured;
+use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -12,29 +12,6 @@ use sesame::{SessionConfig, SessionManager, TokenCodec};
 use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
 use sesame_redis::RedisStore;
 use sesame_testkit::RedisServer;
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 async fn count(session: Session) -> Result<String, SessionError> {
     let n: u64 = session.update("n", |n: &mut u64| *n += 1).await?;
@@ -84,7 +61,7 @@ async fn failed_load_is_logged_with_its_kind_and_never_the_token() {
     let body = r.text().await.unwrap();
     assert!(!body.contains(&token), "the 503 body holds no token: {body}");
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let line = log
         .lines()
         .find(|l| l.contains("session load failed"))
@@ -134,7 +111,7 @@ async fn conflicting_tokens_are_logged_at_debug_without_them() {
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "1", "a new session, neither of the two");
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let line = log
         .lines()
         .find(|l| l.contains("different well-formed session tokens"))
@@ -159,10 +136,10 @@ async fn development_secret_is_announced() {
     let store = Arc::new(sesame::MemoryStore::new());
     let config = SessionConfig::builder().token_secret(vec![5u8; 32]).build().unwrap();
     let _quiet = SessionManager::new(store.clone(), config);
-    assert!(captured.0.lock().unwrap().is_empty());
+    assert!(captured.text().is_empty());
     let dev = SessionConfig::builder().insecure_development_secret().build().unwrap();
     let _loud = SessionManager::new(store, dev);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert_eq!(log.matches("development secret").count(), 1, "{log}");
     assert!(log.contains("WARN"), "{log}");
 }

@@ -2,34 +2,11 @@
 //! and a configuration warning is logged once per store, however many clients open it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use sesame_testkit::logs::Captured;
 use std::time::Duration;
 
 use sesame_redis::RedisStore;
 use sesame_testkit::RedisServer;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 // A store on a port nobody listens on fails with a message naming the address, never the
 // password.
@@ -66,7 +43,7 @@ async fn configuration_warnings_once_per_store() {
     for _ in 0..3 {
         RedisStore::connect(&redis.url()).await.unwrap();
     }
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let persistence = log.lines().filter(|l| l.contains("persist")).count();
     assert_eq!(persistence, 1, "{log}");
     assert!(!log.contains('\u{1b}'), "no colour codes: {log}");

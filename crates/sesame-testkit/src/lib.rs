@@ -61,6 +61,7 @@ pub mod conformance;
 pub mod encryption;
 mod error;
 pub mod fixtures;
+pub mod logs;
 mod port;
 mod proc;
 mod process;

@@ -2,8 +2,8 @@
 //! principal. (A test binary of its own: no other test registers callsites meanwhile.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use sesame_testkit::logs::Captured;
+use std::sync::Arc;
 
 use sesame::{MemoryStore, SessionConfig, SessionManager, SessionToken, TokenAction};
 
@@ -11,29 +11,6 @@ fn token(a: TokenAction) -> SessionToken {
     match a {
         TokenAction::Set { token, .. } => token,
         other => panic!("expected a new token, got {other:?}"),
-    }
-}
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
     }
 }
 
@@ -62,7 +39,7 @@ async fn store_spans_carry_the_session_id_and_never_the_token() {
     s.commit().await.unwrap();
     let id = t.key().id();
 
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let out = captured.text();
     for op in ["create", "load", "save"] {
         let line = out
             .lines()
