@@ -22,9 +22,9 @@ const CEILING_USER: &str = "user-000123";
 
 /// Body of `POST /login`.
 #[derive(Debug, Deserialize)]
-struct Login {
+pub(crate) struct Login {
     /// The principal, `user-NNNNNN`.
-    user: String,
+    pub(crate) user: String,
 }
 
 /// The user number of a principal `user-NNNNNN`, which selects its profile.

@@ -8,19 +8,36 @@ use std::sync::Arc;
 use sesame::{MemoryStore, SessionManager};
 use sesame_bench::{content, BenchError, BenchResult};
 use sesame_redis::RedisStore;
-use sesame_testkit::RedisServer;
+use sesame_testkit::{RedisOptions, RedisServer};
 
 use crate::redis_figures;
 use crate::table::Run;
 use crate::wrk::{self, WrkResult};
-use crate::{apps, setup};
+use crate::{apps, cpu, peers, setup, KEYS_MEASURED};
 
 /// Name of the server without sessions.
 pub(crate) const CEILING: &str = "ceiling";
-/// Name of the server on the Redis store.
+/// Name of the sesame server on Redis.
 const SESAME: &str = "sesame";
-/// Name of the server on the in-memory store.
+/// Name of the sesame server on the in-memory store.
 const SESAME_MEMORY: &str = "sesame-memory";
+/// Name of the tower-sessions server.
+const TOWER: &str = "tower-sessions";
+/// Name of the actix-session server.
+const ACTIX: &str = "actix-session";
+
+/// What the Redis server of a session server held after its logins.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memory {
+    /// Sessions created.
+    pub(crate) sessions: u32,
+    /// `used_memory` after the logins minus before, per session (indexes included).
+    pub(crate) used_per_session: f64,
+    /// Mean `MEMORY USAGE` of a session key.
+    pub(crate) session_key: f64,
+    /// Mean `MEMORY USAGE` of a per-user index key (sesame only).
+    pub(crate) index_key: Option<f64>,
+}
 
 /// One running server under test.
 #[derive(Debug)]
@@ -29,42 +46,90 @@ pub(crate) struct Target {
     pub(crate) name: &'static str,
     /// Where it listens.
     addr: SocketAddr,
-    /// Tokens of its sessions, user `n` at index `n` (the ceiling reuses sesame's).
+    /// Tokens of the sessions wrk uses, user `n` at index `n` (the ceiling reuses sesame's).
     tokens: Vec<String>,
     /// The file wrk reads the tokens from.
     tokens_path: PathBuf,
-    /// Its session manager, for the counters; `None` for the ceiling.
+    /// Its session manager, for the counters; sesame's servers only.
     manager: Option<SessionManager>,
-    /// Whether its sessions live in the Redis server (whose commands are counted).
-    redis_backed: bool,
+    /// Its own Redis server, for the servers that keep sessions in Redis.
+    pub(crate) redis: Option<RedisServer>,
+    /// Whether every run is checked against sesame's store protocol.
+    sesame_protocol: bool,
+    /// Bytes per session, for the servers that keep sessions in Redis.
+    pub(crate) memory: Option<Memory>,
 }
 
-/// Starts the three servers on the current runtime and logs in `sessions` users on each
-/// session server; tokens files go to `dir`.
-pub(crate) async fn start_targets(
-    redis: &RedisServer,
-    dir: &Path,
-    sessions: u32,
-) -> BenchResult<Vec<Target>> {
+/// How many sessions to make: `total` logins per session server, of which the first `used`
+/// are the ones wrk rotates over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sessions {
+    /// Logins per session server (the bytes-per-session figure is over all of them).
+    pub(crate) total: u32,
+    /// Sessions the load uses.
+    pub(crate) used: u32,
+}
+
+/// A session server before its logins.
+struct Started {
+    name: &'static str,
+    addr: SocketAddr,
+    manager: Option<SessionManager>,
+    redis: Option<RedisServer>,
+}
+
+/// Starts every server on the current runtime (the actix one on its own thread), each
+/// session server on its own Redis server, and logs in `sessions.total` users on each;
+/// token files go to `dir`.
+pub(crate) async fn start_targets(dir: &Path, sessions: Sessions) -> BenchResult<Vec<Target>> {
     let client = setup::client()?;
-    let store = RedisStore::connect(&redis.url()).await?;
-    let mut session_targets = Vec::new();
-    for (name, store, redis_backed) in [
-        (SESAME, Arc::new(store) as Arc<dyn sesame::Store>, true),
-        (SESAME_MEMORY, Arc::new(MemoryStore::new()) as Arc<dyn sesame::Store>, false),
-    ] {
-        let (router, manager) = apps::session_router(store)?;
+    let mut started = Vec::new();
+    {
+        let redis = RedisServer::start_with(RedisOptions::default())?;
+        let store = RedisStore::connect(&redis.url()).await?;
+        let (router, manager) = apps::session_router(Arc::new(store))?;
         let addr = apps::serve(router).await?;
-        eprintln!("{name}: logging in {sessions} users on http://{addr}");
-        let tokens = setup::create_sessions(&client, addr, sessions).await?;
-        let tokens_path = setup::write_tokens(dir, &format!("{name}-tokens.txt"), &tokens)?;
+        started.push(Started { name: SESAME, addr, manager: Some(manager), redis: Some(redis) });
+    }
+    {
+        let (router, manager) = apps::session_router(Arc::new(MemoryStore::new()))?;
+        let addr = apps::serve(router).await?;
+        started.push(Started { name: SESAME_MEMORY, addr, manager: Some(manager), redis: None });
+    }
+    {
+        let redis = RedisServer::start_with(RedisOptions::default())?;
+        let addr = apps::serve(peers::tower_router(&redis.url()).await?).await?;
+        started.push(Started { name: TOWER, addr, manager: None, redis: Some(redis) });
+    }
+    {
+        let redis = RedisServer::start_with(RedisOptions::default())?;
+        let addr = peers::start_actix(&redis.url())?;
+        started.push(Started { name: ACTIX, addr, manager: None, redis: Some(redis) });
+    }
+
+    let mut session_targets = Vec::new();
+    for s in started {
+        let before = match &s.redis {
+            Some(r) => Some(redis_figures::used_memory(r)?),
+            None => None,
+        };
+        eprintln!("{}: logging in {} users on http://{}", s.name, sessions.total, s.addr);
+        let mut tokens = setup::create_sessions(&client, s.addr, sessions.total).await?;
+        let memory = match (&s.redis, before) {
+            (Some(r), Some(before)) => Some(memory_of(r, s.name, sessions.total, before)?),
+            _ => None,
+        };
+        tokens.truncate(sessions.used as usize);
+        let tokens_path = setup::write_tokens(dir, &format!("{}-tokens.txt", s.name), &tokens)?;
         session_targets.push(Target {
-            name,
-            addr,
+            name: s.name,
+            addr: s.addr,
             tokens,
             tokens_path,
-            manager: Some(manager),
-            redis_backed,
+            sesame_protocol: s.name == SESAME,
+            manager: s.manager,
+            redis: s.redis,
+            memory,
         });
     }
     let first =
@@ -76,11 +141,34 @@ pub(crate) async fn start_targets(
         tokens: first.tokens.clone(),
         tokens_path: first.tokens_path.clone(),
         manager: None,
-        redis_backed: false,
+        redis: None,
+        sesame_protocol: false,
+        memory: None,
     };
     let mut targets = vec![ceiling];
     targets.extend(session_targets);
     Ok(targets)
+}
+
+/// The bytes-per-session figures of `server`'s Redis after `sessions` logins, given its
+/// `used_memory` before them.
+fn memory_of(redis: &RedisServer, server: &str, sessions: u32, before: u64) -> BenchResult<Memory> {
+    let after = redis_figures::used_memory(redis)?;
+    let (session_pattern, index_key) = if server == SESAME {
+        let (index, _) =
+            redis_figures::mean_key_bytes(redis, redis_figures::INDEX_PATTERN, KEYS_MEASURED)?;
+        (redis_figures::SESSION_PATTERN, Some(index))
+    } else {
+        // A peer's Redis holds its session keys and nothing else.
+        ("*", None)
+    };
+    let (session_key, _) = redis_figures::mean_key_bytes(redis, session_pattern, KEYS_MEASURED)?;
+    Ok(Memory {
+        sessions,
+        used_per_session: after.saturating_sub(before) as f64 / f64::from(sessions.max(1)),
+        session_key,
+        index_key,
+    })
 }
 
 /// How to measure.
@@ -88,8 +176,6 @@ pub(crate) async fn start_targets(
 pub(crate) struct Plan<'a> {
     /// The wrk script.
     pub(crate) script: &'a Path,
-    /// The Redis server behind the `sesame` target.
-    pub(crate) redis: &'a RedisServer,
     /// Interleaved rounds.
     pub(crate) rounds: usize,
     /// Length of each measured run, seconds.
@@ -135,13 +221,17 @@ pub(crate) async fn measure(targets: &[Target], plan: &Plan<'_>) -> BenchResult<
     for round in 0..plan.rounds {
         for &endpoint in plan.endpoints {
             for t in targets {
-                let cpu_before =
-                    if t.redis_backed { Some(redis_figures::start(plan.redis)?) } else { None };
+                let cpu_before = match &t.redis {
+                    Some(r) => Some(redis_figures::start(r)?),
+                    None => None,
+                };
+                let app_before = cpu::process_seconds()?;
                 let url = format!("http://{}{endpoint}", t.addr);
                 let result = wrk::run(plan.script, &t.tokens_path, &url, plan.seconds).await?;
-                let redis = match cpu_before {
-                    Some(cpu) => Some(redis_figures::usage_since(plan.redis, cpu)?),
-                    None => None,
+                let app_cpu_s = (cpu::process_seconds()? - app_before).max(0.0);
+                let redis = match (&t.redis, cpu_before) {
+                    (Some(r), Some(cpu)) => Some(redis_figures::usage_since(r, cpu)?),
+                    _ => None,
                 };
                 eprintln!(
                     "round {}/{}: {:<13} GET {endpoint:<6} {:>8.0} req/s, p99 {:.2} ms",
@@ -152,28 +242,28 @@ pub(crate) async fn measure(targets: &[Target], plan: &Plan<'_>) -> BenchResult<
                     result.p99_us as f64 / 1000.0
                 );
                 check_run(t, endpoint, &format!("round {}", round + 1), &result)?;
-                if let Some(u) = &redis {
+                if let (true, Some(u)) = (t.sesame_protocol, &redis) {
                     // At most one request per wrk connection is still in flight at the end.
                     let slack = u64::from(wrk::CONNECTIONS);
                     redis_figures::check_protocol(endpoint, result.requests, slack, u).map_err(
                         |e| BenchError::new(format!("{} round {}: {e}", t.name, round + 1)),
                     )?;
                 }
-                if endpoint == "/me" && t.manager.is_some() {
+                if endpoint == "/me" && t.name != CEILING {
                     // A different session each round, far from the first ones.
                     let n = (round * 337 + 500) % t.tokens.len().max(1);
                     let user = content::principal(n as u32).name().to_string();
                     setup::check_session(&client, t.addr, &t.tokens[n], &user).await?;
                 }
-                runs.push(Run { server: t.name, endpoint, result, redis });
+                runs.push(Run { server: t.name, endpoint, result, redis, app_cpu_s });
             }
         }
     }
     Ok(runs)
 }
 
-/// Checks every session manager's counters after the load: exactly the `sessions` logins
-/// created sessions, and no token was rejected or unknown.
+/// Checks every sesame session manager's counters after the load: exactly the `sessions`
+/// logins created sessions, and no token was rejected or unknown.
 pub(crate) fn check_counters(targets: &[Target], sessions: u32) -> BenchResult<()> {
     for t in targets {
         let Some(manager) = &t.manager else { continue };

@@ -1,20 +1,27 @@
-//! `http`: HTTP throughput of sesame against a ceiling measured in the same run, on the
-//! workload of the field's published session benchmark, printed as a Markdown table.
+//! `http`: sesame side by side with its peers and a no-session ceiling, in one run, on the
+//! workload of the field's published session benchmark, printed as Markdown tables.
 //!
-//! Three axum servers run in this process on their own loopback ports: the **ceiling** (the
-//! same routes without sessions), **sesame** (`SessionLayer` over a `RedisStore` on a private
-//! `redis-server`) and **sesame-memory** (the same app on `MemoryStore`). Each session server
-//! gets 1000 sessions through real `POST /login` requests; then `wrk` loads `GET /me` (read
-//! and write the session) and `GET /me_ro` (a pure read) with the session cookie rotating
-//! over the 1000 tokens, in interleaved rounds. Any error response fails the whole run.
+//! Five servers run in this process on their own loopback ports: the **ceiling** (axum, the
+//! same routes without sessions), **sesame** (sesame-axum over a `RedisStore`),
+//! **sesame-memory** (the same app on `MemoryStore`), **tower-sessions** (0.14, with
+//! tower-sessions-redis-store 0.16 on one fred connection) and **actix-session** (0.11,
+//! `RedisSessionStore`). Each Redis-backed server has its own private `redis-server`. Every
+//! session server gets its sessions through real `POST /login` requests; then `wrk` loads
+//! `GET /me` (read and write the session) and `GET /me_ro` (a pure read) with the session
+//! cookie rotating over 1000 tokens, in interleaved rounds. Any error response fails the run.
 //!
-//! Run with `cargo run --release -p sesame-bench --bin http` (needs `wrk` and `redis-server`).
+//! Run with `cargo run --release -p sesame-bench --bin http` (needs `wrk` and
+//! `redis-server`); `--write-docs` also replaces the measured section of
+//! `docs/BENCHMARKS.md`, and `--smoke` makes a seconds-long run whose figures mean nothing.
 // A command-line measurement tool: printing its report is its whole purpose.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
 mod apps;
 mod bench;
+mod cpu;
+mod docs;
+mod peers;
 mod redis_figures;
 mod setup;
 mod table;
@@ -23,29 +30,74 @@ mod wrk;
 use std::process::ExitCode;
 
 use sesame_bench::{BenchError, BenchResult};
-use sesame_testkit::{RedisOptions, RedisServer};
 
-/// Sessions created per session server.
-const SESSIONS: u32 = 1000;
-/// Interleaved rounds; the table gives medians.
-const ROUNDS: usize = 3;
-/// Length of each measured wrk run, seconds.
-const SECONDS: u64 = 10;
-/// Length of the unmeasured warm-up run per server, seconds.
-const WARMUP_SECONDS: u64 = 2;
 /// Session keys whose `MEMORY USAGE` is averaged.
-const KEYS_MEASURED: usize = 100;
+pub(crate) const KEYS_MEASURED: usize = 100;
 /// The endpoints measured, in order.
 const ENDPOINTS: [&str; 2] = ["/me", "/me_ro"];
 /// The command that reproduces the table.
-const REPRODUCE: &str = "cargo run --release -p sesame-bench --bin http";
+const REPRODUCE: &str = "cargo run --release -p sesame-bench --bin http -- --write-docs";
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    /// Sessions per server, and how many of them the load uses.
+    sessions: bench::Sessions,
+    /// Interleaved rounds; the table gives medians.
+    rounds: usize,
+    /// Length of each measured wrk run, seconds.
+    seconds: u64,
+    /// Length of the unmeasured warm-up run per server, seconds.
+    warmup_seconds: u64,
+}
+
+/// The full measurement: 100,000 logins per server for the bytes per session, 1000 of them
+/// loaded, three rounds of 10 s.
+const FULL: Scale = Scale {
+    sessions: bench::Sessions { total: 100_000, used: 1000 },
+    rounds: 3,
+    seconds: 10,
+    warmup_seconds: 2,
+};
+
+/// A seconds-long run that exercises every server and check (for the test suite; its
+/// figures mean nothing).
+const SMOKE: Scale = Scale {
+    sessions: bench::Sessions { total: 100, used: 50 },
+    rounds: 1,
+    seconds: 1,
+    warmup_seconds: 1,
+};
+
+const USAGE: &str = "usage: http [--smoke] [--write-docs]\n  \
+    --smoke       a seconds-long run of every server and check; figures are meaningless\n  \
+    --write-docs  also replace the measured section of docs/BENCHMARKS.md";
 
 fn main() -> ExitCode {
+    let mut scale = FULL;
+    let mut write_docs = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--smoke" => scale = SMOKE,
+            "--write-docs" => write_docs = true,
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if !wrk::available() {
         eprintln!("install wrk (Debian: apt-get install wrk)");
         return ExitCode::FAILURE;
     }
-    match run() {
+    let result = run(scale).and_then(|report| {
+        if write_docs {
+            docs::write_section(&report)?;
+            eprintln!("wrote the measured section of {}", docs::PATH);
+        }
+        Ok(report)
+    });
+    match result {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS
@@ -58,7 +110,7 @@ fn main() -> ExitCode {
 }
 
 /// The whole measurement; returns the report.
-fn run() -> BenchResult<String> {
+fn run(scale: Scale) -> BenchResult<String> {
     let dir = tempfile::Builder::new()
         .prefix("sesame-http-bench-")
         .tempdir()
@@ -68,71 +120,95 @@ fn run() -> BenchResult<String> {
         .enable_all()
         .build()
         .map_err(|e| BenchError::new(format!("tokio runtime: {e}")))?;
-    let redis = RedisServer::start_with(RedisOptions::default())?;
-    let runs_total = ROUNDS * ENDPOINTS.len() * 3;
+    let targets = runtime.block_on(bench::start_targets(dir.path(), scale.sessions))?;
+    let runs_total = (scale.rounds * ENDPOINTS.len() * targets.len()) as u64;
     eprintln!(
-        "{runs_total} wrk runs of {SECONDS} s plus warm-up: about {} s",
-        runs_total as u64 * SECONDS + 3 * WARMUP_SECONDS + 10
+        "{runs_total} wrk runs of {} s plus warm-up: about {} s",
+        scale.seconds,
+        runs_total * scale.seconds + targets.len() as u64 * scale.warmup_seconds
     );
-
-    let targets = runtime.block_on(bench::start_targets(&redis, dir.path(), SESSIONS))?;
-    let (session_bytes, sessions_measured) =
-        redis_figures::mean_key_bytes(&redis, redis_figures::SESSION_PATTERN, KEYS_MEASURED)?;
-    let (index_bytes, _) =
-        redis_figures::mean_key_bytes(&redis, redis_figures::INDEX_PATTERN, KEYS_MEASURED)?;
-
     let plan = bench::Plan {
         script: &script,
-        redis: &redis,
-        rounds: ROUNDS,
-        seconds: SECONDS,
-        warmup_seconds: WARMUP_SECONDS,
+        rounds: scale.rounds,
+        seconds: scale.seconds,
+        warmup_seconds: scale.warmup_seconds,
         endpoints: &ENDPOINTS,
     };
-    // On Ctrl-C, stop here so that wrk, the Redis server and the files are cleaned up.
+    // On Ctrl-C, stop here so that wrk, the Redis servers and the files are cleaned up.
     let runs = runtime.block_on(async {
         tokio::select! {
             runs = bench::measure(&targets, &plan) => runs,
             _ = tokio::signal::ctrl_c() => Err(BenchError::new("interrupted")),
         }
     })?;
-    bench::check_counters(&targets, SESSIONS)?;
+    bench::check_counters(&targets, scale.sessions.total)?;
 
     let servers: Vec<&'static str> = targets.iter().map(|t| t.name).collect();
     let rows = table::rows(&runs, &servers, &ENDPOINTS, bench::CEILING);
     let mut report = table::markdown(&rows);
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
-    let options = wrk::options(SECONDS).join(" ");
-    report.push_str(&format!(
-        "\n- Bytes per session: {session_bytes:.0} (`MEMORY USAGE` of a session key, mean of \
-         {sessions_measured} keys), plus {index_bytes:.0} per user for the per-user index key.\n\
-         - Machine: {cores} cores, shared by wrk, the three servers (one tokio multi-thread \
-         runtime in one process) and Redis.\n\
-         - Redis {}: a private `redis-server` on loopback; {SESSIONS} sessions per session \
-         server; default `SessionConfig` (JSON values).\n\
-         - wrk: `wrk {options} -s rotate_cookies.lua http://127.0.0.1:<port><endpoint> -- \
-         tokens.txt` per (server, endpoint), the script rotating `Cookie: sid=<token>` over \
-         the {SESSIONS} tokens; {ROUNDS} interleaved rounds after a {WARMUP_SECONDS} s \
-         warm-up per server; medians.\n\
-         - `vs ceiling` = median req/s / the ceiling's for the same endpoint. From \
-         `INFO commandstats` after `CONFIG RESETSTAT` (the `INFO`, `CONFIG` and `SCRIPT` calls \
-         made to measure left out), per request completed: scripts/req = `EVALSHA` calls; \
-         commands/req = the calls of every command, those run inside scripts included, \
-         listed per command above. Redis CPU = its CPU seconds (`INFO cpu`) per second of \
-         the run.\n\
-         - The store's protocol: a load is one round trip of pipelined `GET` + `PTTL`, plus \
-         a round trip of `PEXPIRE` (and `ZADD` + `PEXPIREAT` of the user's index) only when \
-         the idle deadline is due for a push (once per session per minute); a save merges on \
-         the client and sends one `EVALSHA` of a compare-and-set script (`GET`, compare, \
-         `SET ... PX`, then `ZADD` + `PEXPIREAT` of the user's index), retried when another \
-         save came first. Round trips per request: GET /me_ro 1 (2 when the touch is due), \
-         GET /me 2 (plus the touch, plus one per retry). Every sesame run is checked against \
-         it: on /me_ro no `EVALSHA` and no `SET`, one `PTTL` per request; on /me one `SET` \
-         per request; `GET` = loads + scripts; `ZADD` = `PEXPIREAT` = touches + saves.\n\
-         - Reproduce: `{REPRODUCE}`\n",
-        redis_figures::version(&redis)?,
-    ));
-    // Stop the servers before the Redis server and the temporary directory go away.
+    report.push('\n');
+    report.push_str(&memory_table(&targets));
+    let version = match targets.iter().find_map(|t| t.redis.as_ref()) {
+        Some(r) => redis_figures::version(r)?,
+        None => "?".into(),
+    };
+    report.push_str(&notes(&scale, &version));
+    // Stop the servers before the Redis servers and the temporary directory go away.
     drop(runtime);
+    drop(targets);
     Ok(report)
+}
+
+/// The bytes-per-session table of the servers that keep sessions in Redis.
+fn memory_table(targets: &[bench::Target]) -> String {
+    let mut s = String::from(
+        "| server | sessions | `used_memory` growth per session | `MEMORY USAGE` of a session key | of a per-user index key |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for t in targets {
+        if let Some(m) = &t.memory {
+            s.push_str(&format!(
+                "| {} | {} | {:.0} | {:.0} | {} |\n",
+                t.name,
+                m.sessions,
+                m.used_per_session,
+                m.session_key,
+                m.index_key.map_or_else(|| "—".to_string(), |v| format!("{v:.0}")),
+            ));
+        }
+    }
+    s
+}
+
+/// How the figures were made.
+fn notes(scale: &Scale, redis_version: &str) -> String {
+    let options = wrk::options(scale.seconds).join(" ");
+    let bench::Sessions { total, used } = scale.sessions;
+    format!(
+        "\n- Servers: `ceiling` is axum with the same routes and no sessions; `sesame` and \
+         `sesame-memory` are sesame-axum on a `RedisStore` and on the `MemoryStore`, default \
+         `SessionConfig` (JSON values); `tower-sessions` is tower-sessions 0.14 with \
+         tower-sessions-redis-store 0.16 on one fred connection; `actix-session` is \
+         actix-session 0.11 with its `RedisSessionStore` on actix-web 4 (one worker per core). \
+         The axum servers share one tokio runtime (one worker per core), all in one process; \
+         each Redis-backed server has its own private `redis-server` {redis_version} on \
+         loopback.\n\
+         - Sessions: {total} logins per session server through real `POST /login` requests; \
+         the load rotates the cookie over the first {used}. Bytes per session: \
+         `used_memory` after the logins minus before, divided by the logins (sesame's \
+         per-user index included), and the mean `MEMORY USAGE` of {KEYS_MEASURED} keys.\n\
+         - wrk: `wrk {options} -s rotate_cookies.lua http://127.0.0.1:<port><endpoint> -- \
+         tokens.txt` per (server, endpoint); {} interleaved rounds after a {} s warm-up per \
+         server; medians. `vs ceiling` = median req/s / the ceiling's for the same endpoint.\n\
+         - Redis figures from `INFO commandstats` and `INFO cpu` of the server's own Redis, \
+         per completed request. Round trips: sesame pipelines a load's `GET` + `PTTL` and \
+         runs a save as one `EVALSHA` (the commands inside it are counted in the commands \
+         column); the peers send one command per round trip. App CPU: this process's user + \
+         system time during the run (only the server being loaded is busy), per request.\n\
+         - Every sesame run is checked against its store protocol, after each `/me` run every \
+         session server must still answer a read as the right user, and any error response \
+         fails the whole run.\n\
+         - Reproduce: `{REPRODUCE}`\n",
+        scale.rounds, scale.warmup_seconds,
+    )
 }

@@ -20,6 +20,14 @@ pub(crate) fn version(redis: &RedisServer) -> BenchResult<String> {
         .ok_or_else(|| BenchError::new("INFO server has no redis_version"))
 }
 
+/// The server's `used_memory`, bytes.
+pub(crate) fn used_memory(redis: &RedisServer) -> BenchResult<u64> {
+    let info = parse_info(&redis.cli(&["INFO", "memory"])?);
+    info.get("used_memory")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| BenchError::new("INFO memory has no used_memory"))
+}
+
 /// What the Redis server did during one run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RedisUse {
@@ -40,6 +48,18 @@ impl RedisUse {
     /// Script calls (`EVALSHA`).
     pub(crate) fn scripts(&self) -> u64 {
         self.calls_of("evalsha")
+    }
+
+    /// Round trips from the client: sesame pipelines a load's `GET` + `PTTL` (one `PTTL` per
+    /// load), a touch's `PEXPIRE` + index update (one `PEXPIRE` per touch), and runs each save
+    /// as one `EVALSHA`; a server whose Redis saw no `PTTL` and no script (the peers) sends
+    /// one command per round trip.
+    pub(crate) fn round_trips(&self) -> u64 {
+        if self.calls_of("pttl") > 0 || self.scripts() > 0 {
+            self.calls_of("pttl") + self.calls_of("pexpire") + self.scripts()
+        } else {
+            self.commands()
+        }
     }
 
     /// Every command counted, those run inside scripts included.

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use futures_util::StreamExt as _;
 use reqwest::header::SET_COOKIE;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -24,38 +25,53 @@ pub(crate) fn cookie_value<'a>(set_cookie: &'a str, name: &str) -> Option<&'a st
     (k == name && !v.is_empty()).then_some(v)
 }
 
-/// Logs in users `0..count` on the server at `addr`, one request each, and returns their
-/// session tokens in user order.
+/// Logins in flight at once while the sessions are made.
+const PARALLEL_LOGINS: usize = 32;
+
+/// Logs in users `0..count` on the server at `addr`, [`PARALLEL_LOGINS`] at a time, and
+/// returns their session tokens in user order. Prints progress on large counts.
 pub(crate) async fn create_sessions(
     client: &Client,
     addr: SocketAddr,
     count: u32,
 ) -> BenchResult<Vec<String>> {
     let url = format!("http://{addr}/login");
+    let logins = futures_util::stream::iter(0..count)
+        .map(|n| login(client, &url, n))
+        .buffered(PARALLEL_LOGINS);
+    futures_util::pin_mut!(logins);
     let mut tokens = Vec::with_capacity(count as usize);
-    for n in 0..count {
-        let user = content::principal(n).name().to_string();
-        let res = client
-            .post(&url)
-            .json(&json!({ "user": user }))
-            .send()
-            .await
-            .map_err(|e| BenchError::new(format!("POST {url}: {e}")))?;
-        if res.status() != StatusCode::OK {
-            let status = res.status();
-            let body = res.text().await.unwrap_or_default();
-            return Err(BenchError::new(format!("POST {url} for {user}: {status} {body}")));
+    while let Some(token) = logins.next().await {
+        tokens.push(token?);
+        if count >= 20_000 && tokens.len() % 10_000 == 0 {
+            eprintln!("  {} / {count} sessions", tokens.len());
         }
-        let token = res
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| cookie_value(v, COOKIE_NAME))
-            .ok_or_else(|| BenchError::new(format!("POST {url} for {user}: no session cookie")))?;
-        tokens.push(token.to_string());
     }
     Ok(tokens)
+}
+
+/// Logs in user `n` with `POST url`; returns the session token.
+async fn login(client: &Client, url: &str, n: u32) -> BenchResult<String> {
+    let user = content::principal(n).name().to_string();
+    let res = client
+        .post(url)
+        .json(&json!({ "user": user }))
+        .send()
+        .await
+        .map_err(|e| BenchError::new(format!("POST {url}: {e}")))?;
+    if res.status() != StatusCode::OK {
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        return Err(BenchError::new(format!("POST {url} for {user}: {status} {body}")));
+    }
+    let token = res
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| cookie_value(v, COOKIE_NAME))
+        .ok_or_else(|| BenchError::new(format!("POST {url} for {user}: no session cookie")))?;
+    Ok(token.to_string())
 }
 
 /// Writes one token per line to `dir/name` and returns the path.

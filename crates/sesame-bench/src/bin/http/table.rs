@@ -15,8 +15,10 @@ pub(crate) struct Run {
     pub(crate) endpoint: &'static str,
     /// What wrk measured.
     pub(crate) result: WrkResult,
-    /// What Redis did during the run, for the Redis-backed server.
+    /// What Redis did during the run, for the Redis-backed servers.
     pub(crate) redis: Option<RedisUse>,
+    /// CPU seconds this process (the servers under test) used during the run.
+    pub(crate) app_cpu_s: f64,
 }
 
 /// One line of the table: medians over the rounds of one (server, endpoint).
@@ -32,8 +34,16 @@ pub(crate) struct Row {
     pub(crate) req_per_s: f64,
     /// Median requests per second divided by the ceiling's for the same endpoint.
     pub(crate) ratio: f64,
+    /// Median p50 latency, ms.
+    pub(crate) p50_ms: f64,
     /// Median p99 latency, ms.
     pub(crate) p99_ms: f64,
+    /// Median CPU µs of the app process per request.
+    pub(crate) app_us_per_req: f64,
+    /// Median Redis CPU µs per request.
+    pub(crate) redis_us_per_req: Option<f64>,
+    /// Median Redis round trips per request.
+    pub(crate) round_trips_per_req: Option<f64>,
     /// Median script calls (`EVALSHA`) per request, for the Redis-backed server.
     pub(crate) scripts_per_req: Option<f64>,
     /// Median commands per request, all of them (those run inside scripts included).
@@ -105,7 +115,15 @@ pub(crate) fn rows(
                 endpoint,
                 req_per_s,
                 ratio: if base > 0.0 { req_per_s / base } else { 0.0 },
+                p50_ms: median(mine.iter().map(|r| r.result.p50_us as f64 / 1000.0).collect()),
                 p99_ms: median(mine.iter().map(|r| r.result.p99_us as f64 / 1000.0).collect()),
+                app_us_per_req: median(
+                    mine.iter()
+                        .map(|r| r.app_cpu_s * 1e6 / r.result.requests.max(1) as f64)
+                        .collect(),
+                ),
+                redis_us_per_req: redis_median(&mine, |u, n, _| u.cpu_s * 1e6 / n),
+                round_trips_per_req: redis_median(&mine, |u, n, _| u.round_trips() as f64 / n),
                 scripts_per_req: redis_median(&mine, |u, n, _| u.scripts() as f64 / n),
                 commands_per_req: redis_median(&mine, |u, n, _| u.commands() as f64 / n),
                 redis_cores: redis_median(&mine, |u, _, seconds| u.cpu_s / seconds),
@@ -127,25 +145,27 @@ fn opt(v: Option<f64>) -> String {
 pub(crate) fn markdown(rows: &[Row]) -> String {
     let mut s = String::new();
     s.push_str(
-        "| server | endpoint | req/s (median) | req/s per round | vs ceiling | p99 ms (median) \
-         | scripts/req (EVALSHA) | commands/req (all, incl. inside scripts) \
-         | Redis CPU (cores) |\n\
-         |---|---|---:|---|---:|---:|---:|---:|---:|\n",
+        "| server | endpoint | req/s (median) | req/s per round | vs ceiling | p50 ms | p99 ms \
+         | Redis round trips/req | Redis commands/req (incl. inside scripts) \
+         | Redis CPU µs/req | app CPU µs/req |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let rounds: Vec<String> = r.rounds.iter().map(|v| format!("{v:.0}")).collect();
         let _ = writeln!(
             s,
-            "| {} | GET {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | GET {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.0} |",
             r.server,
             r.endpoint,
             r.req_per_s,
             rounds.join(" / "),
             r.ratio,
+            r.p50_ms,
             r.p99_ms,
-            opt(r.scripts_per_req),
+            opt(r.round_trips_per_req),
             opt(r.commands_per_req),
-            opt(r.redis_cores),
+            r.redis_us_per_req.map_or_else(|| "—".to_string(), |v| format!("{v:.0}")),
+            r.app_us_per_req,
         );
     }
     for r in rows.iter().filter(|r| !r.by_command.is_empty()) {
@@ -186,6 +206,7 @@ mod tests {
                 p99_us,
             },
             redis: (server == "redis").then_some(RedisUse { calls, cpu_s: 0.5 }),
+            app_cpu_s: 0.2,
         }
     }
 
@@ -212,7 +233,11 @@ mod tests {
         assert_eq!(rows[1].redis_cores, Some(0.5));
         assert_eq!(rows[0].scripts_per_req, None);
         let md = markdown(&rows);
-        let line = "| redis | GET /me | 500 | 500 / 600 / 400 | 0.25 | 5.00 | 1.00 | 5.00 | 0.50 |";
+        assert_eq!(rows[1].app_us_per_req, 400.0);
+        assert_eq!(rows[1].redis_us_per_req, Some(1000.0));
+        assert_eq!(rows[1].round_trips_per_req, Some(2.0));
+        let line =
+            "| redis | GET /me | 500 | 500 / 600 / 400 | 0.25 | 0.10 | 5.00 | 2.00 | 5.00 | 1000 | 400 |";
         assert!(md.contains(line), "{md}");
         assert!(md.contains("redis GET /me: evalsha 1.00, get 2.00, pttl 1.00, set 1.00."), "{md}");
     }
