@@ -1103,11 +1103,15 @@ async fn item_16_responses_setting_the_cookie_are_not_cacheable() {
     let r = a.post(&c, "/logout", Some(&t2)).await;
     assert!(r.set_cookie(COOKIE).unwrap().contains("Max-Age=0"));
     assert_no_store(&r, "a logout");
-    let p = start_with(&redis, config(), |l| {
+    // A save refreshes a persistent cookie when it pushes the idle deadline (a touch is due).
+    let touch_after = Duration::from_millis(20);
+    let pushing = builder().touch_after(touch_after).build().unwrap();
+    let p = start_with(&redis, pushing, |l| {
         l.with_cookie(CookieConfig::builder().persistent(true).build().unwrap())
     })
     .await;
     let t = p.anonymous(&c, "1").await;
+    tokio::time::sleep(touch_after * 2).await;
     let r = p.post(&c, "/set/x/2", Some(&t)).await;
     assert_eq!(r.cookie_token(COOKIE), Some(t), "the persistent cookie sent again");
     assert_no_store(&r, "a persistent cookie's refresh");
@@ -1689,9 +1693,13 @@ async fn item_28_disabling_a_user_ends_all_their_sessions() {
 async fn item_29_per_user_cap_evicts_the_oldest_or_refuses() {
     let redis = RedisServer::start();
     let c = Client::new();
-    let evict = start(&redis, builder().max_sessions_per_user(2).build().unwrap()).await;
+    // Activity moves a session's idle deadline once touch_after has passed since the last push.
+    let touch_after = Duration::from_millis(20);
+    let config = builder().max_sessions_per_user(2).touch_after(touch_after).build().unwrap();
+    let evict = start(&redis, config).await;
     let t1 = evict.login(&c, "ivan").await;
     let t2 = evict.login(&c, "ivan").await;
+    tokio::time::sleep(touch_after * 2).await;
     // t1, the oldest, is used after t2 was made: t2 is now the least recently active.
     assert_eq!(evict.post(&c, "/set/x/recent", Some(&t1)).await.status, 200);
     let t3 = evict.login(&c, "ivan").await;

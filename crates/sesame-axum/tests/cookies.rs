@@ -139,8 +139,8 @@ fn persistent() -> CookieConfig {
 }
 
 // A persistent cookie is sent again, with the same token and a fresh Max-Age (the session's
-// remaining life), when a save pushed the session's idle deadline forward; a read that did
-// not push it sends no cookie.
+// remaining life), when a save pushed the session's idle deadline forward (touch_after has
+// passed since the last push); a read that did not push it sends no cookie.
 #[tokio::test]
 async fn persistent_cookie_is_refreshed_when_a_save_pushes_the_deadline() {
     let redis = RedisServer::start();
@@ -148,7 +148,7 @@ async fn persistent_cookie_is_refreshed_when_a_save_pushes_the_deadline() {
         .insecure_development_secret()
         .idle_timeout(Duration::from_secs(600))
         .absolute_timeout(Duration::from_secs(3600))
-        .touch_after(Duration::from_secs(300))
+        .touch_after(Duration::from_secs(1))
         .build()
         .unwrap();
     let a = app(&redis, config, persistent()).await;
@@ -168,7 +168,12 @@ async fn persistent_cookie_is_refreshed_when_a_save_pushes_the_deadline() {
     let r = send(&c, "GET", format!("http://{a}/plain"), &[session_cookie(&t)]).await;
     assert!(r.set_cookies().is_empty());
     assert_eq!(redis.total_commands().unwrap(), 0, "{:?}", redis.info_commandstats().unwrap());
+    // A save before touch_after keeps the deadline, and sends nothing either.
     let r = send(&c, "POST", format!("http://{a}/set/x/2"), &[session_cookie(&t)]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.set_cookies().is_empty(), "nothing pushed, nothing sent: {:?}", r.set_cookies());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = send(&c, "POST", format!("http://{a}/set/x/3"), &[session_cookie(&t)]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.cookie_token(COOKIE).as_deref(), Some(t.as_str()), "the same token again");
     let max_age = r.max_age(COOKIE).expect("a fresh Max-Age");
@@ -211,19 +216,20 @@ async fn persistent_cookie_max_age_is_capped_by_the_absolute_deadline() {
         .insecure_development_secret()
         .idle_timeout(Duration::from_secs(30))
         .absolute_timeout(Duration::from_secs(32))
-        .touch_after(Duration::from_secs(10))
+        .touch_after(Duration::from_secs(2))
         .build()
         .unwrap();
     let a = app(&redis, config, persistent()).await;
     let c = Client::new();
     let t = send(&c, "POST", format!("http://{a}/set/x/1"), &[]).await.cookie_token(COOKIE);
     let t = t.unwrap();
-    // The idle deadline (30 s after the creation) is 2 s before the absolute one. Once 3.2 s
-    // have passed, the absolute deadline is less than 29 s away.
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let r = send(&c, "GET", format!("http://{a}/get"), &[session_cookie(&t)]).await;
     assert_eq!(r.body["x"], "1");
     assert!(r.set_cookies().is_empty(), "nothing pushed, nothing sent: {:?}", r.set_cookies());
+    // The idle deadline (30 s after the creation) is 2 s before the absolute one. Once 3.2 s
+    // have passed, the absolute deadline is less than 29 s away, and a touch is due.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     let r = send(&c, "POST", format!("http://{a}/set/x/2"), &[session_cookie(&t)]).await;
     assert_eq!(r.cookie_token(COOKIE).as_deref(), Some(t.as_str()), "{:?}", r.set_cookies());
     let max_age = r.max_age(COOKIE).unwrap();

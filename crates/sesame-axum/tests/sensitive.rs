@@ -41,11 +41,20 @@ fn manager() -> SessionManager {
 #[tokio::test]
 async fn set_cookie_is_sensitive() {
     let cookie = CookieConfig::builder().persistent(true).build().unwrap();
-    let mut router = common::routes().layer(SessionLayer::new(manager()).with_cookie(cookie));
+    // A save refreshes the cookie when it pushes the idle deadline: once touch_after has passed.
+    let touch_after = std::time::Duration::from_millis(10);
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .touch_after(touch_after)
+        .build()
+        .unwrap();
+    let manager = SessionManager::new(Arc::new(MemoryStore::new()), config);
+    let mut router = common::routes().layer(SessionLayer::new(manager).with_cookie(cookie));
     let res = call(&mut router, "POST", "/set/x/1", None).await;
     let set = res.headers().get("set-cookie").unwrap();
     assert!(set.is_sensitive(), "a new token");
     let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
+    tokio::time::sleep(touch_after * 2).await;
     let res = call(&mut router, "POST", "/set/x/2", Some(&pair)).await;
     assert!(res.headers().get("set-cookie").unwrap().is_sensitive(), "a refresh");
     let res = call(&mut router, "POST", "/logout", Some(&pair)).await;

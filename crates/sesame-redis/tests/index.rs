@@ -316,12 +316,20 @@ async fn each_operation_runs_exactly_its_commands() {
         want(&[("get", 1), ("pttl", 1), ("pexpire", 1), ("zadd", 1), ("pexpireat", 1)]),
         "load with its touch"
     );
+    // A save keeps the TTL (and leaves the index alone) unless a touch is due.
     let saved = s.save(&t0.key(), &l.record, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
     let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
     assert_eq!(
         calls(&server),
-        want(&[("evalsha", 1), ("get", 1), ("set", 1), ("zadd", 1), ("pexpireat", 1)]),
+        want(&[("evalsha", 1), ("get", 1), ("pttl", 1), ("set", 1)]),
         "save"
+    );
+    let saved = s.save(&t0.key(), &r, &set(&[("b", b"3")]), now(), &touching).await.unwrap();
+    let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
+    assert_eq!(
+        calls(&server),
+        want(&[("evalsha", 1), ("get", 1), ("pttl", 1), ("set", 1), ("zadd", 1), ("pexpireat", 1)]),
+        "save with its touch"
     );
     let t1 = token(who.user().tag());
     let d = Delta::default();

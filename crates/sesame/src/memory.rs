@@ -337,7 +337,10 @@ impl Store for MemoryStore {
         };
         let Some(e) = g.live_entry(&target, now_ms) else { return Ok(SaveOutcome::Missing) };
         let next = e.record.next(delta, policy)?;
-        e.idle_deadline_ms = now_ms.saturating_add(write_ttl(policy, next.absolute_ms, now_ms));
+        let left = e.idle_deadline_ms.saturating_sub(now_ms);
+        if let Some(ttl) = touch_due(policy, Some(left), next.absolute_ms, now_ms) {
+            e.idle_deadline_ms = now_ms.saturating_add(ttl);
+        }
         e.record = next.clone();
         Ok(SaveOutcome::Saved(next))
     }

@@ -236,6 +236,16 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// `record`, just saved at `now` over this load: the idle deadline moves only when a touch
+    /// was due, as in the stores' `save`.
+    pub fn saved(&self, record: Record, now_ms: u64, policy: &Policy) -> Loaded {
+        let left = self.idle_deadline_ms.saturating_sub(now_ms);
+        match touch_due(policy, Some(left), record.absolute_ms, now_ms) {
+            Some(ttl) => Loaded { record, idle_deadline_ms: now_ms.saturating_add(ttl) },
+            None => Loaded { record, idle_deadline_ms: self.idle_deadline_ms },
+        }
+    }
+
     /// A record as just written at `now`: its idle deadline one write TTL away.
     pub fn written(record: Record, now_ms: u64, policy: &Policy) -> Loaded {
         let idle_deadline_ms = now_ms.saturating_add(write_ttl(policy, record.absolute_ms, now_ms));
@@ -461,8 +471,8 @@ pub trait Store: Send + Sync + 'static {
         policy: &Policy,
     ) -> Result<Lookup, StoreError>;
 
-    /// Applies a delta to the session as it is now in the store, bumps the version and pushes
-    /// the idle deadline. Refused whole with [`StoreError::LimitExceeded`] when the result
+    /// Applies a delta to the session as it is now in the store and bumps the version; like a
+    /// load, it pushes the idle deadline only when a touch is due ([`touch_due`]). Refused whole with [`StoreError::LimitExceeded`] when the result
     /// would break the limits of `policy`. `base` is the record as the caller loaded it (a
     /// store may merge on the client and write with compare-and-set against it); the outcome
     /// is the same as merging into the current record atomically.

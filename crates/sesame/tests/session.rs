@@ -629,10 +629,16 @@ async fn cap_per_user_at_login() {
     assert!(!m.open(Some(&tokens[2])).exists().await.unwrap());
 }
 
-// list_user puts the most recently active session first: a write moves a session to the front.
+// list_user puts the most recently active session first: a write once touch_after has passed
+// moves a session to the front (an earlier one keeps its place, as a read would).
 #[tokio::test]
 async fn list_is_most_recently_active_first() {
-    let m = manager(Arc::new(MemoryStore::new()));
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .touch_after(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let m = SessionManager::new(Arc::new(MemoryStore::new()), config);
     let mut ids = Vec::new();
     let mut tokens = Vec::new();
     for i in 0..3 {
@@ -645,9 +651,15 @@ async fn list_is_most_recently_active_first() {
     let list = m.list_user("liz").await.unwrap();
     assert_eq!(order(list), [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
     let s = m.open(Some(&tokens[0]));
+    s.insert("early", &true).await.unwrap();
+    s.commit().await.unwrap();
+    let list = m.list_user("liz").await.unwrap();
+    assert_eq!(order(list), [ids[2].clone(), ids[1].clone(), ids[0].clone()], "not yet due");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let s = m.open(Some(&tokens[0]));
     s.insert("seen", &true).await.unwrap();
     s.commit().await.unwrap();
-    let list = m.open(Some(&tokens[1])).list_sessions().await.unwrap();
+    let list = m.list_user("liz").await.unwrap();
     assert_eq!(order(list), [ids[0].clone(), ids[2].clone(), ids[1].clone()]);
 }
 

@@ -1,5 +1,6 @@
 //! Saving a delta (`save.lua`): merged on the client into the record as read, written with
-//! compare-and-set, merged again from the stored record when another write came first. A save
+//! compare-and-set, merged again from the stored record when another write came first. Like a
+//! load, a save pushes the idle deadline only when a touch is due ([`sesame::store::touch_due`]). A save
 //! that meets a token superseded within its grace window goes on at the lineage's head.
 
 use redis::Value;
@@ -61,7 +62,9 @@ pub(crate) async fn save(
             .arg(record::encode(&next))
             .arg(ttl)
             .arg(next.index_member(&target.id()))
-            .arg(now.saturating_add(ttl));
+            .arg(now.saturating_add(ttl))
+            .arg(policy.idle_ms)
+            .arg(policy.touch_after_ms);
         // Sets and removals give the same record when applied twice; exact updates do not, so
         // a save carrying one is not sent again after a broken connection.
         call.retry_safe(delta.update.is_empty());

@@ -300,6 +300,7 @@ macro_rules! conformance_tests {
             save_over_limits_is_refused_whole,
             update_failure_writes_nothing,
             idle_timeout_and_coalesced_touch,
+            save_touches_like_a_read,
             absolute_timeout,
             version_saturates,
             concurrent_saves_all_persist,

@@ -161,6 +161,38 @@ pub async fn idle_timeout_and_coalesced_touch(store: DynStore) {
     expect_missing(&store, &idle, &pol).await;
 }
 
+/// A save moves the idle deadline like a read does: not before `touch_after` has passed since
+/// the last push (the record keeps its TTL), and fully after it.
+pub async fn save_touches_like_a_read(store: DynStore) {
+    let mut pol = policy();
+    pol.idle_ms = 1_500;
+    pol.touch_after_ms = 500;
+    pol.grace_ms = 500;
+    let k = key(Tag::random().unwrap());
+    let t0 = now();
+    store.create(&k, &record(None, &[]), None, t0, &pol).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = saved(save(&store, &k, &set(&[("a", b"1")]), now(), &pol).await.unwrap());
+    assert_eq!(early.attrs["a"], b"1");
+    let kept = expect_live(&store, &k, &pol).await.idle_deadline_ms;
+    assert!(kept <= t0 + 1_500 + 150, "a save before touch_after keeps the deadline ({kept})");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t1 = now();
+    saved(save(&store, &k, &set(&[("a", b"2")]), t1, &pol).await.unwrap());
+    let pushed = expect_live(&store, &k, &pol).await.idle_deadline_ms;
+    assert!(pushed >= t1 + 1_400, "a save after touch_after pushes the deadline ({pushed})");
+    // A session saved only early in its first window expires at the deadline its creation
+    // set, and keeps the saved value until then.
+    let early_only = key(Tag::random().unwrap());
+    let t2 = now();
+    store.create(&early_only, &record(None, &[]), None, t2, &pol).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    saved(save(&store, &early_only, &set(&[("b", b"1")]), now(), &pol).await.unwrap());
+    assert_eq!(expect_live(&store, &early_only, &pol).await.record.attrs["b"], b"1");
+    tokio::time::sleep(Duration::from_millis(1_700u64.saturating_sub(now() - t2))).await;
+    expect_missing(&store, &early_only, &pol).await;
+}
+
 /// The absolute deadline ends a session however active it is.
 pub async fn absolute_timeout(store: DynStore) {
     let mut pol = policy();

@@ -37,10 +37,10 @@ pub async fn list_user_sessions(store: DynStore) {
     assert!(listed_ids(&store, &principal(), 64).await.is_empty());
 }
 
-/// A list returns at most `limit` sessions, the most recently active first (a save is
-/// activity: it moves an older session to the front).
+/// A list returns at most `limit` sessions, the most recently active first (a save once
+/// `touch_after` has passed is activity: it moves an older session to the front).
 pub async fn list_limit_most_recent_first(store: DynStore) {
-    let pol = policy();
+    let pol = super::Policy { touch_after_ms: 5, ..policy() };
     let p = principal();
     let mut keys = Vec::new();
     for _ in 0..3 {
@@ -205,8 +205,10 @@ pub async fn cap_evicts_least_recently_active(store: DynStore) {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let b = create_user_session(&store, &p, &pol).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
-    // a is older but was active after b was created.
-    saved(save(&store, &a, &set(&[("x", b"1")]), now(), &pol).await.unwrap());
+    // a is older but was active after b was created (a save counts as activity once
+    // touch_after has passed since the last push).
+    let busy = super::Policy { touch_after_ms: 5, ..pol.clone() };
+    saved(save(&store, &a, &set(&[("x", b"1")]), now(), &busy).await.unwrap());
     tokio::time::sleep(Duration::from_millis(10)).await;
     let c = create_user_session(&store, &p, &pol).await;
     expect_missing(&store, &b, &pol).await;

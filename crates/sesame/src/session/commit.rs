@@ -115,7 +115,7 @@ impl Session {
         match store_op(Op::Save, Some(&key.id()), saving).await? {
             SaveOutcome::Saved(record) => {
                 metrics::count(metrics::SAVES);
-                let loaded = Loaded::written(record, now, policy);
+                let loaded = loaded.saved(record, now, policy);
                 let action = st.action_for(token.as_ref(), &loaded);
                 st.current = Current::Present { key, token, loaded };
                 Ok(action)
