@@ -89,7 +89,9 @@ fn the_readme_dependencies_match_the_workspace() {
     }
     // Every crate the program names is listed.
     let program = fenced(&axum_section(), "rust,no_run");
-    for used in ["sesame", "sesame_axum", "sesame_redis", "axum", "tokio", "tracing", "tracing_subscriber"] {
+    for used in
+        ["sesame", "sesame_axum", "sesame_redis", "axum", "tokio", "tracing", "tracing_subscriber"]
+    {
         assert!(program.contains(&format!("{used}::")), "the program does not use {used}");
         assert!(names.contains(&used.replace('_', "-")), "{used} is not in [dependencies]");
     }

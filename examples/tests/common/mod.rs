@@ -87,7 +87,10 @@ impl Drop for Example {
 /// Fails with a clear message when the `curl` program is missing.
 pub fn require_curl() {
     let ok = Command::new("curl").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "the `curl` program is needed by these tests (Debian/Ubuntu: apt-get install curl)");
+    assert!(
+        ok,
+        "the `curl` program is needed by these tests (Debian/Ubuntu: apt-get install curl)"
+    );
 }
 
 /// A shell line and the output a comment after it promises: `cmd  # output` gives
