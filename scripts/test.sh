@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Runs every check of the project: formatting, clippy with warnings as errors, the API docs,
 # and all tests.
-# Tests start their own redis-server processes on free loopback ports; this script installs
-# Redis when it is missing and it can (Debian/Ubuntu as root), or says what to install.
+# Tests start their own redis-server processes on free loopback ports, and the examples' tests
+# run curl and openssl; this script installs what is missing when it can (Debian/Ubuntu as
+# root), or says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_redis=0
-command -v redis-server >/dev/null 2>&1 || need_redis=1
-command -v redis-cli >/dev/null 2>&1 || need_redis=1
-if [ "$need_redis" = 1 ]; then
+# Debian/Ubuntu packages the tests need, by the command that must exist.
+missing=()
+for pair in redis-server:redis-server redis-cli:redis-tools curl:curl openssl:openssl; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "== installing redis-server and redis-tools with apt-get"
+    echo "== installing ${missing[*]} with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "error: redis-server and redis-cli (Redis 7) are needed by the tests." >&2
-    echo "       Debian/Ubuntu: sudo apt-get install redis-server redis-tools" >&2
-    echo "       macOS: brew install redis" >&2
+    echo "error: the tests need redis-server and redis-cli (Redis 7), curl and openssl." >&2
+    echo "       Debian/Ubuntu: sudo apt-get install ${missing[*]}" >&2
+    echo "       macOS: brew install redis curl openssl" >&2
     exit 1
   fi
 fi

@@ -72,5 +72,19 @@ fn without_a_url_they_say_what_to_set() {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("set REDIS_URL, for example") && stderr.contains(form), "{stderr}");
+
+        // A replica count that is not a number is named, before any connection is tried.
+        let out = std::process::Command::new(exe)
+            .env("REDIS_URL", format!("{form}127.0.0.1:1/sesame"))
+            .env("SESSION_SECRET", SECRET)
+            .env("DURABILITY_REPLICAS", "two")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("DURABILITY_REPLICAS must be a whole number, not \"two\""),
+            "{stderr}"
+        );
     }
 }
