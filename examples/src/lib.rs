@@ -71,7 +71,7 @@ pub fn durability_replicas() -> Result<u32, BoxError> {
         Err(_) => Ok(1),
         Ok(v) => v
             .parse()
-            .map_err(|_| format!("DURABILITY_REPLICAS must be a whole number, not {v:?}").into()),
+            .map_err(|_| format!("DURABILITY_REPLICAS must be a whole number, not: {v}").into()),
     }
 }
 

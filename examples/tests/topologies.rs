@@ -83,7 +83,7 @@ fn without_a_url_they_say_what_to_set() {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("DURABILITY_REPLICAS must be a whole number, not \"two\""),
+            stderr.contains("DURABILITY_REPLICAS must be a whole number, not: two"),
             "{stderr}"
         );
     }
