@@ -1,27 +1,26 @@
 #!/usr/bin/env bash
 # Runs every check of the project: formatting, clippy with warnings as errors, the API docs,
 # and all tests.
-# Tests start their own redis-server processes on free loopback ports; this script installs
-# the Debian packages they need when missing and it can (Debian/Ubuntu as root), or says what
-# to install.
+# Tests start their own redis-server processes on free loopback ports, the benchmark's smoke
+# run drives wrk, and the examples' tests run curl and openssl; this script installs what is
+# missing when it can (Debian/Ubuntu as root), or says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: redis-server and redis-cli (real servers), wrk (the
-# benchmark's smoke run).
+# Debian/Ubuntu packages the tests need, by the command that must exist.
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+for pair in redis-server:redis-server redis-cli:redis-tools wrk:wrk curl:curl openssl:openssl; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "== installing ${missing[*]} with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "error: these Debian packages are needed by the tests: ${missing[*]}" >&2
+    echo "error: the tests need redis-server and redis-cli (Redis 7), wrk, curl and openssl." >&2
     echo "       Debian/Ubuntu: sudo apt-get install ${missing[*]}" >&2
-    echo "       (redis-server and redis-cli are Redis 7; on macOS: brew install redis wrk)" >&2
+    echo "       macOS: brew install redis wrk curl openssl" >&2
     exit 1
   fi
 fi

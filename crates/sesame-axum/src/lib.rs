@@ -1,5 +1,36 @@
 //! # sesame-axum — sessions for axum and tower
 //!
+//! ## Quick start
+//!
+//! Put a [`SessionLayer`] on the router and take a [`Session`] in the handlers; the layer
+//! loads the session when a handler first asks, saves what changed after it, and sends the
+//! cookie. The README's example (`examples/src/bin/axum-app.rs`) adds a login, a logout and
+//! Redis.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{routing::get, Router};
+//! use sesame::{MemoryStore, SessionConfig, SessionManager};
+//! use sesame_axum::{Session, SessionError, SessionLayer};
+//!
+//! async fn visits(session: Session) -> Result<String, SessionError> {
+//!     let n: u64 = session.update("visits", |n: &mut u64| *n += 1).await?;
+//!     Ok(format!("visit number {n}"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = SessionConfig::builder()
+//!         .token_secret(std::env::var("SESSION_SECRET").map_err(|_| "set SESSION_SECRET")?)
+//!         .build()?;
+//!     let manager = SessionManager::new(Arc::new(MemoryStore::new()), config);
+//!     let app = Router::new().route("/", get(visits)).layer(SessionLayer::new(manager));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## Layout
 //!
 //! - [`layer`]: [`SessionLayer`] — reads the token from the configured transports (rejecting

@@ -1,5 +1,39 @@
 //! # sesame-redis — the Redis store of sesame
 //!
+//! ## Quick start
+//!
+//! Connect, and give the store to a [`sesame::SessionManager`]; then hand the manager to
+//! `sesame-axum`'s `SessionLayer` or `sesame-actix`'s `SessionMiddleware`. Every instance of
+//! the app that connects to the same Redis, with the same secret, shares the sessions.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use sesame::{SessionConfig, SessionManager};
+//! use sesame_redis::RedisStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = sesame_testkit::RedisServer::start();
+//! # let url = server.url();
+//! // url: "redis://127.0.0.1:6379", "redis+sentinel://s1:26379,s2:26379/mymaster",
+//! // "redis+cluster://n1:7000,n2:7000", ...
+//! let store = RedisStore::builder(&url)
+//!     .response_timeout(Duration::from_secs(1)) // a request waits at most this, then 503
+//!     .connect()
+//!     .await?;
+//! let config = SessionConfig::builder()
+//!     .token_secret("32 or more random bytes, the same on every instance")
+//!     .build()?;
+//! let manager = SessionManager::new(Arc::new(store), config);
+//!
+//! let session = manager.open(None);
+//! session.insert("theme", "dark").await?;
+//! session.commit().await?; // the session is in Redis now
+//! # assert_eq!(server.cli(&["DBSIZE"])?, "1");
+//! # Ok(()) }
+//! ```
+//!
 //! ## Layout
 //!
 //! - [`RedisStore`] (`store`) and [`RedisStoreBuilder`] (`builder`): options, connecting per

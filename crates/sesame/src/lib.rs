@@ -1,8 +1,39 @@
 //! # sesame — distributed sessions for Rust web services
 //!
+//! ## Quick start
+//!
+//! A web framework integration (`sesame-axum`, `sesame-actix`) opens and commits the session
+//! of each request for you; underneath, this is what happens:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sesame::{MemoryStore, SessionConfig, SessionManager, TokenAction};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sesame::Error> {
+//! let config = SessionConfig::builder()
+//!     .token_secret("32 or more random bytes, the same on every instance")
+//!     .build()?;
+//! // The in-memory store; `sesame_redis::RedisStore` shares sessions between instances.
+//! let manager = SessionManager::new(Arc::new(MemoryStore::new()), config);
+//!
+//! // A request without a token changes its (new) session; the commit saves it and says
+//! // which token to hand to the client.
+//! let session = manager.open(None);
+//! session.insert("cart", &["apple"]).await?;
+//! let TokenAction::Set { token, .. } = session.commit().await? else { panic!("a new token") };
+//!
+//! // The next request presents the token and finds the cart.
+//! let session = manager.open(Some(&token.expose()));
+//! assert_eq!(session.get::<Vec<String>>("cart").await?, Some(vec!["apple".to_owned()]));
+//! # Ok(()) }
+//! ```
+//!
+//! ## What is where
+//!
 //! This is the core crate: everything that does not depend on a particular store or web
 //! framework. Stores live in their own crates (`sesame-redis`), and so do framework
-//! integrations (`sesame-axum`).
+//! integrations (`sesame-axum`, `sesame-actix`).
 //!
 //! ## Layout
 //!
