@@ -56,7 +56,8 @@ async fn login(base: &str, user: &str, agent: &str) -> String {
 }
 
 async fn me(base: &str, token: &str) -> u16 {
-    let r = Client::new().get(format!("{base}/api/me")).header("cookie", format!("{COOKIE}={token}"));
+    let r =
+        Client::new().get(format!("{base}/api/me")).header("cookie", format!("{COOKIE}={token}"));
     r.send().await.unwrap().status().as_u16()
 }
 
@@ -68,7 +69,9 @@ async fn call(method: &str, url: String) -> (u16, Value) {
 
 /// The id of the session `token` opens, as its own session list tells.
 async fn session_id(base: &str, token: &str) -> String {
-    let r = Client::new().get(format!("{base}/api/sessions")).header("cookie", format!("{COOKIE}={token}"));
+    let r = Client::new()
+        .get(format!("{base}/api/sessions"))
+        .header("cookie", format!("{COOKIE}={token}"));
     let list: Value = r.send().await.unwrap().json().await.unwrap();
     let sessions = list["sessions"].as_array().unwrap();
     let current = sessions.iter().find(|s| s["current"] == true).unwrap();
@@ -94,8 +97,12 @@ async fn admin_lists_users_and_revokes_their_sessions() {
     let users = body["users"].as_array().unwrap();
     let names: Vec<&str> = users.iter().map(|u| u["user"].as_str().unwrap()).collect();
     assert_eq!(names, ["ann", "bob"]);
-    let agents: Vec<&str> =
-        users[0]["sessions"].as_array().unwrap().iter().map(|s| s["user_agent"].as_str().unwrap()).collect();
+    let agents: Vec<&str> = users[0]["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["user_agent"].as_str().unwrap())
+        .collect();
     assert_eq!(agents, ["laptop/2", "phone/1"], "most recent first");
     let s = &users[1]["sessions"][0];
     assert_eq!((s["ip"].as_str(), s["user_agent"].as_str()), (Some("127.0.0.1"), Some("tablet/3")));
@@ -171,6 +178,7 @@ async fn event_feed_merges_every_instance() {
     let mut seen = kinds(&events);
     assert_eq!(seen.pop().unwrap().0, "revoked");
     assert_eq!(events[3]["id"], json!(id));
+    assert_eq!(events[3]["user"], "cy", "the user of the revoked session, from its login");
     seen.sort();
     assert_eq!(seen, [("created", "app-1"), ("created", "app-2"), ("created", "app-3")]);
     let users: Vec<&str> = events[..3].iter().map(|e| e["user"].as_str().unwrap()).collect();

@@ -1,7 +1,7 @@
 //! The admin view's event feed: the lifecycle events of every instance of this process, merged
 //! in the order they arrive, with the user names they carry remembered for the user list.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
@@ -12,6 +12,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 pub const BACKLOG: usize = 100;
 /// How many user names the feed remembers (later names are not added).
 pub const MAX_USERS: usize = 1000;
+/// How many session ids the feed remembers the user of (all are forgotten when full).
+const MAX_OWNERS: usize = 10_000;
 
 /// One line of the feed. Ids are public session ids (token digests), never tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,7 +34,7 @@ pub struct FeedEvent {
     /// For `rotated`: the new id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    /// The user, when the event names one.
+    /// The user, when the event names one or names a session whose login the feed saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// More about it: a count, a reason, a client address.
@@ -55,10 +57,16 @@ fn line(event: &SessionEvent) -> Line {
         SessionEvent::Created { id, principal } => {
             Line { kind: "created", id: Some(id), user: principal, ..Line::default() }
         }
-        SessionEvent::Rotated { from, to, principal } => {
-            Line { kind: "rotated", id: Some(from), to: Some(to), user: principal, ..Line::default() }
+        SessionEvent::Rotated { from, to, principal } => Line {
+            kind: "rotated",
+            id: Some(from),
+            to: Some(to),
+            user: principal,
+            ..Line::default()
+        },
+        SessionEvent::Destroyed { id } => {
+            Line { kind: "destroyed", id: Some(id), ..Line::default() }
         }
-        SessionEvent::Destroyed { id } => Line { kind: "destroyed", id: Some(id), ..Line::default() },
         SessionEvent::Revoked { id } => Line { kind: "revoked", id: Some(id), ..Line::default() },
         SessionEvent::UserRevoked { principal, count } => Line {
             kind: "user_revoked",
@@ -87,6 +95,25 @@ struct State {
     seq: u64,
     recent: VecDeque<FeedEvent>,
     users: BTreeSet<String>,
+    owners: HashMap<String, String>,
+}
+
+impl State {
+    /// Learns the user of a session from an event that names both, or names the user of an
+    /// event that names only the session.
+    fn owner(&mut self, l: &mut Line) {
+        let session = l.to.as_ref().or(l.id.as_ref());
+        match (&l.user, session) {
+            (Some(u), Some(id)) => {
+                if self.owners.len() >= MAX_OWNERS {
+                    self.owners.clear();
+                }
+                self.owners.insert(id.clone(), u.clone());
+            }
+            (None, Some(id)) => l.user = self.owners.get(id).cloned(),
+            _ => {}
+        }
+    }
 }
 
 /// The merged feed: recent events, the user names seen, and the live subscribers.
@@ -111,8 +138,9 @@ impl Feed {
         self.add(instance, line(event));
     }
 
-    fn add(&self, instance: &str, l: Line) {
+    fn add(&self, instance: &str, mut l: Line) {
         let mut s = self.lock();
+        s.owner(&mut l);
         if let Some(u) = &l.user {
             if s.users.len() < MAX_USERS || s.users.contains(u) {
                 s.users.insert(u.clone());
@@ -191,6 +219,24 @@ mod tests {
         let next = rx.try_recv().unwrap();
         assert_eq!((next.kind, next.instance.as_str()), ("created", "app-2"));
         assert!(rx.try_recv().is_err());
+    }
+
+    // An event that names only a session is told with the user of that session's login.
+    #[test]
+    fn names_the_user_of_a_known_session() {
+        let feed = Feed::default();
+        feed.push("a", &created("s1", "ann"));
+        let rotated = SessionEvent::Rotated {
+            from: "s1".into(),
+            to: "s2".into(),
+            principal: Some("ann".into()),
+        };
+        feed.push("a", &rotated);
+        feed.push("b", &SessionEvent::Revoked { id: "s2".into() });
+        feed.push("b", &SessionEvent::Destroyed { id: "unknown".into() });
+        let (events, _) = feed.subscribe();
+        assert_eq!(events[2].user.as_deref(), Some("ann"));
+        assert_eq!(events[3].user, None);
     }
 
     // User names come from the events that carry them, at most MAX_USERS of them.
