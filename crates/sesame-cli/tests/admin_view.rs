@@ -92,7 +92,9 @@ async fn admin_lists_users_and_revokes_their_sessions() {
     let phone = login(&base, "ann", "phone/1").await;
     let laptop = login(&base, "ann", "laptop/2").await;
     let bob = login(&base, "bob", "tablet/3").await;
-    let (status, body) = call("GET", format!("{base}/api/admin/users")).await;
+    let r = Client::new().get(format!("{base}/api/admin/users")).send().await.unwrap();
+    assert!(r.headers().get("x-served-by").is_none(), "answered by the balancer");
+    let (status, body) = (r.status().as_u16(), r.json::<Value>().await.unwrap());
     assert_eq!(status, 200);
     let users = body["users"].as_array().unwrap();
     let names: Vec<&str> = users.iter().map(|u| u["user"].as_str().unwrap()).collect();
@@ -147,7 +149,10 @@ async fn read_events(res: &mut reqwest::Response, done: impl Fn(&[Value]) -> boo
             let block: String = text.drain(..end + 2).collect();
             if block.lines().any(|l| l == "event: session") {
                 let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-                events.push(serde_json::from_str(data).unwrap());
+                let event: Value = serde_json::from_str(data).unwrap();
+                let id = block.lines().find_map(|l| l.strip_prefix("id: ")).unwrap();
+                assert_eq!(id, event["seq"].to_string(), "the event id is its position");
+                events.push(event);
             }
         }
     }
