@@ -25,6 +25,33 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# The browser test (crates/sesame-cli/tests/browser.rs) drives the demo in headless Chromium
+# through Node and playwright-core; SESAME_SKIP_BROWSER=1 skips it.
+if [ "${SESAME_SKIP_BROWSER:-}" != 1 ]; then
+  if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && [ -z "${SESAME_CHROMIUM:-}" ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      echo "== installing chromium with apt-get"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "error: the browser test needs Chromium (Debian: sudo apt-get install chromium)," >&2
+      echo "       or SESAME_CHROMIUM=<path to a Chromium binary>, or SESAME_SKIP_BROWSER=1." >&2
+      exit 1
+    fi
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "error: the browser test needs Node.js 18 or later with npm, or SESAME_SKIP_BROWSER=1." >&2
+    exit 1
+  fi
+  browser_dir=crates/sesame-cli/tests/browser
+  if ! cmp -s "$browser_dir/package-lock.json" "$browser_dir/node_modules/.installed-lock.json"; then
+    echo "== npm ci in $browser_dir"
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error \
+      && cp package-lock.json node_modules/.installed-lock.json)
+  fi
+fi
+
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
     echo "== installing the $component component with rustup"

@@ -1,16 +1,18 @@
 //! One demo app instance: the seeds' login / request / logout flow as a JSON API and a page.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sesame::SessionManager;
+use sesame::{SessionDetails, SessionManager};
 use sesame_axum::{CookieConfig, Session, SessionError, SessionLayer};
 
 const PAGE: &str = include_str!("index.html");
+/// The style sheet of both pages.
+const CSS: &str = include_str!("demo.css");
 /// Most items a cart holds (enough for a hundred concurrent adds to all fit).
 const MAX_CART: usize = 100;
 
@@ -22,7 +24,7 @@ struct Instance {
 }
 
 /// A handler's error: a session error or a plain status with a message.
-enum ApiError {
+pub(super) enum ApiError {
     Session(SessionError),
     Status(StatusCode, String),
 }
@@ -42,9 +44,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
-fn bad(m: &str) -> ApiError {
+pub(super) fn bad(m: &str) -> ApiError {
     ApiError::Status(StatusCode::BAD_REQUEST, m.to_string())
 }
 
@@ -59,6 +61,7 @@ pub fn app_on(name: &str, manager: SessionManager, cookie: CookieConfig, store: 
     let served_by = HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("instance"));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route("/demo.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }))
         .route("/api/info", get(info))
         .route("/api/login", post(login))
         .route("/api/me", get(me))
@@ -180,20 +183,28 @@ async fn sessions(State(i): State<Instance>, session: Session) -> ApiResult {
         .await?
         .into_iter()
         .map(|d| {
-            let s = d.info;
-            let client = d.client.unwrap_or_default();
-            json!({
-                "current": Some(&s.id) == me.as_ref(),
-                "id": s.id,
-                "created_at": s.created_ms,
-                "last_seen_at": s.expires_ms.saturating_sub(i.idle_ms).max(s.created_ms),
-                "expires_at": s.expires_ms,
-                "user_agent": client.user_agent,
-                "ip": client.ip,
-            })
+            let current = Some(&d.info.id) == me.as_ref();
+            let mut v = session_json(d, i.idle_ms);
+            v["current"] = json!(current);
+            v
         })
         .collect();
     Ok(Json(json!({ "sessions": list })))
+}
+
+/// A session as the JSON API shows it: id, creation, last activity (its idle deadline minus the
+/// idle timeout `idle_ms`), expiry, and the browser and address that created it.
+pub(super) fn session_json(d: SessionDetails, idle_ms: u64) -> Value {
+    let s = d.info;
+    let client = d.client.unwrap_or_default();
+    json!({
+        "id": s.id,
+        "created_at": s.created_ms,
+        "last_seen_at": s.expires_ms.saturating_sub(idle_ms).max(s.created_ms),
+        "expires_at": s.expires_ms,
+        "user_agent": client.user_agent,
+        "ip": client.ip,
+    })
 }
 
 async fn revoke_one(session: Session, Path(id): Path<String>) -> ApiResult {

@@ -1,8 +1,11 @@
 //! `sesame demo`: several app instances, each with its own store client, behind a built-in
 //! round-robin balancer on one port. The balancer itself answers `GET /metrics` with the
-//! process's metrics in the Prometheus text format.
+//! process's metrics in the Prometheus text format, and serves the admin view (`/admin` and
+//! `/api/admin/...`) to clients on this machine.
 
+mod admin;
 mod app;
+pub mod feed;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +23,7 @@ use sesame_axum::CookieConfig;
 use sesame_redis::RedisStore;
 use tower::ServiceExt;
 
+pub use admin::router as admin_router;
 pub use app::{app, app_on};
 
 /// Options of `sesame demo`.
@@ -92,6 +96,7 @@ pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
         _ => None,
     };
     let mut instances = Vec::with_capacity(n);
+    let mut managers = Vec::with_capacity(n);
     for i in 0..n {
         let store = match &shared_memory {
             // In-memory sessions are shared by being in the same process.
@@ -100,10 +105,14 @@ pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
         };
         let manager = SessionManager::new(store, opts.config.clone());
         let label = store_label(opts.store.as_deref());
-        instances.push(app_on(&format!("app-{}", i + 1), manager, opts.cookie.clone(), &label));
+        let name = format!("app-{}", i + 1);
+        managers.push((name.clone(), manager.clone()));
+        instances.push(app_on(&name, manager, opts.cookie.clone(), &label));
     }
     let metrics = prometheus();
-    Ok(balancer(instances).route("/metrics", get(move || render_metrics(metrics.clone()))))
+    Ok(balancer(instances)
+        .merge(admin_router(managers))
+        .route("/metrics", get(move || render_metrics(metrics.clone()))))
 }
 
 /// The Prometheus recorder of this process, installed by the first call (one per process,
