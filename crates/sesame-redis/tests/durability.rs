@@ -3,6 +3,8 @@
 //! spawned redis-server processes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +122,21 @@ async fn writes_wait_for_replicas_or_fail() {
         .connect()
         .await
         .is_err());
+}
+
+// A write's WAIT runs on a connection of its own: while it waits for a stopped replica, reads
+// of other sessions (and of its own) are answered, and the write completes once the replica
+// resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_not_held_up_by_a_waiting_write() {
+    let master = RedisServer::start_with(diskless()).unwrap();
+    let replica = replica_of(&master);
+    let s = RedisStore::builder(master.url())
+        .durability(1, Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    common::reads_go_on_while_a_write_waits(&s, &master, &replica).await;
 }
 
 // A login into the user's slot whose first step (the claim on the anonymous session) reached

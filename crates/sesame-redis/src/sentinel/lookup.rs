@@ -1,0 +1,128 @@
+//! Finding the master: every sentinel asked at once, each answer checked with `ROLE`, the
+//! whole search bounded by `connect_timeout + response_timeout`.
+
+use std::collections::HashSet;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, Value};
+
+use super::{io_error, Inner};
+
+impl Inner {
+    fn config(&self) -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.spec.connect_timeout))
+            .set_response_timeout(Some(self.spec.response_timeout))
+    }
+
+    async fn open(&self, url: &str) -> RedisResult<MultiplexedConnection> {
+        let client = crate::conn::client(url, self.spec.ca_pem.as_deref())?;
+        let config = self.config();
+        tokio::time::timeout(
+            self.spec.connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| io_error(format!("timed out connecting to {}", crate::url::redacted(url))))?
+    }
+
+    /// Asks one sentinel which node is the master.
+    async fn ask(&self, sentinel: &str) -> RedisResult<String> {
+        let url = self.spec.node.sentinel_at(sentinel, self.spec.sentinel_userinfo.as_deref());
+        let mut conn = self.open(&url).await?;
+        let (host, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&self.spec.master_name)
+            .query_async(&mut conn)
+            .await?;
+        Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
+    }
+
+    /// The first answer of any sentinel (all asked at once), within the lookup bound.
+    pub(super) async fn ask_any(&self) -> Option<String> {
+        let mut asks: FuturesUnordered<_> =
+            self.spec.sentinels.iter().map(|s| self.ask(s)).collect();
+        let first = async {
+            while let Some(answer) = asks.next().await {
+                if let Ok(addr) = answer {
+                    return Some(addr);
+                }
+            }
+            None
+        };
+        tokio::time::timeout(self.spec.lookup_bound(), first).await.ok().flatten()
+    }
+
+    /// Asks every sentinel at once and returns the first named node that checks out as a
+    /// master, with a connection to it.
+    pub(super) async fn lookup(&self) -> RedisResult<(String, MultiplexedConnection)> {
+        let spec = &self.spec;
+        let mut problems = Vec::new();
+        // Refused credentials or unusable settings are reported as such, not as an outage.
+        let mut config_error = false;
+        let search = async {
+            let mut asks: FuturesUnordered<_> =
+                spec.sentinels.iter().map(|s| async move { (s, self.ask(s).await) }).collect();
+            let mut tried = HashSet::new();
+            while let Some((s, answer)) = asks.next().await {
+                let addr = match answer {
+                    Ok(addr) => addr,
+                    Err(e) => {
+                        config_error |= crate::error::is_config_error(&e);
+                        problems.push(format!("sentinel {s}: {e}"));
+                        continue;
+                    }
+                };
+                if !tried.insert(addr.clone()) {
+                    continue;
+                }
+                match self.confirm(&addr).await {
+                    Ok(conn) => return Some((addr, conn)),
+                    Err(e) => {
+                        config_error |= crate::error::is_config_error(&e);
+                        problems.push(format!("sentinel {s} named {addr}: {e}"));
+                    }
+                }
+            }
+            None
+        };
+        let bound = spec.lookup_bound();
+        let outcome = tokio::time::timeout(bound, search).await;
+        match outcome {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(_) => problems.push(format!("no usable answer within {} ms", bound.as_millis())),
+        }
+        let message = format!(
+            "no Redis master for {:?} could be reached through the sentinels ({})",
+            spec.master_name,
+            problems.join("; ")
+        );
+        Err(if config_error {
+            RedisError::from((ErrorKind::AuthenticationFailed, "sentinel lookup", message))
+        } else {
+            io_error(message)
+        })
+    }
+
+    /// Connects to `addr` and checks that it is a master now.
+    pub(super) async fn confirm(&self, addr: &str) -> RedisResult<MultiplexedConnection> {
+        let mut conn = self.open(&self.spec.node.at(addr)).await?;
+        if is_master(&mut conn).await? {
+            Ok(conn)
+        } else {
+            Err(io_error(format!("{addr} is not a master (ROLE)")))
+        }
+    }
+}
+
+/// Whether the node behind `conn` answers `ROLE` with `master`.
+pub(super) async fn is_master(conn: &mut MultiplexedConnection) -> RedisResult<bool> {
+    let role: Vec<Value> = redis::cmd("ROLE").query_async(conn).await?;
+    Ok(match role.first() {
+        Some(Value::BulkString(r)) => r.as_slice() == b"master",
+        Some(Value::SimpleString(r)) => r == "master",
+        _ => false,
+    })
+}
