@@ -148,9 +148,23 @@ pub(crate) async fn run(
                 // the master was forgotten; send the write once more to the new one.
                 redirected = true;
             }
-            other => return other.map_err(map_err),
+            other => return other.map_err(write_error),
         }
     }
+}
+
+/// Maps the error of a write: one whose reply did not come in time may have been applied, and
+/// its error says the outcome is unknown.
+fn write_error(e: redis::RedisError) -> StoreError {
+    if e.is_timeout() {
+        return StoreError::Unavailable {
+            message: format!(
+                "outcome unknown: no reply to a write in time ({e}); it may or may not have been applied"
+            ),
+            source: Some(Box::new(e)),
+        };
+    }
+    map_err(e)
 }
 
 /// One write followed by `WAIT`, on a dedicated connection when there is one. The outer error
@@ -178,7 +192,7 @@ async fn waited(
         Ok((v, acked)) if acked >= i64::from(d.replicas) => Ok(Ok(v)),
         Ok((_, acked)) => Err(StoreError::Unavailable {
             message: format!(
-                "write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it may be lost by a failover",
+                "outcome unknown: write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it was applied on the master and may or may not survive a failover",
                 d.replicas,
                 d.timeout.as_millis()
             ),

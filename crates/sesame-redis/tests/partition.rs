@@ -157,10 +157,36 @@ async fn sentinel_reads_are_not_held_up_by_a_waiting_write() {
     let g = group(1).await;
     let s = RedisStore::builder(g.url())
         .durability(1, Duration::from_secs(30))
+        .response_timeout(Duration::from_millis(500))
         .connect()
         .await
         .unwrap();
     let m = g.current_master().unwrap();
     let nodes = g.data_nodes();
     common::reads_go_on_while_a_write_waits(&s, &nodes[m], &nodes[1 - m]).await;
+}
+
+// A write whose reply does not come within the response timeout (the server hangs) may have
+// been applied: its error says the outcome is unknown. A read that times out does not.
+#[tokio::test]
+async fn a_write_without_a_reply_has_an_unknown_outcome() {
+    let server = sesame_testkit::RedisServer::start();
+    let s = RedisStore::builder(server.url())
+        .response_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let pid = server.pid().unwrap();
+    signal(pid, "STOP");
+    let k = key(Tag::random().unwrap());
+    let written = s.create(&k, &record(None, &[]), None, now(), &policy()).await;
+    let read = s.load(&k, now(), &policy()).await;
+    signal(pid, "CONT");
+    let e = written.unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Unavailable { message, .. } if message.contains("outcome unknown")),
+        "{e}"
+    );
+    let e = read.unwrap_err();
+    assert!(e.is_unavailable() && !e.to_string().contains("outcome unknown"), "{e}");
 }

@@ -49,7 +49,8 @@ pub(crate) fn signal(pid: u32, sig: &str) {
 
 /// With durability on and the replica stopped, a save waits for it in `WAIT`; meanwhile reads
 /// of other sessions (and of the waiting one) are answered; once the replica resumes, the save
-/// is acknowledged. `master` is the server the store writes to.
+/// is acknowledged, although it waited longer than the store's response timeout (which must
+/// be under 1 s). `master` is the server the store writes to.
 pub(crate) async fn reads_go_on_while_a_write_waits(
     s: &RedisStore,
     master: &RedisServer,
@@ -87,6 +88,9 @@ pub(crate) async fn reads_go_on_while_a_write_waits(
             assert!(s.load(k, now(), &pol).await.unwrap().is_live());
         }
     }
+    // Longer than the callers' response timeout (500 ms): a write may wait for its replicas
+    // up to the durability timeout.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert!(!writer.is_finished(), "the save should still be waiting for the stopped replica");
     signal(replica_pid, "CONT");
     let saved = writer.await.unwrap().unwrap();
