@@ -89,6 +89,7 @@ async fn requests_fail_within_the_bound_when_nothing_answers() {
     for pid in &stopped {
         signal(*pid, "CONT");
     }
+    eprintln!("slowest failed request: {worst:?} (bound {bound:?})");
     assert!(worst <= bound + slack, "a request took {worst:?}; the bound is {bound:?}");
 
     let until = Instant::now() + Duration::from_secs(30);
@@ -112,10 +113,12 @@ async fn follows_a_failover_without_announcements() {
         tokio::task::block_in_place(|| g.wait_for_failover(first, Duration::from_secs(30)))
             .unwrap();
     let want = Some(format!("127.0.0.1:{second}"));
+    let promoted = Instant::now();
     eventually("the store follows the new master", Duration::from_secs(20), || {
         s.current_master() == want
     })
     .await;
+    eprintln!("followed {:?} after the sentinels agreed on the new master", promoted.elapsed());
     create(&s, &key(Tag::random().unwrap()), &record(None, &[]), &policy()).await;
 }
 
