@@ -99,15 +99,30 @@ async fn requests_fail_within_the_bound_when_nothing_answers() {
     }
 }
 
+/// How many connections sentinel `i` has accepted so far.
+fn sentinel_connections(g: &SentinelGroup, i: usize) -> u64 {
+    let info = g.sentinel_cli(i, &["INFO", "stats"]).unwrap();
+    let line = info.lines().find_map(|l| l.strip_prefix("total_connections_received:"));
+    line.unwrap().trim().parse().unwrap()
+}
+
 // Without the `+switch-master` announcements (the store does not listen, as when a partition
 // swallowed them), the periodic check moves the store to the new master after a failover,
-// with no request made.
+// with no request made. The check keeps its connection to each sentinel: a few seconds of
+// checks open no new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_failover_without_announcements() {
     let g = group(1).await;
     let s = RedisStore::builder(g.url()).without_switch_announcements().connect().await.unwrap();
     let first = g.current_master_port().unwrap();
     assert_eq!(s.current_master(), Some(format!("127.0.0.1:{first}")));
+    let before: Vec<u64> = (0..3).map(|i| sentinel_connections(&g, i)).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, b) in before.iter().enumerate() {
+        // One for each `INFO` of this test, at most one for the store.
+        let opened = sentinel_connections(&g, i) - b;
+        assert!(opened <= 2, "sentinel {i}: {opened} new connections");
+    }
     g.sentinel_cli(0, &["SENTINEL", "FAILOVER", g.master_name()]).unwrap();
     let second =
         tokio::task::block_in_place(|| g.wait_for_failover(first, Duration::from_secs(30)))

@@ -7,7 +7,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, Value};
 
-use super::{io_error, Inner};
+use super::{io_error, lock, Inner};
 
 impl Inner {
     fn config(&self) -> AsyncConnectionConfig {
@@ -27,15 +27,28 @@ impl Inner {
         .map_err(|_| io_error(format!("timed out connecting to {}", crate::url::redacted(url))))?
     }
 
-    /// Asks one sentinel which node is the master.
+    /// Asks one sentinel which node is the master, on the connection kept for it (opened
+    /// first when there is none; dropped when the question fails).
     async fn ask(&self, sentinel: &str) -> RedisResult<String> {
-        let url = self.spec.node.sentinel_at(sentinel, self.spec.sentinel_userinfo.as_deref());
-        let mut conn = self.open(&url).await?;
-        let (host, port): (String, u16) = redis::cmd("SENTINEL")
+        let kept = lock(&self.sentinel_conns).get(sentinel).cloned();
+        let mut conn = match kept {
+            Some(c) => c,
+            None => {
+                let url =
+                    self.spec.node.sentinel_at(sentinel, self.spec.sentinel_userinfo.as_deref());
+                let c = self.open(&url).await?;
+                lock(&self.sentinel_conns).insert(sentinel.to_string(), c.clone());
+                c
+            }
+        };
+        let answer: RedisResult<(String, u16)> = redis::cmd("SENTINEL")
             .arg("GET-MASTER-ADDR-BY-NAME")
             .arg(&self.spec.master_name)
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let (host, port) = answer.inspect_err(|_| {
+            lock(&self.sentinel_conns).remove(sentinel);
+        })?;
         Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
     }
 

@@ -21,6 +21,7 @@
 mod lookup;
 mod watch;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,6 +82,9 @@ struct Inner {
     /// short while after, fail at once instead of queueing for lookups that would fail the
     /// same way.
     failed_at: std::sync::Mutex<Option<Instant>>,
+    /// A connection to each sentinel that answered, kept for the next lookups and checks
+    /// (dropped when it fails).
+    sentinel_conns: std::sync::Mutex<HashMap<String, MultiplexedConnection>>,
     /// Dropped with the store: the background tasks see it and end.
     _alive: tokio::sync::watch::Sender<()>,
     alive: tokio::sync::watch::Receiver<()>,
@@ -135,6 +139,7 @@ impl SentinelConn {
             resolving: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             failed_at: std::sync::Mutex::new(None),
+            sentinel_conns: std::sync::Mutex::new(HashMap::new()),
             _alive: tx,
             alive: rx,
         });
