@@ -2,6 +2,7 @@
 //! whole search bounded by `connect_timeout + response_timeout`.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::aio::MultiplexedConnection;
@@ -18,13 +19,7 @@ impl Inner {
 
     async fn open(&self, url: &str) -> RedisResult<MultiplexedConnection> {
         let client = crate::conn::client(url, self.spec.ca_pem.as_deref())?;
-        let config = self.config();
-        tokio::time::timeout(
-            self.spec.connect_timeout,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| io_error(format!("timed out connecting to {}", crate::url::redacted(url))))?
+        opening(client, self.config(), self.spec.connect_timeout, crate::url::redacted(url)).await
     }
 
     /// Asks one sentinel which node is the master, on the connection kept for it (opened
@@ -36,9 +31,19 @@ impl Inner {
             None => {
                 let url =
                     self.spec.node.sentinel_at(sentinel, self.spec.sentinel_userinfo.as_deref());
-                let c = self.open(&url).await?;
-                lock(&self.sentinel_conns).insert(sentinel.to_string(), c.clone());
-                c
+                let client = crate::conn::client(&url, self.spec.ca_pem.as_deref())?;
+                let shown = crate::url::redacted(&url);
+                let connect = opening(client, self.config(), self.spec.connect_timeout, shown);
+                let (kept, key) = (self.sentinel_conns.clone(), sentinel.to_string());
+                // A task of its own: when this question is dropped because another sentinel
+                // answered first, the connection is still opened and kept for the next one.
+                let task = tokio::spawn(async move {
+                    let c = connect.await?;
+                    lock(&kept).insert(key, c.clone());
+                    RedisResult::Ok(c)
+                });
+                task.await
+                    .map_err(|_| io_error("connecting to a sentinel was cut short".into()))??
             }
         };
         let answer: RedisResult<(String, u16)> = redis::cmd("SENTINEL")
@@ -128,6 +133,19 @@ impl Inner {
             Err(io_error(format!("{addr} is not a master (ROLE)")))
         }
     }
+}
+
+/// Opens a connection within `within`; the future owns all it needs (it takes no reference),
+/// so that it can run as a task of its own.
+async fn opening(
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    within: Duration,
+    shown: String,
+) -> RedisResult<MultiplexedConnection> {
+    tokio::time::timeout(within, client.get_multiplexed_async_connection_with_config(&config))
+        .await
+        .map_err(|_| io_error(format!("timed out connecting to {shown}")))?
 }
 
 /// Whether the node behind `conn` answers `ROLE` with `master`.

@@ -84,7 +84,7 @@ struct Inner {
     failed_at: std::sync::Mutex<Option<Instant>>,
     /// A connection to each sentinel that answered, kept for the next lookups and checks
     /// (dropped when it fails).
-    sentinel_conns: std::sync::Mutex<HashMap<String, MultiplexedConnection>>,
+    sentinel_conns: Arc<std::sync::Mutex<HashMap<String, MultiplexedConnection>>>,
     /// Dropped with the store: the background tasks see it and end.
     _alive: tokio::sync::watch::Sender<()>,
     alive: tokio::sync::watch::Receiver<()>,
@@ -139,7 +139,7 @@ impl SentinelConn {
             resolving: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             failed_at: std::sync::Mutex::new(None),
-            sentinel_conns: std::sync::Mutex::new(HashMap::new()),
+            sentinel_conns: Arc::default(),
             _alive: tx,
             alive: rx,
         });
