@@ -35,6 +35,7 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     sentinel_userinfo: Option<String>,
     durability: Option<Durability>,
+    announcements: bool,
 }
 
 impl std::fmt::Debug for RedisStoreBuilder {
@@ -57,6 +58,7 @@ impl RedisStoreBuilder {
             connect_timeout: Duration::from_secs(2),
             sentinel_userinfo: None,
             durability: None,
+            announcements: true,
         }
     }
 
@@ -112,6 +114,14 @@ impl RedisStoreBuilder {
     /// lost by a failover. Off by default. `replicas` must be at least 1.
     pub fn durability(mut self, replicas: u32, timeout: Duration) -> Self {
         self.durability = Some(Durability { replicas, timeout });
+        self
+    }
+
+    /// Do not listen to the sentinels' `+switch-master` announcements, so that only the
+    /// periodic check follows a failover. For tests of that check; not part of the API.
+    #[doc(hidden)]
+    pub fn without_switch_announcements(mut self) -> Self {
+        self.announcements = false;
         self
     }
 
@@ -180,10 +190,14 @@ impl RedisStoreBuilder {
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
+                let writers = self.durability.map(|d| {
+                    let response = self.response_timeout.saturating_add(d.timeout);
+                    crate::pool::Pool::new(client.clone(), self.connect_timeout, response)
+                });
                 let conn = redis::aio::ConnectionManager::new_with_config(client, config)
                     .await
                     .map_err(map_err)?;
-                Ok(Conn::Single(conn))
+                Ok(Conn::Single(conn, writers))
             }
             Topology::Sentinel { sentinels, master_name, node } => {
                 let spec = crate::sentinel::SentinelSpec {
@@ -194,6 +208,8 @@ impl RedisStoreBuilder {
                     ca_pem: self.ca_pem.clone(),
                     connect_timeout: self.connect_timeout,
                     response_timeout: self.response_timeout,
+                    durability_wait: self.durability.map(|d| d.timeout),
+                    announcements: self.announcements,
                 };
                 let conn = crate::sentinel::SentinelConn::connect(spec).await.map_err(map_err)?;
                 Ok(Conn::Sentinel(conn))

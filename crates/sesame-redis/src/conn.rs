@@ -1,9 +1,12 @@
 //! The one connection type the store uses, whatever the topology.
 
+use std::sync::Arc;
+
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
+use crate::pool::{Lease, Pool};
 use crate::sentinel::SentinelConn;
 
 /// A redis-rs client for `url`, trusting `ca_pem` in addition to the system roots.
@@ -21,8 +24,9 @@ pub(crate) fn client(url: &str, ca_pem: Option<&[u8]>) -> RedisResult<redis::Cli
 /// Cheap to clone; clones share the underlying connections.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    /// One server; reconnects by itself.
-    Single(ConnectionManager),
+    /// One server; reconnects by itself. With durability on, writes that wait for replicas
+    /// use the pool's dedicated connections.
+    Single(ConnectionManager, Option<Arc<Pool>>),
     /// The master of a Sentinel group; follows failovers.
     Sentinel(SentinelConn),
     /// A cluster; follows `MOVED`/`ASK` and failovers, one connection per node.
@@ -33,9 +37,20 @@ impl Conn {
     /// Which topology, for logs and errors.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
-            Conn::Single(_) => "standalone",
+            Conn::Single(..) => "standalone",
             Conn::Sentinel(_) => "sentinel",
             Conn::Cluster(_) => "cluster",
+        }
+    }
+
+    /// A dedicated connection for one write and its `WAIT`, waiting at most `wait` for a
+    /// turn; `None` when this topology or configuration has none (durability off, or a
+    /// cluster, whose writes and `WAIT` go to the key's own node on the cluster connection).
+    pub(crate) async fn lease(&self, wait: std::time::Duration) -> Option<RedisResult<Lease>> {
+        match self {
+            Conn::Single(_, Some(pool)) => Some(pool.lease(wait).await),
+            Conn::Sentinel(s) => s.lease(wait).await,
+            _ => None,
         }
     }
 }
@@ -43,7 +58,7 @@ impl Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Single(c, _) => c.req_packed_command(cmd),
             Conn::Sentinel(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -56,7 +71,7 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Single(c, _) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -64,7 +79,7 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Conn::Single(c, _) => c.get_db(),
             Conn::Sentinel(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }

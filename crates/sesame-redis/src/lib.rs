@@ -40,6 +40,8 @@
 //!   topology.
 //! - `conn`: one connection type over the three topologies: a self-reconnecting connection to
 //!   one server, a Sentinel-followed master (`sentinel`), or the async cluster connection.
+//! - `pool`: dedicated connections for writes that wait for replicas (durability on), so that
+//!   a `WAIT` never holds up other requests on the shared connection.
 //! - `keys`: every key name (session, index, epoch) in one place.
 //! - `record`: the stored forms: a session record (one MessagePack array) or the pointer a
 //!   rotation leaves for a superseded token.
@@ -67,6 +69,7 @@ mod conn;
 mod error;
 mod keys;
 mod ops;
+mod pool;
 mod record;
 mod script;
 mod sentinel;

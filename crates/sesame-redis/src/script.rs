@@ -112,7 +112,9 @@ impl<'a> Call<'a> {
 }
 
 /// Runs a write script. With durability, `WAIT` travels in the same pipeline on the same
-/// connection right behind it, so it covers exactly this write.
+/// connection right behind it, so it covers exactly this write; that connection is a
+/// dedicated one where the topology has them (see `pool`), so the `WAIT` holds up no other
+/// request.
 pub(crate) async fn run(
     conn: &Conn,
     durability: Option<Durability>,
@@ -122,29 +124,10 @@ pub(crate) async fn run(
     let mut conn = conn.clone();
     let mut reloaded = false;
     let mut resent = false;
+    let mut redirected = false;
     loop {
         let result = match durability {
-            Some(d) => {
-                let mut p = redis::pipe();
-                p.add_command(cmd.clone())
-                    .cmd("WAIT")
-                    .arg(d.replicas)
-                    .arg(u64::try_from(d.timeout.as_millis()).unwrap_or(u64::MAX).max(1));
-                match p.query_async::<(Value, i64)>(&mut conn).await {
-                    Ok((v, acked)) if acked >= i64::from(d.replicas) => Ok(v),
-                    Ok((_, acked)) => {
-                        return Err(StoreError::Unavailable {
-                            message: format!(
-                                "write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it may be lost by a failover",
-                                d.replicas,
-                                d.timeout.as_millis()
-                            ),
-                            source: None,
-                        })
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            Some(d) => waited(&mut conn, &cmd, d).await?,
             None => cmd.query_async::<Value>(&mut conn).await,
         };
         match result {
@@ -160,8 +143,62 @@ pub(crate) async fn run(
                 resent = true;
                 tracing::debug!(error = %e, "resending a write after a broken connection");
             }
-            other => return other.map_err(map_err),
+            Err(e) if !redirected && e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) => {
+                // A dedicated connection reached a demoted master: nothing was written, and
+                // the master was forgotten; send the write once more to the new one.
+                redirected = true;
+            }
+            other => return other.map_err(write_error),
         }
+    }
+}
+
+/// Maps the error of a write: one whose reply did not come in time may have been applied, and
+/// its error says the outcome is unknown.
+fn write_error(e: redis::RedisError) -> StoreError {
+    if e.is_timeout() {
+        return StoreError::Unavailable {
+            message: format!(
+                "outcome unknown: no reply to a write in time ({e}); it may or may not have been applied"
+            ),
+            source: Some(Box::new(e)),
+        };
+    }
+    map_err(e)
+}
+
+/// One write followed by `WAIT`, on a dedicated connection when there is one. The outer error
+/// is final; the inner one is the client's, for the caller's retries.
+async fn waited(
+    conn: &mut Conn,
+    cmd: &redis::Cmd,
+    d: Durability,
+) -> Result<redis::RedisResult<Value>, StoreError> {
+    let mut p = redis::pipe();
+    p.add_command(cmd.clone())
+        .cmd("WAIT")
+        .arg(d.replicas)
+        .arg(u64::try_from(d.timeout.as_millis()).unwrap_or(u64::MAX).max(1));
+    let replied = match conn.lease(d.timeout).await {
+        Some(Ok(mut lease)) => {
+            let r = p.query_async::<(Value, i64)>(lease.conn()).await;
+            lease.done(&r);
+            r
+        }
+        Some(Err(e)) => return Err(map_err(e)),
+        None => p.query_async::<(Value, i64)>(conn).await,
+    };
+    match replied {
+        Ok((v, acked)) if acked >= i64::from(d.replicas) => Ok(Ok(v)),
+        Ok((_, acked)) => Err(StoreError::Unavailable {
+            message: format!(
+                "outcome unknown: write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it was applied on the master and may or may not survive a failover",
+                d.replicas,
+                d.timeout.as_millis()
+            ),
+            source: None,
+        }),
+        Err(e) => Ok(Err(e)),
     }
 }
 

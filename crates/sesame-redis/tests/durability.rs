@@ -3,6 +3,8 @@
 //! spawned redis-server processes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,8 +56,8 @@ fn replica_of(master: &RedisServer) -> RedisServer {
 }
 
 // With durability on, a write is acknowledged only once a replica has it; with the replica
-// gone, every kind of write fails as unavailable (503), naming the reason, instead of
-// succeeding silently.
+// gone, every kind of write fails as unavailable (503), naming the reason and saying that its
+// outcome is unknown, instead of succeeding silently.
 #[tokio::test]
 async fn writes_wait_for_replicas_or_fail() {
     let master = RedisServer::start_with(diskless()).unwrap();
@@ -79,7 +81,7 @@ async fn writes_wait_for_replicas_or_fail() {
     let d = Delta { set: vec![("b".into(), b"2".to_vec())], ..Delta::default() };
     let e = s.save(&k, &base, &d, now(), &pol).await.unwrap_err();
     assert!(
-        matches!(&e, StoreError::Unavailable { message, .. } if message.contains("not confirmed by 1 replica")),
+        matches!(&e, StoreError::Unavailable { message, .. } if message.contains("not confirmed by 1 replica") && message.contains("outcome unknown")),
         "{e}"
     );
     let k2 = key_for(Tag::random().unwrap());
@@ -120,6 +122,22 @@ async fn writes_wait_for_replicas_or_fail() {
         .connect()
         .await
         .is_err());
+}
+
+// A write's WAIT runs on a connection of its own: while it waits for a stopped replica, reads
+// of other sessions (and of its own) are answered, and the write completes once the replica
+// resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_not_held_up_by_a_waiting_write() {
+    let master = RedisServer::start_with(diskless()).unwrap();
+    let replica = replica_of(&master);
+    let s = RedisStore::builder(master.url())
+        .durability(1, Duration::from_secs(30))
+        .response_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    common::reads_go_on_while_a_write_waits(&s, &master, &replica).await;
 }
 
 // A login into the user's slot whose first step (the claim on the anonymous session) reached

@@ -35,6 +35,16 @@ pub enum StoreError {
         /// What went wrong (the decoder's or the update's words: may quote the value).
         message: String,
     },
+    /// The store holds an older state of the session than the one this request read: writes
+    /// it had acknowledged were lost (a failover promoted a replica that had not received
+    /// them). Nothing was written: this request's changes are not merged into the older state.
+    /// The session's state is unknown to the request; the client should retry (HTTP layers
+    /// answer "try again", like [`StoreError::Unavailable`]).
+    #[error("session state unknown: the store went back to an older version of this session ({message}); nothing was written, retry")]
+    RolledBack {
+        /// The versions involved (no session data).
+        message: String,
+    },
     /// The store refused the operation for another reason it explained.
     #[error("session store error: {message}")]
     Backend {
@@ -59,8 +69,17 @@ impl StoreError {
             StoreError::Corrupt(_) => "corrupt",
             StoreError::LimitExceeded(_) => "limit",
             StoreError::Update { .. } => "update",
+            StoreError::RolledBack { .. } => "rolled_back",
             StoreError::Backend { .. } => "backend",
         }
+    }
+
+    /// Whether a later attempt of the same request may succeed: the store is unreachable
+    /// ([`StoreError::Unavailable`], which includes writes whose outcome is unknown) or went
+    /// back to an older state of the session ([`StoreError::RolledBack`]). HTTP layers answer
+    /// these with 503 and `Retry-After`.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. } | StoreError::RolledBack { .. })
     }
 
     /// A [`StoreError::Backend`] without a source.
@@ -135,5 +154,11 @@ impl Error {
     /// Whether the underlying store is unreachable.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Store(e) if e.is_unavailable())
+    }
+
+    /// Whether a later attempt of the same request may succeed (see
+    /// [`StoreError::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_retryable())
     }
 }

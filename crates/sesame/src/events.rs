@@ -78,6 +78,12 @@ pub enum SessionEvent {
         /// The id of the superseded token's key.
         id: String,
     },
+    /// A write found its session in an older state than the request had read: the store lost
+    /// writes (a failover). The write was refused; nothing was merged into the older state.
+    RolledBack {
+        /// The session's id.
+        id: String,
+    },
     /// A token failed its format or check value (no store call was made).
     InvalidToken {
         /// Why it was rejected (never the token).

@@ -33,6 +33,7 @@ struct Counters {
     destroyed: AtomicU64,
     reused_tokens: AtomicU64,
     sessions_ended: AtomicU64,
+    rolled_back: AtomicU64,
 }
 
 /// A snapshot of a manager's counters.
@@ -52,6 +53,9 @@ pub struct Stats {
     pub reused_tokens: u64,
     /// Commits whose session had ended meanwhile (their changes were refused).
     pub sessions_ended: u64,
+    /// Commits refused because the store held an older version of their session than they
+    /// had read (writes lost by a failover).
+    pub rolled_back: u64,
 }
 
 /// A listed session with the client that created it.
@@ -260,6 +264,7 @@ impl SessionManager {
             destroyed: c.destroyed.load(Ordering::Relaxed),
             reused_tokens: c.reused_tokens.load(Ordering::Relaxed),
             sessions_ended: c.sessions_ended.load(Ordering::Relaxed),
+            rolled_back: c.rolled_back.load(Ordering::Relaxed),
         }
     }
 
@@ -278,6 +283,13 @@ impl SessionManager {
     pub(crate) fn note_session_ended(&self) {
         self.counters.sessions_ended.fetch_add(1, Ordering::Relaxed);
         metrics::count(metrics::SESSIONS_ENDED);
+    }
+
+    pub(crate) fn note_rolled_back(&self, key: &SessionKey) {
+        self.counters.rolled_back.fetch_add(1, Ordering::Relaxed);
+        metrics::count(metrics::ROLLBACKS);
+        tracing::warn!(id = %key.id(), "the store went back to an older version of a session (writes lost by a failover?); this request's changes were refused");
+        self.emit(|| SessionEvent::RolledBack { id: key.id() });
     }
 
     pub(crate) fn note_created(&self) {

@@ -41,6 +41,9 @@ pub const REUSE_DETECTIONS: &str = "sesame_reuse_detections_total";
 pub const SESSIONS_ENDED: &str = "sesame_sessions_ended_total";
 /// Counter: session creations refused by the creation hook (a rate limit, for example).
 pub const CREATION_REFUSALS: &str = "sesame_creation_refusals_total";
+/// Counter: writes refused because the store held an older version of their session than the
+/// request had read (writes lost by a failover).
+pub const ROLLBACKS: &str = "sesame_rollbacks_total";
 /// Counter: failed store operations, labelled `kind`.
 pub const STORE_ERRORS: &str = "sesame_store_errors_total";
 /// Histogram: the duration of store operations in seconds, labelled `op`.

@@ -168,6 +168,26 @@ impl RedisStore {
     }
 }
 
+/// Refuses to go on from what a key holds now (`found`, after a compare-and-set conflict)
+/// when it is an older state of the session than `read`, the record the write merged into.
+/// Every write raises the version, so a genuine later write holds a higher one; the same or a
+/// lower version with other bytes comes back only when acknowledged writes were lost (a
+/// failover promoted a replica that had not received them). Merging into it would silently
+/// build on the older state. (A version saturated at `u64::MAX` tells nothing.)
+pub(crate) fn check_not_rolled_back(read: &Record, found: &Found) -> Result<(), StoreError> {
+    match found {
+        Found::Record(now) if now.record.version <= read.version && read.version < u64::MAX => {
+            Err(StoreError::RolledBack {
+                message: format!(
+                    "version {} stored, version {} read before",
+                    now.record.version, read.version
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A script's reply `{code, extra...}`: the code and the reply's elements after it.
 pub(crate) fn code(v: &Value, what: &str) -> Result<(i64, Vec<Value>), StoreError> {
     match v {

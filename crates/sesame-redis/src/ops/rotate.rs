@@ -24,7 +24,7 @@ use sesame::{
 
 use crate::error::{backend, unexpected};
 use crate::ops::create::{create, Created, Options};
-use crate::ops::lineage::{code, Follow, Found, Read, Resolved};
+use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Read, Resolved};
 use crate::record::{encode, encode_pointer, Pointer, PointerKind};
 use crate::script::{run, Call};
 use crate::store::RedisStore;
@@ -65,7 +65,10 @@ pub(crate) async fn rotate(
         };
         match step {
             Step::Done(outcome) => return Ok(outcome),
-            Step::Changed(f) => found = f,
+            Step::Changed(f) => {
+                check_not_rolled_back(&read.record, &f)?;
+                found = f;
+            }
         }
     }
     Err(backend("rotation still conflicting with concurrent writes; try again"))

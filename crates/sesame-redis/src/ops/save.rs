@@ -8,7 +8,7 @@ use sesame::store::write_ttl;
 use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, StoreError};
 
 use crate::error::{backend, unexpected};
-use crate::ops::lineage::{code, Follow, Found, Resolved};
+use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Resolved};
 use crate::record;
 use crate::script::{run, Call};
 use crate::store::RedisStore;
@@ -73,6 +73,7 @@ pub(crate) async fn save(
             Reply::Missing => return Ok(SaveOutcome::Missing),
             Reply::Changed(found) => found,
         };
+        check_not_rolled_back(&current, &found)?;
         let read = match found {
             Found::Record(read) => read,
             found => match store.resolve_from(&target, found, now, Follow::Request).await? {

@@ -112,7 +112,8 @@ impl Session {
         }
         let sealed = seal_for(m, &loaded.record, delta, false)?;
         let saving = m.store().save(&key, &loaded.record, &sealed, now, policy);
-        match store_op(Op::Save, Some(&key.id()), saving).await? {
+        let saved = store_op(Op::Save, Some(&key.id()), saving).await;
+        match saved.map_err(|e| rollback_noted(m, &key, e))? {
             SaveOutcome::Saved(record) => {
                 metrics::count(metrics::SAVES);
                 let loaded = loaded.saved(record, now, policy);
@@ -169,7 +170,8 @@ impl Session {
                 kind,
             };
             let rotating = m.store().rotate(&rotation, now, policy);
-            match store_op(Op::Rotate, Some(&old.id()), rotating).await? {
+            let rotated = store_op(Op::Rotate, Some(&old.id()), rotating).await;
+            match rotated.map_err(|e| rollback_noted(&m, &old, e))? {
                 RotateOutcome::Rotated(record) => {
                     metrics::count(metrics::ROTATIONS);
                     m.emit(|| SessionEvent::Rotated {
@@ -309,6 +311,15 @@ fn seal_for<'d>(
         Error::Store(StoreError::Corrupt("the session has no identity to seal values for".into()))
     })?;
     seal_delta(keys, &sid, delta, rotation.then_some(target)).map(Cow::Owned)
+}
+
+/// Passes a store error on, noting first (counter, log, event) a store that went back to an
+/// older version of the session `key`.
+fn rollback_noted(m: &SessionManager, key: &SessionKey, e: StoreError) -> Error {
+    if matches!(e, StoreError::RolledBack { .. }) {
+        m.note_rolled_back(key);
+    }
+    Error::Store(e)
 }
 
 fn sesame_busy() -> crate::error::StoreError {

@@ -78,37 +78,52 @@ struct Started {
     redis: Option<RedisServer>,
 }
 
-/// Starts every server on the current runtime (the actix one on its own thread), each
-/// session server on its own Redis server, and logs in `sessions.total` users on each;
-/// token files go to `dir`.
-pub(crate) async fn start_targets(dir: &Path, sessions: Sessions) -> BenchResult<Vec<Target>> {
-    let client = setup::client()?;
-    let mut started = Vec::new();
-    {
-        let redis = RedisServer::start_with(RedisOptions::default())?;
-        let store = RedisStore::connect(&redis.url()).await?;
-        let (router, manager) = apps::session_router(Arc::new(store))?;
-        let addr = apps::serve(router).await?;
-        started.push(Started { name: SESAME, addr, manager: Some(manager), redis: Some(redis) });
-    }
-    {
-        let (router, manager) = apps::session_router(Arc::new(MemoryStore::new()))?;
-        let addr = apps::serve(router).await?;
-        started.push(Started { name: SESAME_MEMORY, addr, manager: Some(manager), redis: None });
-    }
-    {
-        let redis = RedisServer::start_with(RedisOptions::default())?;
-        let addr = apps::serve(peers::tower_router(&redis.url()).await?).await?;
-        started.push(Started { name: TOWER, addr, manager: None, redis: Some(redis) });
-    }
-    {
-        let redis = RedisServer::start_with(RedisOptions::default())?;
-        let addr = peers::start_actix(&redis.url())?;
-        started.push(Started { name: ACTIX, addr, manager: None, redis: Some(redis) });
-    }
+/// The session servers, in table order.
+pub(crate) const SESSION_SERVERS: [&str; 4] = [SESAME, SESAME_MEMORY, TOWER, ACTIX];
 
+/// Starts the session server `name` on the current runtime (the actix one on its own thread),
+/// on its own Redis server when it keeps sessions in Redis.
+async fn start_server(name: &str) -> BenchResult<Started> {
+    let redis = || RedisServer::start_with(RedisOptions::default());
+    Ok(match name {
+        SESAME => {
+            let redis = redis()?;
+            let store = RedisStore::connect(&redis.url()).await?;
+            let (router, manager) = apps::session_router(Arc::new(store))?;
+            let addr = apps::serve(router).await?;
+            Started { name: SESAME, addr, manager: Some(manager), redis: Some(redis) }
+        }
+        SESAME_MEMORY => {
+            let (router, manager) = apps::session_router(Arc::new(MemoryStore::new()))?;
+            let addr = apps::serve(router).await?;
+            Started { name: SESAME_MEMORY, addr, manager: Some(manager), redis: None }
+        }
+        TOWER => {
+            let redis = redis()?;
+            let addr = apps::serve(peers::tower_router(&redis.url()).await?).await?;
+            Started { name: TOWER, addr, manager: None, redis: Some(redis) }
+        }
+        ACTIX => {
+            let redis = redis()?;
+            let addr = peers::start_actix(&redis.url())?;
+            Started { name: ACTIX, addr, manager: None, redis: Some(redis) }
+        }
+        other => return Err(BenchError::new(format!("no session server is called {other}"))),
+    })
+}
+
+/// Starts the session servers `names` (each session server on its own Redis server) and the
+/// ceiling, and logs in `sessions.total` users on each session server; token files go to
+/// `dir`. The ceiling comes first and is sent the first session server's cookies.
+pub(crate) async fn start_targets(
+    dir: &Path,
+    names: &[&str],
+    sessions: Sessions,
+) -> BenchResult<Vec<Target>> {
+    let client = setup::client()?;
     let mut session_targets = Vec::new();
-    for s in started {
+    for name in names {
+        let s = start_server(name).await?;
         let before = match &s.redis {
             Some(r) => Some(redis_figures::used_memory(r)?),
             None => None,
@@ -148,6 +163,18 @@ pub(crate) async fn start_targets(dir: &Path, sessions: Sessions) -> BenchResult
     let mut targets = vec![ceiling];
     targets.extend(session_targets);
     Ok(targets)
+}
+
+impl Target {
+    /// Where it listens.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The file of its tokens, one per line.
+    pub(crate) fn tokens_path(&self) -> &Path {
+        &self.tokens_path
+    }
 }
 
 /// The bytes-per-session figures of `server`'s Redis after `sessions` logins, given its

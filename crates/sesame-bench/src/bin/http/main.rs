@@ -23,6 +23,7 @@ mod cpu;
 mod docs;
 mod peers;
 mod redis_figures;
+mod serve;
 mod setup;
 mod table;
 mod wrk;
@@ -69,14 +70,35 @@ const SMOKE: Scale = Scale {
     warmup_seconds: 1,
 };
 
-const USAGE: &str = "usage: http [--smoke] [--write-docs]\n  \
+const USAGE: &str = "usage: http [--smoke] [--write-docs] | http --serve SERVER SECONDS\n  \
     --smoke       a seconds-long run of every server and check; figures are meaningless\n  \
-    --write-docs  also replace the measured section of docs/BENCHMARKS.md";
+    --write-docs  also replace the measured section of docs/BENCHMARKS.md\n  \
+    --serve       start SERVER (sesame, sesame-memory, tower-sessions, actix-session) and the\n                \
+    ceiling with 1000 sessions, print where they listen and where the tokens are, serve\n                \
+    for SECONDS, then exit (for a profiler: see docs/BENCHMARKS.md)";
 
 fn main() -> ExitCode {
     let mut scale = FULL;
     let mut write_docs = false;
-    for arg in std::env::args().skip(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, server, seconds] = args.as_slice() {
+        if flag == "--serve" {
+            return match seconds.parse() {
+                Ok(seconds) => match serve::run(server, seconds) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(_) => {
+                    eprintln!("{USAGE}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
+    for arg in &args {
         match arg.as_str() {
             "--smoke" => scale = SMOKE,
             "--write-docs" => write_docs = true,
@@ -120,7 +142,11 @@ fn run(scale: Scale) -> BenchResult<String> {
         .enable_all()
         .build()
         .map_err(|e| BenchError::new(format!("tokio runtime: {e}")))?;
-    let targets = runtime.block_on(bench::start_targets(dir.path(), scale.sessions))?;
+    let targets = runtime.block_on(bench::start_targets(
+        dir.path(),
+        &bench::SESSION_SERVERS,
+        scale.sessions,
+    ))?;
     let runs_total = (scale.rounds * ENDPOINTS.len() * targets.len()) as u64;
     eprintln!(
         "{runs_total} wrk runs of {} s plus warm-up: about {} s",

@@ -1,29 +1,37 @@
 //! A connection to the master of a Sentinel-monitored group that follows failovers.
 //!
-//! The current master is asked of the sentinels (`SENTINEL GET-MASTER-ADDR-BY-NAME`), and a
-//! node is used only after it answers `ROLE` with `master`. The master is looked up again:
+//! The current master is asked of every sentinel at once (`SENTINEL GET-MASTER-ADDR-BY-NAME`,
+//! the first answer that checks out wins), and a node is used only after it answers `ROLE`
+//! with `master`. A whole lookup takes at most `connect_timeout + response_timeout`, however
+//! many sentinels are unreachable. The master is looked up again:
 //!
 //! - when a command fails because the connection broke, timed out or was refused (that request
 //!   fails: it may or may not have been applied, so it is not repeated);
 //! - when a node answers `READONLY` (it was demoted: nothing was written, so the command is
 //!   sent once more to the new master);
 //! - when any sentinel announces `+switch-master` for this group (a background task per
-//!   sentinel listens; it ends when the store is dropped).
+//!   sentinel listens);
+//! - when the background check, every 500 ms (`watch::POLL_EVERY`), finds that the sentinels name another
+//!   master, or that the master in use answers `ROLE` with anything but `master`.
 //!
-//! While no master is known, requests fail fast as unavailable: the application answers 503
-//! and a later request, after the sentinels have promoted a replica, succeeds.
+//! The background tasks end when the store is dropped. While no master is known, requests
+//! fail fast as unavailable: the application answers 503 and a later request, after the
+//! sentinels have promoted a replica, succeeds.
 
+mod lookup;
+mod watch;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
-    ServerErrorKind, Value,
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
 };
 
+use crate::pool::{Lease, Pool};
 use crate::url::NodeUrl;
 
 /// Where the sentinels are and how to reach the nodes they name.
@@ -42,12 +50,26 @@ pub(crate) struct SentinelSpec {
     /// Timeouts for every connection.
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
+    /// With durability on, how long a write's `WAIT` may take: writes then run on dedicated
+    /// connections (see `pool`).
+    pub(crate) durability_wait: Option<Duration>,
+    /// Whether to listen to `+switch-master` (always, outside tests of the polling).
+    pub(crate) announcements: bool,
+}
+
+impl SentinelSpec {
+    /// The longest a master lookup may take.
+    pub(crate) fn lookup_bound(&self) -> Duration {
+        self.connect_timeout.saturating_add(self.response_timeout)
+    }
 }
 
 struct Current {
     generation: u64,
     addr: String,
     conn: MultiplexedConnection,
+    /// Dedicated connections for writes that wait for replicas (durability on).
+    writers: Option<Arc<Pool>>,
 }
 
 struct Inner {
@@ -56,10 +78,14 @@ struct Inner {
     /// One lookup at a time; others wait for its result.
     resolving: tokio::sync::Mutex<()>,
     generation: AtomicU64,
-    /// When the last lookup failed: for a short while after, requests fail at once instead of
-    /// queueing for lookups that would fail the same way.
+    /// When the last lookup failed: requests that were waiting for it, and requests in the
+    /// short while after, fail at once instead of queueing for lookups that would fail the
+    /// same way.
     failed_at: std::sync::Mutex<Option<Instant>>,
-    /// Dropped with the store: the listener tasks see it and end.
+    /// A connection to each sentinel that answered, kept for the next lookups and checks
+    /// (dropped when it fails).
+    sentinel_conns: Arc<std::sync::Mutex<HashMap<String, MultiplexedConnection>>>,
+    /// Dropped with the store: the background tasks see it and end.
     _alive: tokio::sync::watch::Sender<()>,
     alive: tokio::sync::watch::Receiver<()>,
 }
@@ -78,7 +104,7 @@ fn io_error(message: String) -> RedisError {
 }
 
 /// Whether an error means the master we talk to may be gone or is no longer the master.
-fn master_lost(e: &RedisError) -> bool {
+pub(crate) fn master_lost(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -98,9 +124,13 @@ fn reply_readonly(values: &[Value]) -> bool {
     values.iter().any(|v| matches!(v, Value::ServerError(e) if e.code() == "READONLY"))
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl SentinelConn {
-    /// Finds the master now (failing when none can be found) and starts the `+switch-master`
-    /// listeners.
+    /// Finds the master now (failing when none can be found) and starts the background
+    /// tasks: the `+switch-master` listeners and the periodic check.
     pub(crate) async fn connect(spec: SentinelSpec) -> RedisResult<SentinelConn> {
         let (tx, rx) = tokio::sync::watch::channel(());
         let inner = Arc::new(Inner {
@@ -109,19 +139,39 @@ impl SentinelConn {
             resolving: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             failed_at: std::sync::Mutex::new(None),
+            sentinel_conns: Arc::default(),
             _alive: tx,
             alive: rx,
         });
         inner.master(None).await?;
-        for s in &inner.spec.sentinels {
-            tokio::spawn(listen(Arc::downgrade(&inner), s.clone(), inner.alive.clone()));
-        }
+        watch::start(&inner);
         Ok(SentinelConn { inner })
     }
 
     /// The address of the master in use, if one is known.
     pub(crate) fn current_master(&self) -> Option<String> {
         self.inner.cached().map(|c| c.addr.clone())
+    }
+
+    /// A dedicated connection to the current master for one write and its `WAIT`, waiting
+    /// at most `wait` for a turn (`None` when durability is off).
+    pub(crate) async fn lease(&self, wait: Duration) -> Option<RedisResult<Lease>> {
+        let current = match self.inner.master(None).await {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        let pool = current.writers.clone()?;
+        let inner = Arc::downgrade(&self.inner);
+        let generation = current.generation;
+        Some(pool.lease(wait).await.map(|lease| {
+            lease.on_error(move |e| {
+                if master_lost(e) {
+                    if let Some(i) = inner.upgrade() {
+                        i.invalidate(Some(generation));
+                    }
+                }
+            })
+        }))
     }
 }
 
@@ -155,14 +205,30 @@ impl Inner {
         }
     }
 
+    /// Makes `addr` (checked to be a master, reached by `conn`) the master in use.
+    fn install(&self, addr: String, conn: MultiplexedConnection) -> Arc<Current> {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        tracing::info!(master = %addr, "using Redis master found through the sentinels");
+        let writers = self.spec.durability_wait.and_then(|wait| {
+            let url = self.spec.node.at(&addr);
+            let client = crate::conn::client(&url, self.spec.ca_pem.as_deref()).ok()?;
+            let response = self.spec.response_timeout.saturating_add(wait);
+            Some(Pool::new(client, self.spec.connect_timeout, response))
+        });
+        let c = Arc::new(Current { generation, addr, conn, writers });
+        self.set(Some(c.clone()));
+        c
+    }
+
     /// The current master, looked up through the sentinels when none is known or when the
-    /// known one is `stale`.
+    /// known one is `stale`. Waits at most for one lookup (its own or the one under way).
     async fn master(&self, stale: Option<u64>) -> RedisResult<Arc<Current>> {
         if let Some(c) = self.cached() {
             if Some(c.generation) != stale {
                 return Ok(c);
             }
         }
+        let asked = Instant::now();
         let _one = self.resolving.lock().await;
         // Someone else may have found it while we waited.
         if let Some(c) = self.cached() {
@@ -170,159 +236,23 @@ impl Inner {
                 return Ok(c);
             }
         }
-        let recent_failure = match self.failed_at.lock() {
-            Ok(g) => *g,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        if recent_failure.is_some_and(|t| t.elapsed() < RETRY_LOOKUP_AFTER) {
+        // A lookup failed while we waited, or a moment ago: another one now would fail the
+        // same way, so fail at once.
+        let failed = *lock(&self.failed_at);
+        if failed.is_some_and(|t| t >= asked || t.elapsed() < RETRY_LOOKUP_AFTER) {
             return Err(io_error(format!(
                 "no Redis master for {:?} is known right now (failover in progress?)",
                 self.spec.master_name
             )));
         }
         let found = self.lookup().await;
-        let failed = found.is_err().then(Instant::now);
-        match self.failed_at.lock() {
-            Ok(mut g) => *g = failed,
-            Err(poisoned) => *poisoned.into_inner() = failed,
-        }
+        *lock(&self.failed_at) = found.is_err().then(Instant::now);
         match found {
-            Ok((addr, conn)) => {
-                let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::info!(master = %addr, "using Redis master found through the sentinels");
-                let c = Arc::new(Current { generation, addr, conn });
-                self.set(Some(c.clone()));
-                Ok(c)
-            }
+            Ok((addr, conn)) => Ok(self.install(addr, conn)),
             Err(e) => {
                 self.set(None);
                 Err(e)
             }
-        }
-    }
-
-    fn config(&self) -> AsyncConnectionConfig {
-        AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.spec.connect_timeout))
-            .set_response_timeout(Some(self.spec.response_timeout))
-    }
-
-    async fn open(&self, url: &str) -> RedisResult<MultiplexedConnection> {
-        let client = crate::conn::client(url, self.spec.ca_pem.as_deref())?;
-        let config = self.config();
-        tokio::time::timeout(
-            self.spec.connect_timeout + Duration::from_millis(200),
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| io_error(format!("timed out connecting to {}", crate::url::redacted(url))))?
-    }
-
-    /// Asks each sentinel in turn for the master and checks the answer with `ROLE`.
-    async fn lookup(&self) -> RedisResult<(String, MultiplexedConnection)> {
-        let spec = &self.spec;
-        let mut problems = Vec::new();
-        // Refused credentials or unusable settings are reported as such, not as an outage.
-        let mut config_error = None;
-        let mut note = |e: &RedisError| {
-            if crate::error::is_config_error(e) {
-                config_error = Some(ErrorKind::AuthenticationFailed);
-            }
-        };
-        for s in &spec.sentinels {
-            let url = spec.node.sentinel_at(s, spec.sentinel_userinfo.as_deref());
-            let addr = async {
-                let mut conn = self.open(&url).await?;
-                let (host, port): (String, u16) = redis::cmd("SENTINEL")
-                    .arg("GET-MASTER-ADDR-BY-NAME")
-                    .arg(&spec.master_name)
-                    .query_async(&mut conn)
-                    .await?;
-                RedisResult::Ok(if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                })
-            }
-            .await;
-            let addr = match addr {
-                Ok(a) => a,
-                Err(e) => {
-                    note(&e);
-                    problems.push(format!("sentinel {s}: {e}"));
-                    continue;
-                }
-            };
-            match self.confirm(&addr).await {
-                Ok(conn) => return Ok((addr, conn)),
-                Err(e) => {
-                    note(&e);
-                    problems.push(format!("sentinel {s} named {addr}: {e}"));
-                }
-            }
-        }
-        let message = format!(
-            "no Redis master for {:?} could be reached through the sentinels ({})",
-            spec.master_name,
-            problems.join("; ")
-        );
-        Err(match config_error {
-            Some(kind) => RedisError::from((kind, "sentinel lookup", message)),
-            None => io_error(message),
-        })
-    }
-
-    /// Connects to `addr` and checks that it is a master now.
-    async fn confirm(&self, addr: &str) -> RedisResult<MultiplexedConnection> {
-        let mut conn = self.open(&self.spec.node.at(addr)).await?;
-        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
-        match role.first() {
-            Some(Value::BulkString(r)) if r.as_slice() == b"master" => Ok(conn),
-            Some(Value::SimpleString(r)) if r == "master" => Ok(conn),
-            other => Err(io_error(format!("ROLE says {other:?}, not master"))),
-        }
-    }
-}
-
-/// Listens to one sentinel's `+switch-master` announcements until the store is dropped.
-async fn listen(inner: Weak<Inner>, sentinel: String, mut alive: tokio::sync::watch::Receiver<()>) {
-    loop {
-        let (url, name) = match inner.upgrade() {
-            Some(i) => (
-                i.spec.node.sentinel_at(&sentinel, i.spec.sentinel_userinfo.as_deref()),
-                i.spec.master_name.clone(),
-            ),
-            None => return,
-        };
-        let ca = inner.upgrade().and_then(|i| i.spec.ca_pem.clone());
-        let session = async {
-            let client = crate::conn::client(&url, ca.as_deref())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
-            let mut messages = pubsub.into_on_message();
-            while let Some(msg) = messages.next().await {
-                let payload: String = msg.get_payload().unwrap_or_default();
-                // "<name> <old ip> <old port> <new ip> <new port>"
-                if payload.split(' ').next() == Some(name.as_str()) {
-                    match inner.upgrade() {
-                        Some(i) => i.invalidate(None),
-                        None => return Ok(()),
-                    }
-                }
-            }
-            RedisResult::Ok(())
-        };
-        tokio::select! {
-            _ = alive.changed() => return,
-            r = session => {
-                if let Err(e) = r {
-                    tracing::debug!(%sentinel, error = %e, "sentinel listener disconnected");
-                }
-            }
-        }
-        tokio::select! {
-            _ = alive.changed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

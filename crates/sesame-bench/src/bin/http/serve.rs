@@ -1,0 +1,30 @@
+//! `--serve`: one session server and the ceiling, left running for a profiler and a load
+//! generator outside this process (`scripts/profile-request.sh`).
+
+use std::time::Duration;
+
+use sesame_bench::{BenchError, BenchResult};
+
+use crate::bench;
+
+/// Starts `server` and the ceiling with 1000 logged-in sessions, prints one line per server
+/// (`serving NAME http://ADDR TOKENS_FILE`) on stdout, serves for `seconds`, then returns.
+pub(crate) fn run(server: &str, seconds: u64) -> BenchResult<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("sesame-http-serve-")
+        .tempdir()
+        .map_err(|e| BenchError::new(format!("temporary directory: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::new(format!("tokio runtime: {e}")))?;
+    let sessions = bench::Sessions { total: 1000, used: 1000 };
+    let targets = runtime.block_on(bench::start_targets(dir.path(), &[server], sessions))?;
+    for t in &targets {
+        println!("serving {} http://{} {}", t.name, t.addr(), t.tokens_path().display());
+    }
+    runtime.block_on(tokio::time::sleep(Duration::from_secs(seconds)));
+    drop(runtime);
+    drop(targets);
+    Ok(())
+}

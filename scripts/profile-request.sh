@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Counts the CPU instructions one request costs, with callgrind (instruction counts do not
+# depend on what else the machine is doing), for a session server of the side-by-side
+# benchmark and for the no-session ceiling in the same process:
+#
+#   scripts/profile-request.sh [SERVER] [ENDPOINT] [REQUESTS]
+#
+# SERVER is sesame-memory (default), sesame, tower-sessions or actix-session; ENDPOINT is
+# /me_ro (default) or /me; REQUESTS defaults to 2000. One keep-alive client sends the requests
+# one after another, rotating the cookie over the 1000 sessions. It prints instructions per
+# request for both servers and leaves the callgrind files (for callgrind_annotate) in a
+# directory it names. Needs valgrind (Debian: apt-get install valgrind) and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+server=${1:-sesame-memory}
+endpoint=${2:-/me_ro}
+requests=${3:-2000}
+command -v valgrind >/dev/null || { echo "error: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+cargo build --release -q -p sesame-bench --bin http
+out=$(mktemp -d -t sesame-profile-XXXXXX)
+valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out/callgrind.out" \
+  target/release/http --serve "$server" 3600 >"$out/serving" 2>"$out/valgrind.log" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+  [ "$(grep -c '^serving ' "$out/serving" 2>/dev/null || true)" -ge 2 ] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$out/valgrind.log" >&2; exit 1; }
+  sleep 1
+done
+drive() { # url tokens-file count
+  python3 - "$1" "$2" "$3" <<'PY'
+import http.client, sys, urllib.parse
+url, tokens_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tokens = [t.strip() for t in open(tokens_path) if t.strip()]
+u = urllib.parse.urlsplit(url)
+conn = http.client.HTTPConnection(u.hostname, u.port)
+for i in range(count):
+    conn.request("GET", u.path, headers={"Cookie": "sid=" + tokens[i % len(tokens)]})
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200:
+        sys.exit(f"{url}: status {r.status}")
+PY
+}
+report() { # name
+  local ir
+  ir=$(callgrind_annotate "$out/$1.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  echo "$1 $endpoint: $((ir / requests)) instructions per request ($ir over $requests requests)"
+}
+while read -r _ name url tokens; do
+  drive "$url" "$tokens" 50 # warm-up, not counted
+  callgrind_control -i on "$pid" >/dev/null
+  drive "$url" "$tokens" "$requests"
+  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -d "$name" "$pid" >/dev/null
+  mv "$(ls -t "$out"/callgrind.out* | head -1)" "$out/$name.out"
+  callgrind_control -z "$pid" >/dev/null
+  report "$name"
+done <"$out/serving"
+echo "callgrind files: $out (callgrind_annotate --inclusive=yes $out/<server>.out)"
