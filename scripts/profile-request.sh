@@ -48,6 +48,7 @@ report() { # name
   echo "$1 $endpoint: $((ir / requests)) instructions per request ($ir over $requests requests)"
 }
 while read -r _ name url tokens; do
+  url="$url$endpoint"
   drive "$url" "$tokens" 50 # warm-up, not counted
   callgrind_control -i on "$pid" >/dev/null
   drive "$url" "$tokens" "$requests"
