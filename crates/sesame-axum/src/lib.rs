@@ -76,17 +76,23 @@
 //! the layer logs about either quotes no value either.
 #![forbid(unsafe_code)]
 
-pub mod cookie;
 pub mod error;
 pub mod extract;
+mod headers;
 pub mod layer;
-pub mod transport;
 
-pub use cookie::{CookieConfig, CookieConfigBuilder, SameSite};
 pub use error::SessionError;
 pub use extract::{MissingSessionLayer, Session};
 pub use layer::{SessionLayer, SessionService};
-pub use transport::{TransportConfig, TransportConfigBuilder, BEARER_RESPONSE_HEADER};
+/// The session cookie (from `sesame-http`, shared with the other framework integrations).
+pub use sesame_http::cookie;
+/// Where the session token travels (from `sesame-http`, shared with the other framework
+/// integrations).
+pub use sesame_http::transport;
+pub use sesame_http::{
+    CookieConfig, CookieConfigBuilder, SameSite, TransportConfig, TransportConfigBuilder,
+    BEARER_RESPONSE_HEADER,
+};
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[doc = include_str!("../../../README.md")]
@@ -103,6 +109,6 @@ pub mod fuzzing {
         cookie: &crate::CookieConfig,
         headers: &'a http::HeaderMap,
     ) -> Vec<&'a str> {
-        cookie.occurrences(headers)
+        cookie.occurrences(&crate::headers::Headers(headers))
     }
 }
