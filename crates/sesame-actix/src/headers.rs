@@ -8,7 +8,7 @@ pub(crate) struct Headers<'h>(pub(crate) &'h HeaderMap);
 
 impl<'h> HeaderLookup<'h> for Headers<'h> {
     fn all(&self, name: &str) -> impl Iterator<Item = &'h [u8]> {
-        self.0.get_all(name).into_iter().map(HeaderValue::as_bytes)
+        self.0.get_all(name).map(HeaderValue::as_bytes)
     }
 }
 

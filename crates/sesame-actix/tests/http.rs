@@ -36,7 +36,10 @@ async fn logout(s: Session) -> Result<HttpResponse, SessionError> {
 
 async fn manager(redis: &RedisServer) -> SessionManager {
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    SessionManager::new(Arc::new(store), SessionConfig::builder().insecure_development_secret().build().unwrap())
+    SessionManager::new(
+        Arc::new(store),
+        SessionConfig::builder().insecure_development_secret().build().unwrap(),
+    )
 }
 
 /// An actix-web server on `redis`, in a thread of its own (actix-web runs on its own

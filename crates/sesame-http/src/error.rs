@@ -114,7 +114,10 @@ mod tests {
         for e in [Error::SessionEnded, Error::LoginRevoked] {
             let text = e.to_string();
             let r = ErrorReply::new(&e);
-            assert_eq!((r.status, r.body, r.retry_after), (401, serde_json::json!({ "error": text }), None));
+            assert_eq!(
+                (r.status, r.body, r.retry_after),
+                (401, serde_json::json!({ "error": text }), None)
+            );
         }
         let value = Error::Value { name: "n".into(), message: "invalid type: \"s3cr3t\"".into() };
         let r = ErrorReply::new(&value);

@@ -353,8 +353,10 @@ mod tests {
         let t = TransportConfig::builder().bearer(true).header("X-Token").build().unwrap();
         let cookie = CookieConfig::default();
         let (a, b) = (token(), token());
-        let (cookies, bearer_a) = (format!("__Host-sesame=bad; __Host-sesame={a}"), format!("Bearer {a}"));
-        let mut h: Headers = vec![("cookie", cookies.as_bytes()), ("authorization", bearer_a.as_bytes())];
+        let (cookies, bearer_a) =
+            (format!("__Host-sesame=bad; __Host-sesame={a}"), format!("Bearer {a}"));
+        let mut h: Headers =
+            vec![("cookie", cookies.as_bytes()), ("authorization", bearer_a.as_bytes())];
         let p = t.presented(&cookie, &codec(), h.as_slice());
         assert_eq!(p.token, Some(a.as_str()));
         assert!(p.via_cookie && p.via_header);

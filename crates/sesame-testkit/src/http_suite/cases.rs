@@ -170,15 +170,13 @@ pub async fn ended_session_is_401<F: Framework>() {
     for round in 0..3 {
         let t = h.anonymous().await;
         let cookie = [("cookie", format!("{COOKIE}={t}"))];
-        let (late, out) = tokio::join!(
-            h.send("POST", "/hold/y", &cookie, Some("late".into())),
-            async {
+        let (late, out) =
+            tokio::join!(h.send("POST", "/hold/y", &cookie, Some("late".into())), async {
                 h.hold.reached.notified().await;
                 let out = h.call("POST", "/logout", Some(&t)).await;
                 h.hold.release.notify_one();
                 out
-            }
-        );
+            });
         assert_eq!(out.status, 200, "round {round}");
         assert_eq!(late.status, 401, "round {round}: {:?}", late.body);
         assert_eq!(late.body, json!({ "error": Error::SessionEnded.to_string() }));
