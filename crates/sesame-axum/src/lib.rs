@@ -1,5 +1,10 @@
 //! # sesame-axum — sessions for axum and tower
 //!
+//! A thin adapter over `sesame-http`, the framework-neutral core that `sesame-actix` shares:
+//! the cookie, the transports, the choice of the request's token and the error responses
+//! are defined there once ([`cookie`] and [`transport`] are its modules, re-exported), and
+//! one HTTP test suite (`sesame_testkit::http_suite`) runs against both integrations.
+//!
 //! ## Layout
 //!
 //! - [`layer`]: [`SessionLayer`] — reads the token from the configured transports (rejecting

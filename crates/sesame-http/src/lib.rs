@@ -22,8 +22,6 @@
 //! use std::sync::Arc;
 //! use sesame_http::{Exchange, SessionSettings};
 //!
-//! # tokio_test();
-//! # fn tokio_test() {
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let config = sesame::SessionConfig::builder().insecure_development_secret().build().unwrap();
 //! let manager = sesame::SessionManager::new(Arc::new(sesame::MemoryStore::new()), config);
@@ -35,7 +33,6 @@
 //! assert_eq!(headers[0].name, "set-cookie");
 //! assert!(headers[0].value.starts_with("__Host-sesame="));
 //! # });
-//! # }
 //! ```
 #![forbid(unsafe_code)]
 
