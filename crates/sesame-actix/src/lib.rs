@@ -33,7 +33,10 @@
 //!
 //! ## What it does
 //!
-//! The same semantics as `sesame-axum`'s session layer, on actix-web:
+//! The same semantics as `sesame-axum`'s session layer, on actix-web: both are thin adapters
+//! over `sesame-http`, the framework-neutral core that reads the token from the request's
+//! headers, writes `Set-Cookie` and the token header, and maps errors to responses; and one
+//! HTTP test suite (`sesame_testkit::http_suite`) runs against both.
 //!
 //! - [`SessionMiddleware`] reads the token from the configured transports, puts a lazy
 //!   [`sesame::Session`] in the request (a request whose handler never touches it costs no
@@ -47,19 +50,28 @@
 //!   token or a value ([`SessionError`]).
 //! - [`CookieConfig`]: by default `__Host-sesame; Path=/; Secure; HttpOnly; SameSite=Lax`,
 //!   without `Max-Age`; at logout the cookie is cleared with `Max-Age=0`.
-//! - [`TransportConfig`] (the type of `sesame-axum`, re-exported): the cookie,
+//! - [`TransportConfig`] (the type of `sesame-http`, re-exported): the cookie,
 //!   `Authorization: Bearer` (new tokens in `X-Session-Token`) and a named header, alone or
 //!   together. A token is never read from the URL.
+//! - [`SessionMiddleware::client_ip_header`]: the client's address from a header set by a
+//!   proxy (for example `X-Forwarded-For`) instead of the peer address, for the hooks (such
+//!   as [`sesame::CreationRateLimit`], whose refusal is a 429 with `Retry-After`).
 #![forbid(unsafe_code)]
 
-pub mod cookie;
 pub mod error;
 pub mod extract;
+mod headers;
 pub mod middleware;
-mod transport;
 
-pub use cookie::{CookieConfig, CookieConfigBuilder, SameSite};
 pub use error::SessionError;
 pub use extract::{MissingSessionMiddleware, Session};
 pub use middleware::{SessionMiddleware, SessionService};
-pub use sesame_axum::{TransportConfig, TransportConfigBuilder, BEARER_RESPONSE_HEADER};
+/// The session cookie (from `sesame-http`, shared with the other framework integrations).
+pub use sesame_http::cookie;
+/// Where the session token travels (from `sesame-http`, shared with the other framework
+/// integrations).
+pub use sesame_http::transport;
+pub use sesame_http::{
+    CookieConfig, CookieConfigBuilder, SameSite, TransportConfig, TransportConfigBuilder,
+    BEARER_RESPONSE_HEADER,
+};

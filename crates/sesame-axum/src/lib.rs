@@ -31,6 +31,11 @@
 //! }
 //! ```
 //!
+//! A thin adapter over `sesame-http`, the framework-neutral core that `sesame-actix` shares:
+//! the cookie, the transports, the choice of the request's token and the error responses
+//! are defined there once ([`cookie`] and [`transport`] are its modules, re-exported), and
+//! one HTTP test suite (`sesame_testkit::http_suite`) runs against both integrations.
+//!
 //! ## Layout
 //!
 //! - [`layer`]: [`SessionLayer`] — reads the token from the configured transports (rejecting
@@ -107,17 +112,23 @@
 //! the layer logs about either quotes no value either.
 #![forbid(unsafe_code)]
 
-pub mod cookie;
 pub mod error;
 pub mod extract;
+mod headers;
 pub mod layer;
-pub mod transport;
 
-pub use cookie::{CookieConfig, CookieConfigBuilder, SameSite};
 pub use error::SessionError;
 pub use extract::{MissingSessionLayer, Session};
 pub use layer::{SessionLayer, SessionService};
-pub use transport::{TransportConfig, TransportConfigBuilder, BEARER_RESPONSE_HEADER};
+/// The session cookie (from `sesame-http`, shared with the other framework integrations).
+pub use sesame_http::cookie;
+/// Where the session token travels (from `sesame-http`, shared with the other framework
+/// integrations).
+pub use sesame_http::transport;
+pub use sesame_http::{
+    CookieConfig, CookieConfigBuilder, SameSite, TransportConfig, TransportConfigBuilder,
+    BEARER_RESPONSE_HEADER,
+};
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[doc = include_str!("../../../README.md")]
@@ -134,6 +145,6 @@ pub mod fuzzing {
         cookie: &crate::CookieConfig,
         headers: &'a http::HeaderMap,
     ) -> Vec<&'a str> {
-        cookie.occurrences(headers)
+        cookie.occurrences(&crate::headers::Headers(headers))
     }
 }

@@ -41,6 +41,9 @@
 //!   probe (`INFO server` over raw RESP, checking the `process_id` is our child).
 //! - [`conformance`]: the store conformance suite and the
 //!   [`conformance_tests!`] macro that runs it against one backend.
+//! - [`http_suite`]: the HTTP suite, written once and run against every framework
+//!   integration through the [`http_suite_tests!`] macro and a
+//!   [`Framework`](http_suite::Framework) each integration's test file implements.
 //! - [`encryption`]: encryption at rest end to end through the session layer, the same checks
 //!   on every store.
 //! - [`fixtures`]: small helpers shared by test files (the clock, a create that must
@@ -61,6 +64,7 @@ pub mod conformance;
 pub mod encryption;
 mod error;
 pub mod fixtures;
+pub mod http_suite;
 pub mod logs;
 mod port;
 mod proc;

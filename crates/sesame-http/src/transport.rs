@@ -1,11 +1,10 @@
 //! Where the session token travels: the cookie (the default), `Authorization: Bearer`, or a
 //! named request header; and the rule that picks the request's token from what it presents.
 
-use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName};
 use sesame::TokenCodec;
 
-use crate::cookie::{visible_ascii, CookieConfig};
+use crate::cookie::CookieConfig;
+use crate::headers::{is_tchar, visible_ascii, HeaderLookup};
 
 /// The response header that carries a new token to a client of the bearer transport, when no
 /// named header is configured.
@@ -38,7 +37,7 @@ const RESERVED: &[&str] = &[
     "cache-control",
 ];
 
-/// The transports a [`crate::SessionLayer`] reads the token from and hands new tokens out
+/// The transports a session layer or middleware reads the token from and hands new tokens out
 /// through. The default is the cookie alone.
 ///
 /// - **cookie**: the [`CookieConfig`] cookie; new tokens in `Set-Cookie`.
@@ -50,7 +49,7 @@ const RESERVED: &[&str] = &[
 ///   response header of the same name.
 ///
 /// ```
-/// use sesame_axum::TransportConfig;
+/// use sesame_http::TransportConfig;
 /// let api = TransportConfig::builder().cookie(false).bearer(true).build().unwrap();
 /// assert!(api.bearer() && !api.cookie());
 /// assert!(TransportConfig::builder().header("cookie").build().is_err());
@@ -60,7 +59,7 @@ const RESERVED: &[&str] = &[
 pub struct TransportConfig {
     cookie: bool,
     bearer: bool,
-    header: Option<HeaderName>,
+    header: Option<String>,
 }
 
 impl Default for TransportConfig {
@@ -104,17 +103,18 @@ impl TransportConfigBuilder {
     }
 
     /// Validates the settings: at least one transport; a named header that is a valid header
-    /// name and none that HTTP or the other transports use (`Cookie`, `Authorization`, `Host`,
-    /// `Content-Length`, ...).
+    /// name (1 to 128 token characters, kept in lower case) and none that HTTP or the other
+    /// transports use (`Cookie`, `Authorization`, `Host`, `Content-Length`, ...).
     pub fn build(self) -> Result<TransportConfig, sesame::Error> {
         let b = self;
         let bad = |m: &str| Err(sesame::Error::Config(format!("session transport: {m}")));
         let header = match &b.header {
             None => None,
             Some(name) => {
-                let Ok(h) = HeaderName::from_bytes(name.as_bytes()) else {
+                if name.is_empty() || name.len() > 128 || !name.bytes().all(is_tchar) {
                     return bad("the token header's name is not a valid header name");
-                };
+                }
+                let h = name.to_ascii_lowercase();
                 if RESERVED.contains(&h.as_str()) {
                     return bad("the token header cannot be a header HTTP uses for something else");
                 }
@@ -129,15 +129,15 @@ impl TransportConfigBuilder {
 }
 
 /// What a request presented as its token.
-#[derive(Debug, Default)]
-pub(crate) struct Presented<'a> {
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Presented<'a> {
     /// The text to open the session with: the one well-formed token presented, else the first
     /// malformed one (so that it is counted as invalid), else none.
-    pub(crate) token: Option<&'a str>,
+    pub token: Option<&'a str>,
     /// The well-formed token came in the cookie.
-    pub(crate) via_cookie: bool,
+    pub via_cookie: bool,
     /// The well-formed token came in a header (bearer or named).
-    pub(crate) via_header: bool,
+    pub via_header: bool,
 }
 
 impl TransportConfig {
@@ -156,23 +156,24 @@ impl TransportConfig {
         self.bearer
     }
 
-    /// The named token header, if configured.
-    pub fn header(&self) -> Option<&HeaderName> {
-        self.header.as_ref()
+    /// The named token header, in lower case, if configured.
+    pub fn header(&self) -> Option<&str> {
+        self.header.as_deref()
     }
 
     /// The response header new tokens are sent in to header clients: the named header, else
     /// [`BEARER_RESPONSE_HEADER`] when bearer is on, else none.
-    pub fn response_header(&self) -> Option<HeaderName> {
+    pub fn response_header(&self) -> Option<&str> {
         match (&self.header, self.bearer) {
-            (Some(h), _) => Some(h.clone()),
-            (None, true) => Some(HeaderName::from_static(BEARER_RESPONSE_HEADER)),
+            (Some(h), _) => Some(h),
+            (None, true) => Some(BEARER_RESPONSE_HEADER),
             (None, false) => None,
         }
     }
 
-    /// The request headers a response depends on, for `Vary`.
-    pub(crate) fn vary(&self) -> String {
+    /// The request headers a response depends on, for `Vary`: `Cookie`, `Authorization`
+    /// and the named header, as configured.
+    pub fn vary(&self) -> String {
         let mut names: Vec<&str> = Vec::new();
         if self.cookie {
             names.push("Cookie");
@@ -181,7 +182,7 @@ impl TransportConfig {
             names.push("Authorization");
         }
         if let Some(h) = &self.header {
-            names.push(h.as_str());
+            names.push(h);
         }
         names.join(", ")
     }
@@ -191,11 +192,11 @@ impl TransportConfig {
     /// or more different well-formed tokens (a cookie planted next to the real one, or a
     /// cookie and a header that disagree), it has no token at all, so that none of them, in
     /// particular not an attacker's, is used.
-    pub(crate) fn presented<'a>(
+    pub fn presented<'a, H: HeaderLookup<'a> + ?Sized>(
         &self,
         cookie: &CookieConfig,
         codec: &TokenCodec,
-        headers: &'a HeaderMap,
+        headers: &H,
     ) -> Presented<'a> {
         // (value, came in the cookie, came in a header), in order of appearance.
         let mut seen: Vec<(&'a str, bool, bool)> = Vec::new();
@@ -216,15 +217,14 @@ impl TransportConfig {
             }
         }
         if self.bearer {
-            for h in headers.get_all(AUTHORIZATION) {
-                if let Some(v) = bearer_token(h.as_bytes()) {
+            for h in headers.all("authorization") {
+                if let Some(v) = bearer_token(h) {
                     add(v, false);
                 }
             }
         }
         if let Some(name) = &self.header {
-            for h in headers.get_all(name) {
-                let b = h.as_bytes();
+            for b in headers.all(name) {
                 if !b.is_empty() && b.len() <= MAX_TOKEN_HEADER_BYTES {
                     if let Some(v) = visible_ascii(b) {
                         add(v, false);
@@ -267,7 +267,7 @@ impl TransportConfig {
 
 impl Presented<'_> {
     /// Whether a well-formed token came in any transport.
-    pub(crate) fn any(&self) -> bool {
+    pub fn any(&self) -> bool {
         self.via_cookie || self.via_header
     }
 }
@@ -292,9 +292,10 @@ fn bearer_token(v: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
-    use http::header::COOKIE;
-    use http::HeaderValue;
+
+    type Headers<'a> = Vec<(&'static str, &'a [u8])>;
 
     fn codec() -> TokenCodec {
         TokenCodec::insecure_development()
@@ -349,44 +350,35 @@ mod tests {
     // values mean no token.
     #[test]
     fn picks_the_token() {
-        let t = TransportConfig::builder().bearer(true).header("x-token").build().unwrap();
+        let t = TransportConfig::builder().bearer(true).header("X-Token").build().unwrap();
         let cookie = CookieConfig::default();
         let (a, b) = (token(), token());
-        let mut h = HeaderMap::new();
-        h.append(
-            COOKIE,
-            HeaderValue::from_str(&format!("__Host-sesame=bad; __Host-sesame={a}")).unwrap(),
-        );
-        h.append(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {a}")).unwrap());
-        let p = t.presented(&cookie, &codec(), &h);
+        let (cookies, bearer_a) =
+            (format!("__Host-sesame=bad; __Host-sesame={a}"), format!("Bearer {a}"));
+        let mut h: Headers =
+            vec![("cookie", cookies.as_bytes()), ("authorization", bearer_a.as_bytes())];
+        let p = t.presented(&cookie, &codec(), h.as_slice());
         assert_eq!(p.token, Some(a.as_str()));
         assert!(p.via_cookie && p.via_header);
-        h.append("x-token", HeaderValue::from_str(&b).unwrap());
-        let p = t.presented(&cookie, &codec(), &h);
+        h.push(("x-token", b.as_bytes()));
+        let p = t.presented(&cookie, &codec(), h.as_slice());
         assert_eq!(p.token, None, "two different well-formed tokens");
         assert!(!p.any());
-        let mut h = HeaderMap::new();
-        h.append("x-token", HeaderValue::from_static("junk"));
-        let p = t.presented(&cookie, &codec(), &h);
+        let h: Headers = vec![("x-token", b"junk")];
+        let p = t.presented(&cookie, &codec(), h.as_slice());
         assert_eq!(p.token, Some("junk"), "passed on to be counted as invalid");
         assert!(!p.any());
-        let mut h = HeaderMap::new();
-        for i in 0..MAX_CANDIDATES {
-            h.append("x-token", HeaderValue::from_str(&format!("junk{i}")).unwrap());
-        }
-        h.append("x-token", HeaderValue::from_str(&a).unwrap());
-        assert_eq!(t.presented(&cookie, &codec(), &h).token, None, "too many values");
-        let mut h = HeaderMap::new();
-        h.append(
-            "x-token",
-            HeaderValue::from_str(&"a".repeat(MAX_TOKEN_HEADER_BYTES + 1)).unwrap(),
-        );
-        h.append("x-token", HeaderValue::from_bytes(b"caf\xe9").unwrap());
-        h.append("x-token", HeaderValue::from_str(&a).unwrap());
-        assert_eq!(t.presented(&cookie, &codec(), &h).token, Some(a.as_str()), "skipped values");
+        let junk: Vec<String> = (0..MAX_CANDIDATES).map(|i| format!("junk{i}")).collect();
+        let mut h: Headers = junk.iter().map(|j| ("x-token", j.as_bytes())).collect();
+        h.push(("x-token", a.as_bytes()));
+        assert_eq!(t.presented(&cookie, &codec(), h.as_slice()).token, None, "too many values");
+        let long = "a".repeat(MAX_TOKEN_HEADER_BYTES + 1);
+        let h: Headers =
+            vec![("x-token", long.as_bytes()), ("x-token", b"caf\xe9"), ("x-token", a.as_bytes())];
+        let p = t.presented(&cookie, &codec(), h.as_slice());
+        assert_eq!(p.token, Some(a.as_str()), "skipped values");
+        let h: Headers = vec![("authorization", bearer_a.as_bytes())];
         let cookie_only = TransportConfig::default();
-        let mut h = HeaderMap::new();
-        h.append(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {a}")).unwrap());
-        assert_eq!(cookie_only.presented(&cookie, &codec(), &h).token, None);
+        assert_eq!(cookie_only.presented(&cookie, &codec(), h.as_slice()).token, None);
     }
 }

@@ -1,6 +1,7 @@
-//! The session cookie: secure defaults, validated when built.
+//! The session cookie: secure defaults, validated when built; its `Set-Cookie` values; and
+//! the lookup of its value over every `Cookie` header a request sent.
 
-use http::HeaderValue;
+use crate::headers::{visible_ascii, HeaderLookup};
 
 /// `SameSite` attribute of the session cookie; always sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,13 +49,13 @@ impl Default for CookieConfig {
 /// Builder of [`CookieConfig`].
 ///
 /// ```
-/// let cookie = sesame_axum::CookieConfig::builder()
+/// let cookie = sesame_http::CookieConfig::builder()
 ///     .name("__Host-app")
-///     .same_site(sesame_axum::SameSite::Strict)
+///     .same_site(sesame_http::SameSite::Strict)
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(cookie.name(), "__Host-app");
-/// assert!(sesame_axum::CookieConfig::builder().name("bad name").build().is_err());
+/// assert!(sesame_http::CookieConfig::builder().name("bad name").build().is_err());
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CookieConfigBuilder {
@@ -188,22 +189,27 @@ impl CookieConfig {
         self.persistent
     }
 
-    /// The `Set-Cookie` value that hands `token` to the client, marked sensitive. `max_age_s`
-    /// is sent only for persistent cookies.
-    pub(crate) fn set(&self, token: &str, max_age_s: u64) -> Option<HeaderValue> {
+    /// The `Set-Cookie` value that hands `token` to the client. `max_age_s` is sent only for
+    /// persistent cookies. The value carries a token: send it marked sensitive.
+    ///
+    /// ```
+    /// let c = sesame_http::CookieConfig::default();
+    /// assert_eq!(c.set("tok", 60), "__Host-sesame=tok; Path=/; Secure; HttpOnly; SameSite=Lax");
+    /// ```
+    pub fn set(&self, token: &str, max_age_s: u64) -> String {
         let mut s = format!("{}={}", self.name, token);
         if self.persistent {
             s.push_str(&format!("; Max-Age={max_age_s}"));
         }
         self.attributes(&mut s);
-        sensitive(&s)
+        s
     }
 
-    /// The `Set-Cookie` value that makes the client forget the cookie, marked sensitive.
-    pub(crate) fn clear(&self) -> Option<HeaderValue> {
+    /// The `Set-Cookie` value that makes the client forget the cookie (`Max-Age=0`).
+    pub fn clear(&self) -> String {
         let mut s = format!("{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT", self.name);
         self.attributes(&mut s);
-        sensitive(&s)
+        s
     }
 
     /// Every value of this cookie in the request's `Cookie` headers, in order. The headers are
@@ -211,11 +217,11 @@ impl CookieConfig {
     /// that cannot be a token are skipped (not returned), without hiding later ones: a name and
     /// value longer than [`MAX_COOKIE_BYTES`], or a value with anything but visible ASCII. One
     /// pair of double quotes around a value is removed.
-    pub(crate) fn occurrences<'a>(&self, headers: &'a http::HeaderMap) -> Vec<&'a str> {
+    pub fn occurrences<'h, H: HeaderLookup<'h> + ?Sized>(&self, headers: &H) -> Vec<&'h str> {
         let name = self.name.as_bytes();
         let mut out = Vec::new();
-        for h in headers.get_all(http::header::COOKIE) {
-            for pair in h.as_bytes().split(|&b| b == b';') {
+        for h in headers.all("cookie") {
+            for pair in h.split(|&b| b == b';') {
                 let Some((k, v)) = split_pair(pair.trim_ascii()) else {
                     continue;
                 };
@@ -235,13 +241,6 @@ impl CookieConfig {
     }
 }
 
-/// A header value that HTTP/2 and HTTP/3 encoders must never compress into their tables.
-pub(crate) fn sensitive(s: &str) -> Option<HeaderValue> {
-    let mut v = HeaderValue::from_str(s).ok()?;
-    v.set_sensitive(true);
-    Some(v)
-}
-
 /// `name=value` split at the first `=`.
 fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
     let eq = pair.iter().position(|&b| b == b'=')?;
@@ -257,39 +256,30 @@ fn unquote(v: &[u8]) -> &[u8] {
     }
 }
 
-/// The bytes as text when they are all visible ASCII (no spaces, no control characters).
-pub(crate) fn visible_ascii(v: &[u8]) -> Option<&str> {
-    if v.iter().all(|b| b.is_ascii_graphic()) {
-        std::str::from_utf8(v).ok()
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     // The default cookie carries every secure attribute and no Max-Age.
     #[test]
     fn secure_defaults() {
         let c = CookieConfig::default();
-        let v = c.set("tok", 60).unwrap();
+        assert_eq!(c.set("tok", 60), "__Host-sesame=tok; Path=/; Secure; HttpOnly; SameSite=Lax");
         assert_eq!(
-            v.to_str().unwrap(),
-            "__Host-sesame=tok; Path=/; Secure; HttpOnly; SameSite=Lax"
+            c.clear(),
+            "__Host-sesame=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure; \
+             HttpOnly; SameSite=Lax"
         );
-        let cl = c.clear().unwrap();
-        assert!(cl.to_str().unwrap().starts_with("__Host-sesame=; Max-Age=0"));
         let p = CookieConfig::builder().name("s").persistent(true).build().unwrap();
-        assert!(p.set("t", 60).unwrap().to_str().unwrap().contains("Max-Age=60"));
+        assert!(p.set("t", 60).contains("Max-Age=60"));
     }
 
     // Attribute injection and impossible prefixes are start-up errors.
     #[test]
     fn rejects_bad_settings() {
         let b = CookieConfig::builder;
-        for name in ["", "a b", "a;b", "a=b", "a\u{7}", "é"] {
+        for name in ["", "a b", "a;b", "a=b", "a\u{7}", "\u{e9}"] {
             assert!(b().name(name).build().is_err(), "{name:?}");
         }
         assert!(b().path("/; Domain=evil").build().is_err());
@@ -324,29 +314,18 @@ mod tests {
     #[test]
     fn finds_every_occurrence() {
         let c = CookieConfig::default();
-        let mut h = http::HeaderMap::new();
-        h.append(http::header::COOKIE, HeaderValue::from_static("a=1; __Host-sesame=abc; b=2"));
-        assert_eq!(c.occurrences(&h), ["abc"]);
+        let one: &[(&str, &[u8])] = &[("Cookie", b"a=1; __Host-sesame=abc; b=2")];
+        assert_eq!(c.occurrences(one), ["abc"]);
         let big = format!("__Host-sesame={}", "x".repeat(5000));
-        let mut h = http::HeaderMap::new();
-        h.append(http::header::COOKIE, HeaderValue::from_str(&big).unwrap());
-        assert!(c.occurrences(&h).is_empty());
-        let mut h = http::HeaderMap::new();
+        let h: &[(&str, &[u8])] = &[("cookie", big.as_bytes())];
+        assert!(c.occurrences(h).is_empty());
         let value = format!("{big}; x=caf\u{e9}; __Host-sesame=\"one\"; __Host-sesame=t\u{e9}");
-        h.append(http::header::COOKIE, HeaderValue::from_bytes(value.as_bytes()).unwrap());
-        h.append(
-            http::header::COOKIE,
-            HeaderValue::from_bytes(b"\xff=\xff;__Host-sesame=two").unwrap(),
-        );
-        h.append(http::header::COOKIE, HeaderValue::from_static("__host-sesame=case; other=x"));
-        assert_eq!(c.occurrences(&h), ["one", "two"]);
-    }
-
-    // Values that carry a cookie are sensitive.
-    #[test]
-    fn set_cookie_values_are_sensitive() {
-        let c = CookieConfig::default();
-        assert!(c.set("tok", 1).unwrap().is_sensitive());
-        assert!(c.clear().unwrap().is_sensitive());
+        let h: &[(&str, &[u8])] = &[
+            ("cookie", value.as_bytes()),
+            ("x-other", b"__Host-sesame=not-a-cookie-header"),
+            ("cookie", b"\xff=\xff;__Host-sesame=two"),
+            ("cookie", b"__host-sesame=case; other=x"),
+        ];
+        assert_eq!(c.occurrences(h), ["one", "two"]);
     }
 }
