@@ -6,11 +6,21 @@ use sesame::{Error, StoreError};
 /// The fixed message of a 503: the store could not be reached.
 pub const UNAVAILABLE_MESSAGE: &str = "session store unavailable; please retry shortly";
 
+/// The fixed message of a 503 for a write whose outcome is unknown: it may have been applied.
+pub const OUTCOME_UNKNOWN_MESSAGE: &str =
+    "the session store did not confirm this change in time: its outcome is unknown (it may have been applied); please retry";
+
+/// The fixed message of a 503 for a session found older than the request had read it (a
+/// store failover lost acknowledged writes): nothing was written.
+pub const ROLLED_BACK_MESSAGE: &str =
+    "the session went back to an older state in the store (a failover); nothing was written; please retry";
+
 /// The fixed message of a 500: the cause is logged, never sent.
 pub const INTERNAL_MESSAGE: &str = "session error";
 
 /// The HTTP status an error maps to: 503 when the store is unreachable (never an anonymous
-/// session instead), 401 when a login is needed or the session ended meanwhile (logged out,
+/// session instead), when a write's outcome is unknown, or when the session was found rolled
+/// back by a failover; 401 when a login is needed or the session ended meanwhile (logged out,
 /// revoked or expired on another request), 413 when a limit was hit, 429 when a creation was
 /// refused, 400 for bad input, 500 otherwise.
 ///
@@ -19,7 +29,7 @@ pub const INTERNAL_MESSAGE: &str = "session error";
 /// ```
 pub fn status(e: &Error) -> u16 {
     match e {
-        Error::Store(StoreError::Unavailable { .. }) => 503,
+        e if e.is_retryable() => 503,
         Error::Store(StoreError::LimitExceeded(_)) => 413,
         Error::NotLoggedIn
         | Error::StaleAuthentication
@@ -74,9 +84,11 @@ impl ErrorReply {
     /// ```
     pub fn new(e: &Error) -> ErrorReply {
         let status = status(e);
-        let message = match status {
-            503 => UNAVAILABLE_MESSAGE.to_string(),
-            500 => {
+        let message = match (status, e) {
+            (503, Error::Store(s)) if s.is_outcome_unknown() => OUTCOME_UNKNOWN_MESSAGE.to_string(),
+            (503, Error::Store(StoreError::RolledBack { .. })) => ROLLED_BACK_MESSAGE.to_string(),
+            (503, _) => UNAVAILABLE_MESSAGE.to_string(),
+            (500, _) => {
                 tracing::error!(error = %describe(e), "session error");
                 INTERNAL_MESSAGE.to_string()
             }
@@ -87,6 +99,9 @@ impl ErrorReply {
         let mut body = serde_json::json!({ "error": message });
         if matches!(e, Error::StepUpRequired) {
             body["step_up"] = serde_json::Value::Bool(true);
+        }
+        if matches!(e, Error::Store(s) if s.is_outcome_unknown()) {
+            body["outcome"] = serde_json::Value::from("unknown");
         }
         let retry_after = match e {
             _ if status == 503 => Some(1),
@@ -131,6 +146,19 @@ mod tests {
         let r = ErrorReply::new(&down);
         assert_eq!((r.status, r.retry_after), (503, Some(1)));
         assert_eq!(r.body, serde_json::json!({ "error": UNAVAILABLE_MESSAGE }));
+        // A write whose outcome is unknown, or a session found rolled back: 503s that say so.
+        let unknown = StoreError::Unavailable {
+            message: format!("{}: not confirmed", StoreError::OUTCOME_UNKNOWN),
+            source: None,
+        };
+        let r = ErrorReply::new(&Error::Store(unknown));
+        assert_eq!((r.status, r.retry_after), (503, Some(1)));
+        assert_eq!(r.body["outcome"], "unknown");
+        assert_eq!(r.body["error"], OUTCOME_UNKNOWN_MESSAGE);
+        let rolled = StoreError::RolledBack { message: "version 3 < 5".into() };
+        let r = ErrorReply::new(&Error::Store(rolled));
+        assert_eq!((r.status, r.retry_after), (503, Some(1)));
+        assert_eq!(r.body, serde_json::json!({ "error": ROLLED_BACK_MESSAGE }));
         let slow = |d| Error::CreationRefused { message: "slow down".into(), retry_after: d };
         let r = ErrorReply::new(&slow(Some(Duration::from_secs(7))));
         assert_eq!((r.status, r.retry_after), (429, Some(7)));

@@ -159,7 +159,8 @@ fn write_error(e: redis::RedisError) -> StoreError {
     if e.is_timeout() {
         return StoreError::Unavailable {
             message: format!(
-                "outcome unknown: no reply to a write in time ({e}); it may or may not have been applied"
+                "{}: no reply to a write in time ({e}); it may or may not have been applied",
+                StoreError::OUTCOME_UNKNOWN
             ),
             source: Some(Box::new(e)),
         };
@@ -192,7 +193,8 @@ async fn waited(
         Ok((v, acked)) if acked >= i64::from(d.replicas) => Ok(Ok(v)),
         Ok((_, acked)) => Err(StoreError::Unavailable {
             message: format!(
-                "outcome unknown: write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it was applied on the master and may or may not survive a failover",
+                "{}: write not confirmed by {} replica(s) within {} ms ({acked} confirmed); it was applied on the master and may or may not survive a failover",
+                StoreError::OUTCOME_UNKNOWN,
                 d.replicas,
                 d.timeout.as_millis()
             ),

@@ -82,6 +82,16 @@ impl StoreError {
         matches!(self, StoreError::Unavailable { .. } | StoreError::RolledBack { .. })
     }
 
+    /// The start of the message of a [`StoreError::Unavailable`] for a write that may or may
+    /// not have been applied (no reply in time, or replicas that did not confirm it).
+    pub const OUTCOME_UNKNOWN: &'static str = "outcome unknown";
+
+    /// Whether this is a write whose outcome is unknown: it failed to confirm, yet may have
+    /// been applied (see [`StoreError::OUTCOME_UNKNOWN`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::Unavailable { message, .. } if message.starts_with(Self::OUTCOME_UNKNOWN))
+    }
+
     /// A [`StoreError::Backend`] without a source.
     pub fn backend(message: impl Into<String>) -> StoreError {
         StoreError::Backend { message: message.into(), source: None }
