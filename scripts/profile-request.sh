@@ -18,7 +18,7 @@ requests=${3:-2000}
 command -v valgrind >/dev/null || { echo "error: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 cargo build --release -q -p sesame-bench --bin http
 out=$(mktemp -d -t sesame-profile-XXXXXX)
-valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out/callgrind.out" \
+valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
   target/release/http --serve "$server" 3600 >"$out/serving" 2>"$out/valgrind.log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
@@ -50,12 +50,10 @@ report() { # name
 while read -r _ name url tokens; do
   url="$url$endpoint"
   drive "$url" "$tokens" 50 # warm-up, not counted
-  callgrind_control -i on "$pid" >/dev/null
-  drive "$url" "$tokens" "$requests"
-  callgrind_control -i off "$pid" >/dev/null
-  callgrind_control -d "$name" "$pid" >/dev/null
-  mv "$(ls -t "$out"/callgrind.out* | head -1)" "$out/$name.out"
   callgrind_control -z "$pid" >/dev/null
+  drive "$url" "$tokens" "$requests"
+  callgrind_control -d "$name" "$pid" >/dev/null
+  mv "$(ls -t "$out"/callgrind.out.* | head -1)" "$out/$name.out"
   report "$name"
 done <"$out/serving"
 echo "callgrind files: $out (callgrind_annotate --inclusive=yes $out/<server>.out)"

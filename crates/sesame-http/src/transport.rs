@@ -134,7 +134,8 @@ pub struct Presented<'a> {
     /// The text to open the session with: the one well-formed token presented, else the first
     /// malformed one (so that it is counted as invalid), else none.
     pub token: Option<&'a str>,
-    /// The well-formed token came in the cookie.
+    /// The well-formed token came in the cookie. (A lone value counts as well formed by its
+    /// form alone: its check value is verified when the session is opened.)
     pub via_cookie: bool,
     /// The well-formed token came in a header (bearer or named).
     pub via_header: bool,
@@ -238,6 +239,17 @@ impl TransportConfig {
                 "the request presented too many different session tokens; it has none"
             );
             return Presented::default();
+        }
+        // One candidate is the request's token whether or not it checks out, and opening the
+        // session verifies its check value: here its form is enough to say where it came from.
+        // Only a choice between several candidates costs check values here.
+        if let [(token, via_cookie, via_header)] = seen.as_slice() {
+            let formed = codec.is_well_formed(token);
+            return Presented {
+                token: Some(token),
+                via_cookie: formed && *via_cookie,
+                via_header: formed && *via_header,
+            };
         }
         let mut good = seen.iter().filter(|e| codec.parse(e.0).is_ok());
         match (good.next(), good.next()) {

@@ -23,7 +23,7 @@ pub(crate) fn run(server: &str, seconds: u64) -> BenchResult<()> {
     for t in &targets {
         println!("serving {} http://{} {}", t.name, t.addr(), t.tokens_path().display());
     }
-    runtime.block_on(tokio::time::sleep(Duration::from_secs(seconds)));
+    runtime.block_on(async { tokio::time::sleep(Duration::from_secs(seconds)).await });
     drop(runtime);
     drop(targets);
     Ok(())
