@@ -15,10 +15,13 @@
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
+//!     // 32+ random bytes shared by every instance: export SESSION_SECRET="$(openssl rand -base64 48)"
+//!     let secret = std::env::var("SESSION_SECRET")
+//!         .map_err(|_| std::io::Error::other("set SESSION_SECRET (openssl rand -base64 48)"))?;
 //!     let config = sesame::SessionConfig::builder()
-//!         .token_secret(std::env::var("SESSION_SECRET").unwrap_or_default())
+//!         .token_secret(secret)
 //!         .build()
-//!         .expect("SESSION_SECRET: 32 or more random bytes");
+//!         .map_err(std::io::Error::other)?;
 //!     let manager = sesame::SessionManager::new(Arc::new(sesame::MemoryStore::new()), config);
 //!     HttpServer::new(move || {
 //!         App::new()

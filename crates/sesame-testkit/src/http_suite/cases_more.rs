@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sesame::{CreationRateLimit, Tag, TokenCodec, TokenSecret};
+use sesame::{CreationRateLimit, SessionConfig, Tag, TokenCodec, TokenSecret};
 use sesame_http::{CookieConfig, TransportConfig, BEARER_RESPONSE_HEADER};
 
 use super::{Framework, Harness, Setup, COOKIE};
@@ -156,10 +156,17 @@ pub async fn token_in_the_url_is_ignored<F: Framework>() {
 }
 
 /// A configured cookie is used: its name and attributes, and `Max-Age` (the session's
-/// remaining life) when it is persistent; a save sends it again.
+/// remaining life) when it is persistent; a save that pushes the idle deadline (once
+/// `touch_after` has passed) sends it again, an earlier one does not.
 pub async fn persistent_cookie_has_max_age<F: Framework>() {
     let cookie = CookieConfig::builder().name("sid").persistent(true).build().unwrap();
-    let h = Harness::start::<F>(Setup { cookie, ..Setup::default() }).await;
+    let touch_after = Duration::from_millis(300);
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .touch_after(touch_after)
+        .build()
+        .unwrap();
+    let h = Harness::start::<F>(Setup { cookie, config, ..Setup::default() }).await;
     let r = h.send("POST", "/set/x", &[], Some("1".into())).await;
     let t = r.cookie_token("sid").unwrap();
     let sc = r.set_cookie().unwrap();
@@ -171,5 +178,8 @@ pub async fn persistent_cookie_has_max_age<F: Framework>() {
     let sid = [("cookie", format!("sid={t}"))];
     assert_eq!(h.send("GET", "/get/x", &sid, None).await.body["value"], "1");
     let r = h.send("POST", "/set/x", &sid, Some("2".into())).await;
+    assert_eq!(r.set_cookie(), None, "no push yet, nothing sent");
+    tokio::time::sleep(touch_after + Duration::from_millis(50)).await;
+    let r = h.send("POST", "/set/x", &sid, Some("3".into())).await;
     assert_eq!(r.cookie_token("sid").as_deref(), Some(t.as_str()), "sent again, same token");
 }
