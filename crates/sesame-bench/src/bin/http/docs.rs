@@ -77,11 +77,13 @@ fn machine() -> String {
             l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
         })
         .map_or_else(|| "?".to_string(), |kb| format!("{:.0}", kb as f64 / 1_048_576.0));
-    let kernel = read("/proc/sys/kernel/osrelease");
+    // The kernel's major.minor only: the rest of a release string names a build.
+    let release = read("/proc/sys/kernel/osrelease");
+    let kernel: Vec<&str> = release.trim().split(['.', '-']).take(2).collect();
     format!(
         "{cores} cores of {model}, {mem_gib} GiB, Linux {} (wrk, every server and every Redis \
          share these cores)",
-        kernel.trim()
+        kernel.join(".")
     )
 }
 
