@@ -306,6 +306,33 @@ async fn sessions_list_show_and_revoke() {
 
 // Applications with several token secrets and a naming secret: the command finds their users
 // with SESAME_NAMING_SECRET, under their key prefix.
+// A TLS server whose CA the system does not trust: the commands connect with `--ca-cert`,
+// and without it they fail to connect (exit 2), as they do with an unreadable file.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_store_with_ca_cert() {
+    let redis =
+        RedisServer::start_with(RedisOptions { tls: true, ..RedisOptions::default() }).unwrap();
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let pem = redis.ca_cert_pem().unwrap();
+    let store = RedisStore::builder(&url).ca_cert_pem(pem.as_bytes().to_vec()).connect().await;
+    let m = SessionManager::new(Arc::new(store.unwrap()), config());
+    let (_, id) = session(&m, Some("tess")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    let ca = ca.to_str().unwrap();
+    let list = ["sessions", "list", "--store", &url, "--user", "tess", "--json", "--ca-cert", ca];
+    assert_eq!(ids(&expect(0, &list).json()), [id]);
+    let r = expect(2, &["sessions", "list", "--store", &url, "--user", "tess"]);
+    assert!(r.stderr.contains("cannot connect"), "{}", r.stderr);
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let args = ["stats", "--store", &url, "--ca-cert", missing];
+    let r = expect(2, &args);
+    assert!(r.stderr.contains("cannot read --ca-cert"), "{}", r.stderr);
+}
+
 #[tokio::test]
 async fn naming_secret_and_prefix() {
     let redis = RedisServer::start();

@@ -33,6 +33,10 @@ pub(crate) struct StoreArgs {
     /// The key prefix the applications use.
     #[arg(long, default_value = "sesame")]
     prefix: String,
+    /// A PEM file with the CA certificate that signed the Redis servers' TLS certificates
+    /// (for rediss:// URLs whose CA the system does not trust).
+    #[arg(long, value_name = "PEM_FILE")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print JSON instead of tables (one object; `watch`: one object per line).
     #[arg(long)]
     json: bool,
@@ -86,7 +90,15 @@ where
 
 /// Connects to the store URL for administration.
 async fn connect(args: &StoreArgs) -> Result<Admin, String> {
-    let options = AdminOptions { prefix: args.prefix.clone(), ..AdminOptions::default() };
+    let ca_cert_pem = match &args.ca_cert {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let options =
+        AdminOptions { prefix: args.prefix.clone(), ca_cert_pem, ..AdminOptions::default() };
     Admin::connect(&args.store, options).await.map_err(|e| format!("cannot connect: {e}"))
 }
 
