@@ -64,6 +64,11 @@ impl Tag {
         hex(&self.0)
     }
 
+    /// Appends [`Tag::to_hex`]'s text to `out` (no allocation of its own).
+    pub fn push_hex(&self, out: &mut String) {
+        push_hex(out, &self.0);
+    }
+
     /// Parses what [`Tag::to_hex`] writes (8 hex characters, either case).
     pub fn from_hex(text: &str) -> Option<Tag> {
         let b = text.as_bytes();
@@ -309,6 +314,11 @@ impl UserRef {
         URL_SAFE_NO_PAD.encode(self.digest)
     }
 
+    /// Appends [`UserRef::id`]'s text to `out` (no allocation of its own).
+    pub fn push_id(&self, out: &mut String) {
+        URL_SAFE_NO_PAD.encode_string(self.digest, out);
+    }
+
     /// The 20 bytes of the reference: tag, then digest.
     pub fn to_bytes(&self) -> [u8; 20] {
         let mut out = [0u8; 20];
@@ -473,6 +483,11 @@ impl SessionKey {
         URL_SAFE_NO_PAD.encode(self.digest)
     }
 
+    /// Appends [`SessionKey::id`]'s text to `out` (no allocation of its own).
+    pub fn push_id(&self, out: &mut String) {
+        URL_SAFE_NO_PAD.encode_string(self.digest, out);
+    }
+
     /// Rebuilds a key from a tag and an id as returned by [`SessionKey::id`].
     pub fn from_parts(tag: Tag, id: &str) -> Option<SessionKey> {
         let mut digest = [0u8; 16];
@@ -493,13 +508,18 @@ impl fmt::Debug for SessionKey {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
+    push_hex(&mut s, bytes);
     s
+}
+
+/// Appends `bytes` to `out` as lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
 }
 
 #[cfg(test)]
