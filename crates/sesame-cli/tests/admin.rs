@@ -789,6 +789,57 @@ async fn sentinel_url() {
     assert!(replicas.iter().all(|f| f["node"] == master.as_str()));
 }
 
+// When the master it watches goes away, `watch` finds the new one through the sentinels,
+// subscribes again (turning the notifications on there too, with --configure) and goes on
+// reporting; it says that events in between were missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_sentinel_failover() {
+    let mut group = tokio::task::spawn_blocking(SentinelGroup::start).await.unwrap().unwrap();
+    let url = group.url();
+    let m = manager(&url, config()).await;
+    let (watch, said) = Watch::start(&url, None);
+    assert!(said.contains("watching session keys"), "{said}");
+    let (_, before) = session(&m, Some("alice")).await;
+    let old = group.current_master_port().unwrap();
+    group.kill_master().unwrap();
+    let group = tokio::task::spawn_blocking(move || {
+        group.wait_for_failover(old, Duration::from_secs(30)).unwrap();
+        group
+    })
+    .await
+    .unwrap();
+    // The watch says it lost its master, then that it subscribed to the new one.
+    let mut said = String::new();
+    while !said.contains("resubscribed to session keys") {
+        let line = watch.stderr.recv_timeout(Duration::from_secs(60)).expect("never resubscribed");
+        said.push_str(&line);
+        said.push('\n');
+    }
+    assert!(said.contains("reconnecting (events until then are missed)"), "{said}");
+    // The store follows the new master by itself; retry until the login lands there.
+    let mut after = None;
+    for _ in 0..100 {
+        let s = m.open(None);
+        if s.login("bob").await.is_ok() {
+            if let Ok(a) = s.commit().await {
+                after = Some(token(a).key().id());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = after.expect("no login after the failover");
+    let events = watch.until(|ev| ev.iter().any(|e| e["id"] == after.as_str()));
+    let created: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "created")
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert!(created.contains(&before.as_str()), "{events:?}");
+    assert!(created.contains(&after.as_str()), "reported after the failover: {events:?}");
+    drop(group);
+}
+
 // On a Cluster, every command covers every master: `watch` reports creations from several
 // masters, `show` finds a session by SCAN wherever it is, `stats` counts all of them, `list`
 // and `revoke` reach each user's slot, and `doctor` checks the cluster state and replication

@@ -56,21 +56,11 @@ pub(crate) async fn run(a: WatchArgs) -> Result<Outcome, String> {
     if a.duration.is_some_and(|d| !(d.is_finite() && d >= 0.0)) {
         return Err("--duration is a number of seconds".into());
     }
-    let admin = connect(&a.store).await?;
-    if !configure(&admin, a.configure).await? {
-        return Ok(Outcome::Wrong);
-    }
-    let mut rx = admin.subscribe_sessions().await.map_err(|e| e.to_string())?;
-    let masters = admin.masters();
-    eprintln!(
-        "sesame watch: watching session keys under {:?} on {} master{} ({}); {BEST_EFFORT}",
-        a.store.prefix,
-        masters.len(),
-        if masters.len() == 1 { "" } else { "s" },
-        masters.join(", ")
-    );
     let deadline =
         a.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d.min(1.0e9)));
+    let Some((mut admin, mut rx)) = watch_masters(&a, "watching").await? else {
+        return Ok(Outcome::Wrong);
+    };
     let mut pointers: HashMap<String, (PointerKindName, String)> = HashMap::new();
     let mut printed: u64 = 0;
     if a.count == Some(0) {
@@ -84,14 +74,75 @@ pub(crate) async fn run(a: WatchArgs) -> Result<Outcome, String> {
         };
         let n = match next {
             Some(Ok(n)) => n,
-            Some(Err(e)) => return Err(format!("{e}; events are missed from now on")),
-            None => return Err("every subscription ended".into()),
+            // A master went away (a failover, a restart): find the masters again through the
+            // store URL and subscribe to them, until they answer or the watch's time is up.
+            lost => {
+                let why = match lost {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "every subscription ended".to_string(),
+                };
+                eprintln!("sesame watch: {why}; reconnecting (events until then are missed)");
+                match reconnect(&a, deadline).await? {
+                    Some((again, again_rx)) => (admin, rx) = (again, again_rx),
+                    None => return Ok(Outcome::Wrong),
+                }
+                continue;
+            }
         };
         let Some(event) = classify(&admin, n, &mut pointers).await? else { continue };
         print(&event, a.store.json);
         printed = printed.saturating_add(1);
         if a.count.is_some_and(|c| printed >= c) {
             return Ok(Outcome::Done);
+        }
+    }
+}
+
+/// The subscription's receiver.
+type Events = tokio::sync::mpsc::Receiver<Result<Notification, sesame::StoreError>>;
+
+/// Connects, checks (or with `--configure` sets) the notifications on every master, and
+/// subscribes; says on stderr what it watches (`verb`: "watching", "resubscribed to"). `None`
+/// when the notifications are off and the watch may not turn them on.
+async fn watch_masters(a: &WatchArgs, verb: &str) -> Result<Option<(Admin, Events)>, String> {
+    let admin = connect(&a.store).await?;
+    if !configure(&admin, a.configure).await? {
+        return Ok(None);
+    }
+    let rx = admin.subscribe_sessions().await.map_err(|e| e.to_string())?;
+    let masters = admin.masters();
+    eprintln!(
+        "sesame watch: {verb} session keys under {:?} on {} master{} ({}); {BEST_EFFORT}",
+        a.store.prefix,
+        masters.len(),
+        if masters.len() == 1 { "" } else { "s" },
+        masters.join(", ")
+    );
+    Ok(Some((admin, rx)))
+}
+
+/// Longest wait for the masters to answer again after a subscription was lost, when the
+/// watch has no `--duration` of its own.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+/// Pause between attempts to reconnect.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+
+/// [`watch_masters`] again, every [`RECONNECT_PAUSE`], until it works or `deadline` (or
+/// [`RECONNECT_FOR`]) passes.
+async fn reconnect(
+    a: &WatchArgs,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Option<(Admin, Events)>, String> {
+    let give_up = tokio::time::Instant::now() + RECONNECT_FOR;
+    let give_up = deadline.map_or(give_up, |d| d.min(give_up));
+    loop {
+        match watch_masters(a, "resubscribed to").await {
+            Ok(found) => return Ok(found),
+            Err(e) if tokio::time::Instant::now() + RECONNECT_PAUSE < give_up => {
+                tracing::debug!(error = %e, "the masters do not answer yet");
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+            Err(e) => return Err(format!("{e}; gave up reconnecting")),
         }
     }
 }
