@@ -487,7 +487,14 @@ fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
 impl Watch {
     /// Starts `sesame watch --json --configure [--count <count>]` and waits until it watches.
     fn start(url: &str, count: Option<u64>) -> (Watch, String) {
-        let mut args = vec!["watch", "--store", url, "--json", "--configure", "--duration", "60"];
+        Watch::start_for(url, count, 60)
+    }
+
+    /// Like [`Watch::start`], ending after `seconds`.
+    fn start_for(url: &str, count: Option<u64>, seconds: u64) -> (Watch, String) {
+        let seconds = seconds.to_string();
+        let mut args = vec!["watch", "--store", url, "--json", "--configure", "--duration"];
+        args.push(&seconds);
         let count = count.map(|c| c.to_string());
         if let Some(c) = &count {
             args.extend(["--count", c.as_str()]);
@@ -690,10 +697,11 @@ async fn watch_reports_lifecycle_events() {
     assert_eq!(expired[&("expired".to_string(), d.clone())]["pointer"], true);
     assert_eq!(expired[&("expired".to_string(), e.clone())]["pointer"], false);
 
-    // A lost subscription (the server goes away) ends the watch with exit code 2.
+    // A lost subscription (the server goes away) makes the watch try to reconnect; when the
+    // server stays away until the watch's time is up, it ends with exit code 2.
     let (watch, _) = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || Watch::start(&url, None)
+        move || Watch::start_for(&url, None, 3)
     })
     .await
     .unwrap();
@@ -701,6 +709,7 @@ async fn watch_reports_lifecycle_events() {
     let (code, said) = tokio::task::spawn_blocking(move || watch.finish()).await.unwrap();
     assert_eq!(code, Some(2), "{said}");
     assert!(said.contains("lost the subscription"), "{said}");
+    assert!(said.contains("reconnecting") && said.contains("gave up reconnecting"), "{said}");
 }
 
 // `doctor` names what is wrong and exits 2 on errors (an evicting policy with a memory limit),
