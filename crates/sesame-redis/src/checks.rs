@@ -18,6 +18,11 @@ pub struct ServerReport {
     pub aof_enabled: Option<bool>,
     /// The `save` setting (RDB snapshots); empty when snapshots are off.
     pub rdb_save: Option<String>,
+    /// Replicas connected to the master (`connected_slaves`; the most, when several nodes
+    /// answered).
+    pub replicas: Option<u64>,
+    /// `min-replicas-to-write` (the least, when several nodes answered).
+    pub min_replicas_to_write: Option<u64>,
     /// Settings that can lose or evict live sessions, in plain words.
     pub warnings: Vec<String>,
 }
@@ -115,6 +120,15 @@ pub(crate) async fn report(conn: &mut Conn) -> ServerReport {
     if let Some(t) = texts(conn, redis::cmd("CONFIG").arg("GET").arg("save")).await {
         r.rdb_save = config_values(&t, "save").into_iter().next();
     }
+    if let Some(t) = texts(conn, redis::cmd("INFO").arg("replication")).await {
+        r.replicas =
+            info_fields(&t, "connected_slaves").iter().filter_map(|v| v.parse().ok()).max();
+    }
+    let guard = redis::cmd("CONFIG").arg("GET").arg("min-replicas-to-write").clone();
+    if let Some(t) = texts(conn, &guard).await {
+        r.min_replicas_to_write =
+            config_values(&t, "min-replicas-to-write").iter().filter_map(|v| v.parse().ok()).min();
+    }
     r.warnings = warnings(&r);
     r
 }
@@ -144,6 +158,11 @@ fn warnings(r: &ServerReport) -> Vec<String> {
                 .into(),
         );
     }
+    if let (Some(n), Some(0)) = (r.replicas.filter(|n| *n > 0), r.min_replicas_to_write) {
+        w.push(format!(
+            "this master has {n} replica(s) and min-replicas-to-write is 0: cut off from its replicas (a network partition), it keeps acknowledging logins, logouts and revocations that the failover promoting a replica erases. Set min-replicas-to-write 1 and min-replicas-max-lag 10, so that an isolated master refuses writes (answered with 503) after the lag"
+        ));
+    }
     w
 }
 
@@ -159,14 +178,21 @@ mod tests {
             maxmemory_policy: Some("allkeys-lru".into()),
             aof_enabled: Some(false),
             rdb_save: Some(String::new()),
+            replicas: Some(1),
+            min_replicas_to_write: Some(0),
             warnings: vec![],
         };
         let w = warnings(&r);
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
         assert!(w[0].contains("allkeys-lru") && w[1].contains("persistence is off"));
+        assert!(w[2].contains("min-replicas-to-write is 0"), "{w:?}");
         r.maxmemory_policy = Some("noeviction".into());
         r.aof_enabled = Some(true);
+        r.min_replicas_to_write = Some(1);
         assert!(warnings(&r).is_empty());
+        r.replicas = Some(0);
+        r.min_replicas_to_write = Some(0);
+        assert!(warnings(&r).is_empty(), "no replicas, nothing to guard");
         r.version = Some("6.2.14".into());
         assert!(warnings(&r)[0].contains("6.2.14"));
     }

@@ -48,3 +48,38 @@ async fn configuration_warnings_once_per_store() {
     assert_eq!(persistence, 1, "{log}");
     assert!(!log.contains('\u{1b}'), "no colour codes: {log}");
 }
+
+// A master with a replica and no min-replicas-to-write is warned about at start-up (an
+// isolated master would keep acknowledging writes a failover erases); once the guard is set,
+// it is not.
+#[tokio::test]
+async fn replicated_master_without_the_write_guard_is_warned_about() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    replica.cli(&["REPLICAOF", "127.0.0.1", &master.port().to_string()]).unwrap();
+    let mut linked = false;
+    for _ in 0..100 {
+        let info = master.cli(&["INFO", "replication"]).unwrap();
+        if info.contains("connected_slaves:1") {
+            linked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(linked, "the replica never connected");
+    let guard = |r: &sesame_redis::ServerReport| {
+        r.warnings.iter().any(|w| w.contains("min-replicas-to-write is 0"))
+    };
+    let store = RedisStore::connect(&master.url()).await.unwrap();
+    let report = store.server_report().await;
+    assert_eq!((report.replicas, report.min_replicas_to_write), (Some(1), Some(0)));
+    assert!(guard(&report), "{:?}", report.warnings);
+    master.cli(&["CONFIG", "SET", "min-replicas-to-write", "1"]).unwrap();
+    let store = RedisStore::connect(&master.url()).await.unwrap();
+    let report = store.server_report().await;
+    assert!(!guard(&report), "{:?}", report.warnings);
+    let alone = RedisServer::start();
+    let store = RedisStore::connect(&alone.url()).await.unwrap();
+    let report = store.server_report().await;
+    assert!(!guard(&report), "no replica: {:?}", report.warnings);
+}
