@@ -48,11 +48,17 @@ pub(crate) fn map_err(e: RedisError) -> StoreError {
         );
     // A script that met a key of a Cluster slot being migrated (`ASK` inside a script) is
     // refused by Redis before the key is touched; it succeeds once the migration is over.
-    let unavailable = unavailable || e.to_string().contains("non local key");
+    // A master whose replicas lag past `min-replicas-max-lag` refuses writes with
+    // `NOREPLICAS` (cut off from them, say) until they are back, or a failover replaces it.
+    let text = e.to_string();
+    let unavailable = unavailable
+        || text.contains("non local key")
+        || e.code() == Some("NOREPLICAS")
+        || text.contains("NOREPLICAS");
     if unavailable {
-        StoreError::Unavailable { message: e.to_string(), source: Some(Box::new(e)) }
+        StoreError::Unavailable { message: text, source: Some(Box::new(e)) }
     } else {
-        StoreError::Backend { message: e.to_string(), source: Some(Box::new(e)) }
+        StoreError::Backend { message: text, source: Some(Box::new(e)) }
     }
 }
 

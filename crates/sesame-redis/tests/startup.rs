@@ -75,9 +75,49 @@ async fn replicated_master_without_the_write_guard_is_warned_about() {
     assert_eq!((report.replicas, report.min_replicas_to_write), (Some(1), Some(0)));
     assert!(guard(&report), "{:?}", report.warnings);
     master.cli(&["CONFIG", "SET", "min-replicas-to-write", "1"]).unwrap();
+    master.cli(&["CONFIG", "SET", "min-replicas-max-lag", "2"]).unwrap();
     let store = RedisStore::connect(&master.url()).await.unwrap();
     let report = store.server_report().await;
     assert!(!guard(&report), "{:?}", report.warnings);
+    // Cut off from its replica, the guarded master refuses writes after the lag: a login is
+    // an outage (503, retry later), not a server error, and nothing is written.
+    let config = sesame::SessionConfig::builder().insecure_development_secret().build().unwrap();
+    let m = sesame::SessionManager::new(std::sync::Arc::new(store), config);
+    // With its replica acknowledging (once a second), the master takes writes.
+    let mut accepted = false;
+    for _ in 0..50 {
+        let s = m.open(None);
+        if async {
+            s.login("ann").await?;
+            s.commit().await
+        }
+        .await
+        .is_ok()
+        {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "the guarded master refused writes with its replica connected");
+    replica.cli(&["REPLICAOF", "NO", "ONE"]).unwrap();
+    let mut refused = None;
+    for _ in 0..100 {
+        let s = m.open(None);
+        let r = async {
+            s.login("bob").await?;
+            s.commit().await
+        }
+        .await;
+        if let Err(e) = r {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let e = refused.expect("the isolated master kept accepting writes");
+    assert!(e.is_retryable(), "an outage: {e}");
+    assert!(e.to_string().contains("NOREPLICAS"), "{e}");
     let alone = RedisServer::start();
     let store = RedisStore::connect(&alone.url()).await.unwrap();
     let report = store.server_report().await;
