@@ -21,7 +21,8 @@ out=$(mktemp -d -t sesame-profile-XXXXXX)
 valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
   target/release/http --serve "$server" 3600 >"$out/serving" 2>"$out/valgrind.log" &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true' EXIT
+# SIGINT lets the server stop its private redis-server on the way out.
+trap 'kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 for _ in $(seq 600); do
   [ "$(grep -c '^serving ' "$out/serving" 2>/dev/null || true)" -ge 2 ] && break
   kill -0 "$pid" 2>/dev/null || { cat "$out/valgrind.log" >&2; exit 1; }

@@ -8,7 +8,8 @@ use sesame_bench::{BenchError, BenchResult};
 use crate::bench;
 
 /// Starts `server` and the ceiling with 1000 logged-in sessions, prints one line per server
-/// (`serving NAME http://ADDR TOKENS_FILE`) on stdout, serves for `seconds`, then returns.
+/// (`serving NAME http://ADDR TOKENS_FILE`) on stdout, serves for `seconds` (or until SIGINT),
+/// then returns.
 pub(crate) fn run(server: &str, seconds: u64) -> BenchResult<()> {
     let dir = tempfile::Builder::new()
         .prefix("sesame-http-serve-")
@@ -23,7 +24,13 @@ pub(crate) fn run(server: &str, seconds: u64) -> BenchResult<()> {
     for t in &targets {
         println!("serving {} http://{} {}", t.name, t.addr(), t.tokens_path().display());
     }
-    runtime.block_on(async { tokio::time::sleep(Duration::from_secs(seconds)).await });
+    // Until the time is up or SIGINT: either way the servers and their Redis stop cleanly.
+    runtime.block_on(async {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
     drop(runtime);
     drop(targets);
     Ok(())
