@@ -1,10 +1,10 @@
 //! `scale`: memory per session and the latency of load, save, login, list-a-user and
-//! revoke-all with 10,000 and then 1,000,000 sessions in one private `redis-server`, printed
-//! as Markdown tables.
+//! revoke-all with 10,000 sessions in one private `redis-server` and 1,000,000 in another,
+//! printed as Markdown tables. The timed operations alternate between the servers in rounds.
 //!
 //! `cargo run --release -p sesame-bench --bin scale` runs the published measurement.
-//! Options: `--sessions 10000,1000000` (ascending totals), `--ops 2000` (timed operations of
-//! each kind per total), `--budget-minutes 30` (a total whose estimated load does not fit in
+//! Options: `--sessions 10000,1000000` (ascending totals, one server each), `--ops 2000` (timed
+//! operations of each kind per total), `--budget-minutes 30` (a total whose estimated load does not fit in
 //! what is left, or whose memory does not fit in the memory available, is refused), `--smoke`
 //! (1000 and 5000 sessions, 200 operations: the test suite's form).
 // A command-line measurement tool: printing its report is its whole purpose.
@@ -12,10 +12,10 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sesame_bench::scale::report::{available_memory, estimate, latency_table, memory_table};
-use sesame_bench::scale::{ScaleBench, ScaleConfig};
+use sesame_bench::scale::{ops, OpLatencies, ScaleBench, ScaleConfig, ScaleFigures};
 use sesame_bench::{BenchError, BenchResult};
 
 /// Share of the available memory a load may take.
@@ -57,37 +57,50 @@ fn number(text: &str, flag: &str) -> BenchResult<u64> {
     }
 }
 
+/// Rounds the timed operations are split into, alternating between the totals.
+const ROUNDS: u64 = 10;
+
 async fn run(config: ScaleConfig) -> BenchResult<()> {
-    let mut bench = ScaleBench::start(config.clone()).await?;
-    let mut done = Vec::new();
+    let deadline = Instant::now() + config.budget;
+    let (mut benches, mut done) = (Vec::new(), Vec::<ScaleFigures>::new());
     for &total in &config.scales {
-        let e = estimate(&done, bench.sessions(), total);
+        let e = estimate(&done, total);
         let source = if e.measured { "rates measured so far" } else { "assumed rates" };
         eprintln!(
             "{total} sessions: about {:.0} s to load and {:.0} MB in Redis ({source})",
             e.load.as_secs_f64(),
             e.memory_bytes / 1e6
         );
-        let left = bench.time_left();
+        let left = deadline.saturating_duration_since(Instant::now());
         if e.load.mul_f64(1.2) > left {
             eprintln!("refused: {:.0} s of the time budget are left", left.as_secs_f64());
             println!("{total} sessions: refused, the load does not fit in the time budget\n");
             break;
         }
-        let in_redis = done.last().map_or(0.0, |f: &sesame_bench::scale::ScaleFigures| {
-            f.memory.used_memory * f.sessions as f64
-        });
         if let Some(available) = available_memory() {
-            if e.memory_bytes - in_redis > available * MEMORY_SHARE {
+            if e.memory_bytes > available * MEMORY_SHARE {
                 eprintln!("refused: {:.0} MB of memory are available", available / 1e6);
                 println!("{total} sessions: refused, they do not fit in memory\n");
                 break;
             }
         }
-        done.push(bench.measure(total).await?);
+        let mut bench = ScaleBench::start(config.clone(), deadline).await?;
+        let load_secs = bench.fill(total).await?;
+        let memory = bench.memory().await?;
+        done.push(ScaleFigures { sessions: total, memory, load_secs, ops: OpLatencies::all() });
+        benches.push(bench);
     }
     if done.is_empty() {
         return Err(BenchError::new("no total could be measured within the budgets"));
+    }
+    eprintln!("timing operations in {ROUNDS} rounds alternating between the totals");
+    for bench in &benches {
+        ops::warm_up(bench).await?;
+    }
+    for round in 0..ROUNDS {
+        for (bench, figures) in benches.iter_mut().zip(done.iter_mut()) {
+            ops::run_round(bench, round, ROUNDS, &mut figures.ops).await?;
+        }
     }
     println!("{}", memory_table(&done));
     println!("{}", latency_table(&done));

@@ -1,7 +1,9 @@
-//! The scale measurement: one private `redis-server` filled with more and more logged-in
-//! sessions (10,000, then 1,000,000 by default), and at each size the memory per session and
-//! the latency of single operations (one at a time, so each figure is one operation's own
-//! time): load, save, login, list a user's sessions, revoke all of a user's sessions.
+//! The scale measurement: one private `redis-server` per total of logged-in sessions (10,000
+//! and 1,000,000 by default), each filled up to its total; the memory per session of each;
+//! then the latency of single operations (one at a time, so each figure is one operation's
+//! own time): load, save, login, list a user's sessions, revoke all of a user's sessions.
+//! The operations run in rounds that alternate between the servers, so a busy moment of the
+//! machine falls on every total alike rather than on one of them.
 //!
 //! Sessions are made through [`SessionManager`] on a [`RedisStore`], as a web service would:
 //! session `i` belongs to user `i / SESSIONS_PER_USER` and holds the [`crate::content`]
@@ -89,15 +91,13 @@ pub struct ScaleFigures {
     pub sessions: u64,
     /// Memory per session.
     pub memory: MemoryFigures,
-    /// Sessions made by the load up to this total (from the previous total).
-    pub made: u64,
-    /// Seconds that load took.
+    /// Seconds the load took.
     pub load_secs: f64,
     /// Latencies of each operation kind, in [`OpKind::ALL`] order.
     pub ops: Vec<OpLatencies>,
 }
 
-/// The private server, the manager over it and the token of every session made so far.
+/// One private server, the manager over it and the token of every session made so far.
 pub struct ScaleBench {
     config: ScaleConfig,
     manager: SessionManager,
@@ -106,15 +106,15 @@ pub struct ScaleBench {
     /// Token of session `i` at index `i`.
     tokens: Vec<String>,
     baseline: f64,
-    started: Instant,
+    deadline: Instant,
     // Declared last: dropped (killed) after the connections above.
     _server: RedisServer,
 }
 
 impl ScaleBench {
     /// Starts a private `redis-server` (no `maxmemory`, no persistence) on a free loopback port
-    /// and connects a store and a manager to it.
-    pub async fn start(config: ScaleConfig) -> BenchResult<ScaleBench> {
+    /// and connects a store and a manager to it. Loads stop with an error after `deadline`.
+    pub async fn start(config: ScaleConfig, deadline: Instant) -> BenchResult<ScaleBench> {
         if config.scales.is_empty() || config.ops == 0 || config.concurrency == 0 {
             return Err(BenchError::new("scales, operations and concurrency must be positive"));
         }
@@ -137,7 +137,7 @@ impl ScaleBench {
             admin,
             tokens: Vec::new(),
             baseline: 0.0,
-            started: Instant::now(),
+            deadline,
             _server: server,
         };
         // Redis allocates per-command structures (latency histograms, script cache) on first
@@ -163,25 +163,11 @@ impl ScaleBench {
         self.tokens.len() as u64
     }
 
-    /// Time left of the budget.
-    pub fn time_left(&self) -> Duration {
-        self.config.budget.saturating_sub(self.started.elapsed())
-    }
-
-    /// Fills Redis up to `total` sessions, then measures memory and every operation.
-    pub async fn measure(&mut self, total: u64) -> BenchResult<ScaleFigures> {
-        let made = total.saturating_sub(self.sessions());
-        let load_secs = self.fill(total).await?;
-        let memory = self.memory().await?;
-        let ops = ops::run_all(self).await?;
-        Ok(ScaleFigures { sessions: total, memory, made, load_secs, ops })
-    }
-
     /// Makes sessions `sessions()..total` with `concurrency` in flight, showing progress;
-    /// returns the seconds it took. Stops with an error when the budget runs out.
+    /// returns the seconds it took. Stops with an error when the deadline passes.
     pub async fn fill(&mut self, total: u64) -> BenchResult<f64> {
         let from = self.sessions();
-        let deadline = self.started + self.config.budget;
+        let deadline = self.deadline;
         let workers = self.config.concurrency as u64;
         let progress = Arc::new(Progress::default());
         let printer = tokio::spawn(progress::print_until_finished(progress.clone(), from, total));

@@ -1,7 +1,7 @@
 //! The timed operations of the scale measurement, one at a time (latency, not throughput).
 //! Each checks its outcome, so a figure never comes from an operation that did nothing.
 
-use std::future::Future;
+use std::ops::Range;
 use std::time::Instant;
 
 use sesame::TokenAction;
@@ -53,7 +53,7 @@ impl OpKind {
     }
 }
 
-/// Latencies of one kind at one total, microseconds, sorted ascending.
+/// Latencies of one kind at one total, microseconds, in the order measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpLatencies {
     /// The kind.
@@ -63,14 +63,26 @@ pub struct OpLatencies {
 }
 
 impl OpLatencies {
+    /// No latency of `kind` yet.
+    pub fn new(kind: OpKind) -> OpLatencies {
+        OpLatencies { kind, micros: Vec::new() }
+    }
+
+    /// One empty entry per kind, in [`OpKind::ALL`] order.
+    pub fn all() -> Vec<OpLatencies> {
+        OpKind::ALL.into_iter().map(OpLatencies::new).collect()
+    }
+
     /// The `p`-quantile (0 < p ≤ 1) by the nearest-rank method; 0 when empty.
     pub fn quantile(&self, p: f64) -> f64 {
-        let n = self.micros.len();
+        let mut sorted = self.micros.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
         if n == 0 {
             return 0.0;
         }
         let rank = (p * n as f64).ceil() as usize;
-        self.micros[rank.clamp(1, n) - 1]
+        sorted[rank.clamp(1, n) - 1]
     }
 
     /// The median.
@@ -84,50 +96,68 @@ impl OpLatencies {
     }
 }
 
-/// Runs every kind at the bench's current total, in [`OpKind::ALL`] order. The logins add one
-/// session to each of `ops` users; the revoke-alls then end those users' sessions and their
-/// four sessions are made again (untimed), so the total is the same afterwards.
-pub async fn run_all(bench: &mut ScaleBench) -> BenchResult<Vec<OpLatencies>> {
+/// Operations of each kind per total: the configured number, at most one per user (the
+/// logins and revoke-alls each need a user of their own).
+pub fn count(bench: &ScaleBench) -> u64 {
+    (bench.config().ops as u64).min(bench.sessions() / SESSIONS_PER_USER)
+}
+
+/// Untimed loads spread over the sessions (connections and caches warm).
+pub async fn warm_up(bench: &ScaleBench) -> BenchResult<()> {
     let n = bench.sessions();
-    let users = n / SESSIONS_PER_USER;
-    let ops = (bench.config().ops as u64).min(users);
     for j in 0..WARM_UP.min(n) {
         load(bench, spread(j, WARM_UP, n)).await?;
     }
-    let mut out = Vec::new();
+    Ok(())
+}
+
+/// Round `round` of `rounds`: operations `j` of `count(bench)` with `j * rounds / count ==
+/// round`, of every kind in [`OpKind::ALL`] order, their latencies added to `out` (as made by
+/// [`OpLatencies::all`]). The logins add one session to each of the round's users; the
+/// revoke-alls then end those users' sessions, and their four sessions are made again
+/// (untimed), so the total is the same afterwards.
+pub async fn run_round(
+    bench: &mut ScaleBench,
+    round: u64,
+    rounds: u64,
+    out: &mut [OpLatencies],
+) -> BenchResult<()> {
+    let (n, ops) = (bench.sessions(), count(bench));
+    let users = n / SESSIONS_PER_USER;
+    let part = share(round, rounds, ops);
     let b = &*bench;
-    out.push(time(OpKind::Load, ops, |j| load(b, spread(j, ops, n))).await?);
-    out.push(time(OpKind::Save, ops, |j| save(b, spread(j, ops, n))).await?);
-    out.push(time(OpKind::Login, ops, |j| login(b, spread(j, ops, users))).await?);
-    out.push(time(OpKind::ListUser, ops, |j| list(b, spread(j, ops, users), FIFTH)).await?);
-    out.push(time(OpKind::RevokeAll, ops, |j| revoke(b, spread(j, ops, users))).await?);
-    for j in 0..ops {
+    for (kind, out) in OpKind::ALL.into_iter().zip(out.iter_mut()) {
+        for j in part.clone() {
+            let started = Instant::now();
+            match kind {
+                OpKind::Load => load(b, spread(j, ops, n)).await?,
+                OpKind::Save => save(b, spread(j, ops, n)).await?,
+                OpKind::Login => login(b, spread(j, ops, users)).await?,
+                OpKind::ListUser => list(b, spread(j, ops, users), FIFTH).await?,
+                OpKind::RevokeAll => revoke(b, spread(j, ops, users)).await?,
+            }
+            out.micros.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    for j in part.clone() {
         let u = spread(j, ops, users);
         for i in u * SESSIONS_PER_USER..(u + 1) * SESSIONS_PER_USER {
             let token = create(bench.manager(), i).await?;
             bench.set_token(i, token)?;
         }
+        list(bench, u, SESSIONS_PER_USER as usize).await?;
     }
-    for j in 0..ops.min(WARM_UP) {
-        list(bench, spread(j, ops.min(WARM_UP), users), SESSIONS_PER_USER as usize).await?;
-    }
-    Ok(out)
+    Ok(())
 }
 
-/// Times `count` operations made by `op(0..count)`, one after the other.
-async fn time<F, Fut>(kind: OpKind, count: u64, mut op: F) -> BenchResult<OpLatencies>
-where
-    F: FnMut(u64) -> Fut,
-    Fut: Future<Output = BenchResult<()>>,
-{
-    let mut micros = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-    for j in 0..count {
-        let started = Instant::now();
-        op(j).await?;
-        micros.push(started.elapsed().as_secs_f64() * 1e6);
-    }
-    micros.sort_by(f64::total_cmp);
-    Ok(OpLatencies { kind, micros })
+/// The operations of round `round` of `rounds` out of `ops`: consecutive, disjoint, and all
+/// of them over the rounds.
+pub fn share(round: u64, rounds: u64, ops: u64) -> Range<u64> {
+    let at = |r: u64| {
+        let x = u128::from(r.min(rounds)) * u128::from(ops) / u128::from(rounds.max(1));
+        u64::try_from(x).unwrap_or(ops)
+    };
+    at(round)..at(round.saturating_add(1))
 }
 
 /// Opens session `i` and reads its `hits`.
@@ -178,4 +208,27 @@ async fn revoke(bench: &ScaleBench, u: u64) -> BenchResult<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_share_out_every_operation_once() {
+        for (rounds, ops) in [(10, 2000), (10, 7), (3, 200), (1, 5)] {
+            let parts: Vec<_> = (0..rounds).map(|r| share(r, rounds, ops)).collect();
+            assert_eq!(parts.first().map(|p| p.start), Some(0));
+            assert_eq!(parts.last().map(|p| p.end), Some(ops));
+            assert!(parts.windows(2).all(|w| w[0].end == w[1].start), "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let mut l = OpLatencies::new(OpKind::Load);
+        l.micros = (1..=100).rev().map(f64::from).collect();
+        assert_eq!((l.p50(), l.p99(), l.quantile(1.0)), (50.0, 99.0, 100.0));
+        assert_eq!(OpLatencies::new(OpKind::Save).p99(), 0.0);
+    }
 }

@@ -62,31 +62,31 @@ pub fn memory_table(figures: &[ScaleFigures]) -> String {
     out
 }
 
-/// Sessions made per second during the load up to `f`'s total (from the previous total).
+/// Sessions made per second during the load of `f`'s total.
 fn rate(f: &ScaleFigures) -> f64 {
-    f.made as f64 / f.load_secs.max(1e-9)
+    f.sessions as f64 / f.load_secs.max(1e-9)
 }
 
-/// What a load from `from` to `to` sessions is expected to take, from the figures so far.
+/// What a load of sessions is expected to take, from the figures so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
     /// Time to make the sessions.
     pub load: Duration,
-    /// Redis memory for `to` sessions, bytes.
+    /// Redis memory for the sessions, bytes.
     pub memory_bytes: f64,
     /// Whether the figures were measured (false: assumed, no total measured yet).
     pub measured: bool,
 }
 
-/// Estimates a load from `from` to `to` sessions after `done` (the totals measured so far).
-pub fn estimate(done: &[ScaleFigures], from: u64, to: u64) -> Estimate {
+/// Estimates a load of `total` sessions after `done` (the totals loaded so far).
+pub fn estimate(done: &[ScaleFigures], total: u64) -> Estimate {
     let last = done.last();
-    let rate = last.filter(|f| f.made > 0 && f.load_secs > 0.0).map_or(ASSUMED_RATE, rate);
+    let rate = last.filter(|f| f.load_secs > 0.0).map_or(ASSUMED_RATE, rate);
     let bytes = last.map_or(ASSUMED_BYTES, |f| f.memory.used_memory.max(1.0));
-    let secs = to.saturating_sub(from) as f64 / rate;
+    let secs = total as f64 / rate;
     Estimate {
         load: Duration::from_secs_f64(secs.min(1e9)),
-        memory_bytes: bytes * to as f64,
+        memory_bytes: bytes * total as f64,
         measured: last.is_some(),
     }
 }
