@@ -47,3 +47,21 @@ fn bad_arguments_are_refused_with_a_reason() {
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
     }
 }
+
+// A total whose load would not fit in the time left, or whose sessions would not fit in the
+// machine's memory, is refused before loading; the totals before it are still reported.
+#[test]
+fn totals_beyond_the_budgets_are_refused_before_loading() {
+    for (budget, reason) in
+        [("1", "does not fit in the time budget"), ("100000000", "do not fit in memory")]
+    {
+        let args = ["--sessions", "1000,1000000000000", "--ops", "10", "--budget-minutes", budget];
+        let (out, stdout, stderr) = scale(&args);
+        assert!(out.status.success(), "{args:?}:\n{stderr}\n{stdout}");
+        let refusal = format!("1000000000000 sessions: refused, {reason}");
+        assert!(stdout.contains(&refusal), "{args:?}: {stdout}");
+        assert!(stdout.contains("| 1000 | "), "{args:?}: {stdout}");
+        assert!(!stdout.contains("| 1000000000000 | "), "{args:?}: {stdout}");
+        assert!(stderr.contains("1000000000000 sessions: about"), "no estimate: {stderr}");
+    }
+}

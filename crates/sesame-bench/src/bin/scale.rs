@@ -3,10 +3,10 @@
 //! printed as Markdown tables. The timed operations alternate between the servers in rounds.
 //!
 //! `cargo run --release -p sesame-bench --bin scale` runs the published measurement.
-//! Options: `--sessions 10000,1000000` (ascending totals, one server each), `--ops 2000` (timed
-//! operations of each kind per total), `--budget-minutes 30` (a total whose estimated load does not fit in
-//! what is left, or whose memory does not fit in the memory available, is refused), `--smoke`
-//! (1000 and 5000 sessions, 200 operations: the test suite's form).
+//! Options: `--sessions 10000,1000000` (ascending totals, one server each), `--ops 2000`
+//! (timed operations of each kind per total), `--budget-minutes 30` (a total whose estimated
+//! load does not fit in what is left, or whose memory does not fit in the memory available,
+//! is refused), `--smoke` (1000 and 5000 sessions, 200 operations: the test suite's form).
 // A command-line measurement tool: printing its report is its whole purpose.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
@@ -61,7 +61,9 @@ fn number(text: &str, flag: &str) -> BenchResult<u64> {
 const ROUNDS: u64 = 10;
 
 async fn run(config: ScaleConfig) -> BenchResult<()> {
-    let deadline = Instant::now() + config.budget;
+    let deadline = Instant::now()
+        .checked_add(config.budget)
+        .ok_or_else(|| BenchError::new("--budget-minutes is too large"))?;
     let (mut benches, mut done) = (Vec::new(), Vec::<ScaleFigures>::new());
     for &total in &config.scales {
         let e = estimate(&done, total);
