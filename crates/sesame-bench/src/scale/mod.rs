@@ -36,6 +36,13 @@ pub const SESSIONS_PER_USER: u64 = 4;
 /// Pause before reading `used_memory`: Redis refreshes its client accounting in its cron.
 const SETTLE: Duration = Duration::from_millis(1100);
 
+/// Idle timeout of the sessions: longer than a run, so none expires while it lasts.
+const IDLE: Duration = Duration::from_secs(2 * 3600);
+/// Age after which a read pushes a session's idle deadline forward: longer than a run, so a
+/// timed load is a read only, whenever its session was made (with the default minute, loads
+/// of sessions made over a minute earlier would also write).
+const TOUCH_AFTER: Duration = Duration::from_secs(3600);
+
 /// Keys whose `MEMORY USAGE` is averaged, per kind (session keys, user index keys).
 const MEMORY_SAMPLES: u64 = 200;
 
@@ -128,7 +135,11 @@ impl ScaleBench {
         let url = server.url();
         let admin = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
         let store = Arc::new(RedisStore::connect(&url).await?);
-        let session_config = SessionConfig::builder().insecure_development_secret().build()?;
+        let session_config = SessionConfig::builder()
+            .insecure_development_secret()
+            .idle_timeout(IDLE)
+            .touch_after(TOUCH_AFTER)
+            .build()?;
         let manager = SessionManager::new(store.clone(), session_config);
         let mut bench = ScaleBench {
             config,
