@@ -18,6 +18,8 @@
 //! - [`measure`]: one measurement of one layout on a fresh private `redis-server` — memory per
 //!   session, then Redis time and CPU per request for reads and read+writes.
 //! - [`report`]: medians over rounds and the Markdown table.
+//! - [`scale`]: memory per session and single-operation latencies with 10,000 and then
+//!   1,000,000 sessions in one Redis (`cargo run --release -p sesame-bench --bin scale`).
 //!
 //! The `layouts` binary (`cargo run --release -p sesame-bench --bin layouts`) runs it all.
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@ pub mod info;
 pub mod layout;
 pub mod measure;
 pub mod report;
+pub mod scale;
 
 use std::fmt;
 
