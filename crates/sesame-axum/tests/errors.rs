@@ -83,12 +83,7 @@ fn router(manager: SessionManager, hold: Arc<Hold>) -> Router {
 #[tokio::test]
 async fn unreadable_values_leak_nothing_into_bodies_or_logs() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(tracing::Level::TRACE);
 
     let redis = RedisServer::start();
     let store = RedisStore::connect(&redis.url()).await.unwrap();

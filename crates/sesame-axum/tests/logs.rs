@@ -23,12 +23,7 @@ async fn count(session: Session) -> Result<String, SessionError> {
 #[tokio::test]
 async fn failed_load_is_logged_with_its_kind_and_never_the_token() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(tracing::Level::WARN);
 
     let mut redis = RedisServer::start();
     let store = RedisStore::connect(&redis.url()).await.unwrap();
@@ -78,12 +73,7 @@ async fn failed_load_is_logged_with_its_kind_and_never_the_token() {
 #[tokio::test]
 async fn conflicting_tokens_are_logged_at_debug_without_them() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(tracing::Level::TRACE);
 
     let manager = SessionManager::new(
         Arc::new(sesame::MemoryStore::new()),
@@ -127,12 +117,7 @@ async fn conflicting_tokens_are_logged_at_debug_without_them() {
 #[tokio::test]
 async fn development_secret_is_announced() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(tracing::Level::WARN);
     let store = Arc::new(sesame::MemoryStore::new());
     let config = SessionConfig::builder().token_secret(vec![5u8; 32]).build().unwrap();
     let _quiet = SessionManager::new(store.clone(), config);

@@ -33,12 +33,7 @@ async fn unreachable_redis_is_named_in_the_error() {
 #[tokio::test]
 async fn configuration_warnings_once_per_store() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install(tracing::Level::WARN);
     let redis = RedisServer::start();
     for _ in 0..3 {
         RedisStore::connect(&redis.url()).await.unwrap();
