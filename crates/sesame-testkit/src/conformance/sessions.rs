@@ -135,13 +135,15 @@ pub async fn update_failure_writes_nothing(store: DynStore) {
     assert_eq!(l.record, written);
 }
 
+/// A policy with a 1.5 s idle timeout whose deadline moves once 0.5 s of it has passed.
+fn short_idle() -> super::Policy {
+    super::Policy { idle_ms: 1_500, touch_after_ms: 500, grace_ms: 500, ..policy() }
+}
+
 /// An idle session expires; a read after `touch_after` pushes the idle deadline, an earlier
 /// read does not (touches are coalesced).
 pub async fn idle_timeout_and_coalesced_touch(store: DynStore) {
-    let mut pol = policy();
-    pol.idle_ms = 1_500;
-    pol.touch_after_ms = 500;
-    pol.grace_ms = 500;
+    let pol = short_idle();
     let k = key(Tag::random().unwrap());
     let t0 = now();
     store.create(&k, &record(None, &[]), None, t0, &pol).await.unwrap();
@@ -164,10 +166,7 @@ pub async fn idle_timeout_and_coalesced_touch(store: DynStore) {
 /// A save moves the idle deadline like a read does: not before `touch_after` has passed since
 /// the last push (the record keeps its TTL), and fully after it.
 pub async fn save_touches_like_a_read(store: DynStore) {
-    let mut pol = policy();
-    pol.idle_ms = 1_500;
-    pol.touch_after_ms = 500;
-    pol.grace_ms = 500;
+    let pol = short_idle();
     let k = key(Tag::random().unwrap());
     let t0 = now();
     store.create(&k, &record(None, &[]), None, t0, &pol).await.unwrap();
