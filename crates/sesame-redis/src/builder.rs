@@ -9,6 +9,7 @@ use sesame::StoreError;
 use crate::conn::Conn;
 use crate::error::{backend, map_err};
 use crate::keys::Keys;
+use crate::near::{Listen, Masters, Near, NearCacheConfig};
 use crate::script::{Durability, Scripts};
 use crate::store::RedisStore;
 use crate::url::Topology;
@@ -36,6 +37,7 @@ pub struct RedisStoreBuilder {
     sentinel_userinfo: Option<String>,
     durability: Option<Durability>,
     announcements: bool,
+    near_cache: Option<NearCacheConfig>,
 }
 
 impl std::fmt::Debug for RedisStoreBuilder {
@@ -59,6 +61,7 @@ impl RedisStoreBuilder {
             sentinel_userinfo: None,
             durability: None,
             announcements: true,
+            near_cache: None,
         }
     }
 
@@ -117,6 +120,21 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Keep recently read sessions in this process (the near cache), so that reading a
+    /// session read moments ago needs no round trip. Redis keeps it correct: every master
+    /// tells the store of each key under the prefix that anyone changes (`CLIENT TRACKING`
+    /// in broadcast mode over RESP3, one listener connection per master), and while any
+    /// master is not tracked the cache is empty and bypassed. This store's own writes are
+    /// seen at once; another process's within the invalidation latency
+    /// (`docs/BENCHMARKS.md`). Needs Redis 6 or later. Off by default.
+    ///
+    /// Every write under the prefix, by any process, sends one message to every process with
+    /// a near cache; see `docs/OPERATIONS.md` for when that matters.
+    pub fn near_cache(mut self, config: NearCacheConfig) -> Self {
+        self.near_cache = Some(config);
+        self
+    }
+
     /// Do not listen to the sentinels' `+switch-master` announcements, so that only the
     /// periodic check follows a failover. For tests of that check; not part of the API.
     #[doc(hidden)]
@@ -165,11 +183,34 @@ impl RedisStoreBuilder {
                 },
                 other => other,
             })?;
+        let near = self.near_cache.map(|c| std::sync::Arc::new(Near::new(c)));
+        if let Some(near) = &near {
+            let masters = match &topology {
+                Topology::Single(url) => Masters::Single(url.clone()),
+                Topology::Sentinel { node, .. } => Masters::Sentinel(conn.clone(), node.clone()),
+                Topology::Cluster { node, .. } => Masters::Cluster(conn.clone(), node.clone()),
+            };
+            let listen = Listen {
+                masters,
+                prefix: self.prefix.clone(),
+                ca_pem: self.ca_pem.clone(),
+                connect_timeout: self.connect_timeout,
+                response_timeout: self.response_timeout,
+            };
+            tokio::spawn(crate::near::supervise(std::sync::Arc::downgrade(near), listen));
+            // Give the listeners the connect timeout to come up, so that the cache is in use
+            // when `connect` returns; if they do not, it is bypassed until they do.
+            let until = tokio::time::Instant::now() + self.connect_timeout;
+            while !near.stats().live && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let store = RedisStore {
             conn,
             keys: Keys::new(self.prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
             durability: self.durability,
+            near,
         };
         store.load_scripts().await?;
         let report = store.server_report().await;

@@ -68,7 +68,8 @@ mod checks;
 mod conn;
 mod error;
 mod keys;
-mod ops;
+mod near;
+pub(crate) mod ops;
 mod pool;
 mod record;
 mod script;
@@ -78,6 +79,7 @@ mod url;
 
 pub use builder::RedisStoreBuilder;
 pub use checks::ServerReport;
+pub use near::{NearCacheConfig, NearCacheStats};
 pub use script::Durability;
 pub use store::RedisStore;
 

@@ -74,6 +74,11 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
+    /// The call's `KEYS`.
+    pub(crate) fn keys(&self) -> &[Vec<u8>] {
+        &self.keys
+    }
+
     pub(crate) fn new(script: &'a Script) -> Call<'a> {
         Call {
             script,

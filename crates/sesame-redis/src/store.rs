@@ -10,7 +10,8 @@ use crate::builder::RedisStoreBuilder;
 use crate::checks::ServerReport;
 use crate::conn::Conn;
 use crate::keys::Keys;
-use crate::script::{Durability, Scripts};
+use crate::near::{Near, NearCacheStats};
+use crate::script::{Call, Durability, Scripts};
 
 /// Sessions in Redis. Clone it freely: clones share the one multiplexed connection.
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct RedisStore {
     pub(crate) keys: Keys,
     pub(crate) scripts: Arc<Scripts>,
     pub(crate) durability: Option<Durability>,
+    /// The near cache, when configured.
+    pub(crate) near: Option<Arc<Near>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -73,6 +76,31 @@ impl RedisStore {
     /// evict live sessions. On a cluster, one node answers.
     pub async fn server_report(&self) -> ServerReport {
         crate::checks::report(&mut self.conn.clone()).await
+    }
+
+    /// The near cache's counters (`None` when the store has no near cache; see
+    /// [`RedisStoreBuilder::near_cache`]).
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        self.near.as_ref().map(|n| n.stats())
+    }
+
+    /// Runs a write script; whatever came of it, the near cache forgets the keys it names
+    /// (a write whose reply was lost may still have changed them).
+    pub(crate) async fn run(&self, call: &Call<'_>) -> Result<redis::Value, StoreError> {
+        let result = crate::script::run(&self.conn, self.durability, call).await;
+        if let Some(near) = &self.near {
+            for k in call.keys() {
+                near.changed(&String::from_utf8_lossy(k));
+            }
+        }
+        result
+    }
+
+    /// The near cache forgets `key` (this store just changed it).
+    pub(crate) fn wrote(&self, key: &str) {
+        if let Some(near) = &self.near {
+            near.changed(key);
+        }
     }
 
     /// The address of the Redis master in use, for a Sentinel-followed store (`None` for the

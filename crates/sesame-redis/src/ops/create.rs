@@ -8,7 +8,7 @@ use sesame::{CapPolicy, CreateOutcome, Login, Policy, Record, SessionKey, StoreE
 use crate::error::{backend, unexpected};
 use crate::ops::lineage::code;
 use crate::record;
-use crate::script::{run, Call};
+use crate::script::Call;
 use crate::store::RedisStore;
 
 /// Most rounds of one create at the cap under concurrent logins of the same user.
@@ -92,7 +92,7 @@ pub(crate) async fn create(
             .arg(login.map(|l| l.epoch.to_string()).unwrap_or_default())
             .arg(evict.as_deref().unwrap_or(""))
             .arg(options.deadline_ms.map(|d| d.to_string()).unwrap_or_default());
-        let v = run(&store.conn, store.durability, &call).await?;
+        let v = store.run(&call).await?;
         let reply = match code(&v, "create")? {
             (1, _) => Reply::Created,
             (0, _) => Reply::Taken,

@@ -7,7 +7,7 @@ use crate::error::{backend, unexpected};
 use crate::ops::lineage::{code, Follow, Found, Read, Resolved};
 use crate::ops::rotate::{swap, CLAIM_MS};
 use crate::record::{encode_pointer, Pointer, PointerKind};
-use crate::script::{run, Call};
+use crate::script::Call;
 use crate::store::RedisStore;
 
 const MAX_ATTEMPTS: usize = 64;
@@ -81,7 +81,7 @@ async fn end_one(
         call.key(store.keys.index(p.user()));
     }
     call.arg(read.raw.as_slice()).arg(read.record.index_member(&key.id()));
-    let v = run(&store.conn, store.durability, &call).await?;
+    let v = store.run(&call).await?;
     Ok(match EndReply::parse(&v)? {
         EndReply::Ended => Some(true),
         EndReply::Gone => Some(false),

@@ -88,10 +88,35 @@ impl RedisStore {
     /// Reads a session key and its TTL in one round trip.
     pub(crate) async fn read(&self, key: &SessionKey, now: u64) -> Result<Found, StoreError> {
         let k = self.keys.session(key);
+        self.read_key(&k, now).await
+    }
+
+    async fn read_key(&self, k: &str, now: u64) -> Result<Found, StoreError> {
         let mut p = redis::pipe();
-        p.get(&k).pttl(&k);
+        p.get(k).pttl(k);
         let (raw, pttl): (Option<Vec<u8>>, i64) = crate::script::read(&self.conn, &p).await?;
         Found::from_raw(raw, u64::try_from(pttl).ok(), now)
+    }
+
+    /// Like [`RedisStore::read`], answered by the near cache when it holds the key (a live
+    /// record only; superseded and missing keys always go to Redis). The write paths read
+    /// with [`RedisStore::read`].
+    pub(crate) async fn read_cached(
+        &self,
+        key: &SessionKey,
+        now: u64,
+    ) -> Result<Found, StoreError> {
+        let Some(near) = &self.near else { return self.read(key, now).await };
+        let k = self.keys.session(key);
+        let ticket = match near.get(&k, now) {
+            Ok(read) => return Ok(Found::Record(read)),
+            Err(ticket) => ticket,
+        };
+        let found = self.read_key(&k, now).await?;
+        if let (Some(t), Found::Record(read)) = (ticket, &found) {
+            near.put(&k, read, t, now);
+        }
+        Ok(found)
     }
 
     /// Follows `key`'s lineage from what was `found` there.
@@ -150,8 +175,9 @@ impl RedisStore {
             return Ok(Some(Loaded { record: read.record, idle_deadline_ms: idle }));
         };
         let deadline = now.saturating_add(ttl);
+        let k = self.keys.session(key);
         let mut p = redis::pipe();
-        p.cmd("PEXPIRE").arg(self.keys.session(key)).arg(ttl);
+        p.cmd("PEXPIRE").arg(&k).arg(ttl);
         if let Some(principal) = &read.record.principal {
             let index = self.keys.index(principal.user());
             let member = read.record.index_member(&key.id());
@@ -163,7 +189,9 @@ impl RedisStore {
                 .arg("GT")
                 .ignore();
         }
-        let (set,): (i64,) = crate::script::read(&self.conn, &p).await?;
+        let touched = crate::script::read(&self.conn, &p).await;
+        self.wrote(&k);
+        let (set,): (i64,) = touched?;
         Ok((set == 1).then_some(Loaded { record: read.record, idle_deadline_ms: deadline }))
     }
 }

@@ -13,7 +13,7 @@ pub(crate) async fn load(
     now: u64,
     policy: &Policy,
 ) -> Result<Lookup, StoreError> {
-    let found = store.read(key, now).await?;
+    let found = store.read_cached(key, now).await?;
     Ok(match store.resolve_from(key, found, now, Follow::Request).await? {
         Resolved::Own(read) => match store.touch(key, read, now, policy).await? {
             Some(loaded) => Lookup::Live(loaded),

@@ -4,7 +4,7 @@
 
 mod create;
 mod end;
-mod lineage;
+pub(crate) mod lineage;
 mod load;
 mod rotate;
 mod save;

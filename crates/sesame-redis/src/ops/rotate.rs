@@ -26,7 +26,7 @@ use crate::error::{backend, unexpected};
 use crate::ops::create::{create, Created, Options};
 use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Read, Resolved};
 use crate::record::{encode, encode_pointer, Pointer, PointerKind};
-use crate::script::{run, Call};
+use crate::script::Call;
 use crate::store::RedisStore;
 
 /// How long a claim (step 1 of a login into another slot) holds before it lapses.
@@ -138,7 +138,7 @@ async fn in_one_slot(
         .arg(next.index_member(&rot.new.id()))
         .arg(now.saturating_add(ttl))
         .arg(rot.login.as_ref().map(|l| l.epoch.to_string()).unwrap_or_default());
-    Ok(match Reply::parse(&run(&store.conn, store.durability, &call).await?, now)? {
+    Ok(match Reply::parse(&store.run(&call).await?, now)? {
         Reply::Rotated => Step::Done(RotateOutcome::Rotated(next.clone())),
         Reply::NewKeyTaken => Step::Done(RotateOutcome::Collision),
         Reply::EpochMoved => Step::Done(RotateOutcome::Revoked),
@@ -178,7 +178,7 @@ pub(crate) async fn swap(
 ) -> Result<Option<Found>, StoreError> {
     let mut call = Call::new(&store.scripts.swap);
     call.key(key).arg(expected).arg(replacement).arg(ttl.max(1)).retry_safe(true);
-    let v = run(&store.conn, store.durability, &call).await?;
+    let v = store.run(&call).await?;
     match code(&v, "swap")? {
         (1, _) => Ok(None),
         (0, rest) => Ok(Some(Found::from_reply(rest.first(), now, "swap")?)),

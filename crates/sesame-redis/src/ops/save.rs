@@ -10,7 +10,7 @@ use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, StoreError};
 use crate::error::{backend, unexpected};
 use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Resolved};
 use crate::record;
-use crate::script::{run, Call};
+use crate::script::Call;
 use crate::store::RedisStore;
 
 /// Most attempts of one save under contention: each conflict means another write landed
@@ -68,7 +68,7 @@ pub(crate) async fn save(
         // Sets and removals give the same record when applied twice; exact updates do not, so
         // a save carrying one is not sent again after a broken connection.
         call.retry_safe(delta.update.is_empty());
-        let found = match Reply::parse(&run(&store.conn, store.durability, &call).await?, now)? {
+        let found = match Reply::parse(&store.run(&call).await?, now)? {
             Reply::Saved => return Ok(SaveOutcome::Saved(next)),
             Reply::Missing => return Ok(SaveOutcome::Missing),
             Reply::Changed(found) => found,

@@ -8,7 +8,7 @@ use sesame::{Record, SessionInfo, SessionKey, StoreError, UserRef};
 use crate::record::{decode_stored, Stored};
 
 use crate::error::{backend, unexpected};
-use crate::script::{run, Call};
+use crate::script::Call;
 use crate::store::RedisStore;
 
 /// Sessions ended per script by `revoke_all`: the most keys one script declares.
@@ -72,7 +72,7 @@ pub(crate) async fn revoke_all(
 ) -> Result<u64, StoreError> {
     let mut call = Call::new(&store.scripts.bump_epoch);
     call.key(store.keys.epoch(user)).arg(EPOCH_TTL_MS);
-    run(&store.conn, store.durability, &call).await?;
+    store.run(&call).await?;
     let index = store.keys.index(user);
     let tag = user.tag();
     let keep_id = keep.unwrap_or("");
@@ -109,7 +109,7 @@ pub(crate) async fn revoke_all(
         for (id, member) in &batch {
             call.key(store.keys.session_id(tag, id)).arg(*member);
         }
-        let v = run(&store.conn, store.durability, &call).await?;
+        let v = store.run(&call).await?;
         match v {
             Value::Int(n) => ended = ended.saturating_add(u64::try_from(n).unwrap_or(0)),
             _ => return Err(unexpected("revoke_all", &v)),

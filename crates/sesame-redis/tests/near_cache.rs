@@ -1,0 +1,257 @@
+//! The near cache on real Redis, standalone and Cluster, with two store instances ("A" and
+//! "B", each with its own connections and listeners) as two app instances would have:
+//! reads served from the cache, a revocation or a write on A reaching B within a bounded
+//! wait, a write on A then a read on B from the same client seeing the write, own writes
+//! seen at once, a killed tracking connection never leaving a stale entry in use, and reads
+//! racing a revocation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sesame::{SessionConfig, SessionManager, TokenAction};
+use sesame_redis::{NearCacheConfig, RedisStore};
+use sesame_testkit::{Cluster, RedisServer};
+
+/// How long another instance may keep serving a changed session (far above what is
+/// measured, see docs/BENCHMARKS.md: the test must not depend on the machine's speed).
+const BOUND: Duration = Duration::from_secs(1);
+/// The same, where reads race the revocation: tighter, so that the test fails if
+/// invalidations stop arriving (the cache's entries would live up to 5 s).
+const RACE_BOUND: Duration = Duration::from_millis(50);
+
+async fn cached(url: &str) -> RedisStore {
+    let store =
+        RedisStore::builder(url).near_cache(NearCacheConfig::default()).connect().await.unwrap();
+    assert!(store.near_cache_stats().unwrap().live, "tracking is on once connect returns");
+    store
+}
+
+fn manager(store: &RedisStore) -> SessionManager {
+    let config = SessionConfig::builder().insecure_development_secret().build().unwrap();
+    SessionManager::new(Arc::new(store.clone()), config)
+}
+
+fn token(a: TokenAction) -> String {
+    match a {
+        TokenAction::Set { token, .. } => token.expose(),
+        other => panic!("expected a token, got {other:?}"),
+    }
+}
+
+async fn login(m: &SessionManager, who: &str, n: u64) -> String {
+    let s = m.open(None);
+    s.login(who).await.unwrap();
+    s.insert("n", &n).await.unwrap();
+    token(s.commit().await.unwrap())
+}
+
+/// `n` as a fresh request on `m` sees it (`None`: no session).
+async fn read_n(m: &SessionManager, t: &str) -> Option<u64> {
+    let s = m.open(Some(t));
+    if !s.exists().await.unwrap() {
+        return None;
+    }
+    let n = s.get::<u64>("n").await.unwrap();
+    s.commit().await.unwrap();
+    n
+}
+
+/// Waits until `m` reads `want` for `t`; returns how long it took, or fails past [`BOUND`].
+async fn until_read(m: &SessionManager, t: &str, want: Option<u64>) -> Duration {
+    let start = Instant::now();
+    loop {
+        if read_n(m, t).await == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < BOUND, "still not {want:?} after {BOUND:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Reads from the cache, revocation and writes across instances, own writes at once.
+async fn across_instances(url: &str) {
+    let (a, b) = (cached(url).await, cached(url).await);
+    let (ma, mb) = (manager(&a), manager(&b));
+    let t = login(&ma, "alice", 1).await;
+
+    // B reads it twice: the second read is a hit (no round trip).
+    assert_eq!(read_n(&mb, &t).await, Some(1));
+    let hits = b.near_cache_stats().unwrap().hits;
+    assert_eq!(read_n(&mb, &t).await, Some(1));
+    assert_eq!(b.near_cache_stats().unwrap().hits, hits + 1);
+
+    // A write on A, then a read on B by the same client, sees the write; many rounds.
+    let mut waited = Duration::ZERO;
+    for i in 2..200u64 {
+        let s = ma.open(Some(&t));
+        s.insert("n", &i).await.unwrap();
+        s.commit().await.unwrap();
+        let seen = read_n(&mb, &t).await;
+        if seen != Some(i) {
+            // Never observed on loopback; if it is, it must still converge within the bound.
+            waited = waited.max(until_read(&mb, &t, Some(i)).await);
+        }
+    }
+    assert_eq!(waited, Duration::ZERO, "B served a value older than a write the client saw finish");
+
+    // Own writes at once: B caches, B writes, B reads its own write with no wait.
+    assert_eq!(read_n(&mb, &t).await, Some(199));
+    let s = mb.open(Some(&t));
+    s.insert("n", &500u64).await.unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(read_n(&mb, &t).await, Some(500));
+
+    // A revocation on A: B rejects the token within the bound; A at once.
+    assert_eq!(read_n(&ma, &t).await, Some(500));
+    let id = ma.open(Some(&t)).id().await.unwrap().unwrap();
+    assert!(ma.revoke_session("alice", &id).await.unwrap());
+    assert_eq!(read_n(&ma, &t).await, None, "the revoking instance at once");
+    let took = until_read(&mb, &t, None).await;
+    eprintln!("revocation reached the other instance in {took:?}");
+
+    // A logout on B and a rotation on A, both seen by the other at once or within the bound.
+    let t = login(&ma, "bob", 7).await;
+    assert_eq!(read_n(&mb, &t).await, Some(7));
+    let s = ma.open(Some(&t));
+    s.cycle_id().await.unwrap();
+    let rotated = token(s.commit().await.unwrap());
+    assert_eq!(read_n(&mb, &rotated).await, Some(7));
+    let s = mb.open(Some(&rotated));
+    s.logout().await.unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(read_n(&mb, &rotated).await, None);
+    until_read(&ma, &rotated, None).await;
+    until_read(&ma, &t, None).await;
+}
+
+#[tokio::test]
+async fn across_instances_standalone() {
+    let server = RedisServer::start();
+    across_instances(&server.url()).await;
+}
+
+#[tokio::test]
+async fn across_instances_cluster() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap().unwrap();
+    across_instances(&cluster.url()).await;
+}
+
+/// Kills every tracking connection on `node`; returns how many.
+fn kill_tracking(node: &RedisServer) -> usize {
+    let list = node.cli(&["CLIENT", "LIST"]).unwrap();
+    let mut killed = 0;
+    for line in list.lines() {
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(name).map(str::to_string))
+                .unwrap_or_default()
+        };
+        if field("flags=").contains('t') {
+            node.cli(&["CLIENT", "KILL", "ID", &field("id=")]).unwrap();
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// After `CLIENT KILL` of the tracking connections, no stale entry is served: writes made
+/// while B had no listener are seen, and the cache is used again once tracking is back.
+async fn killed_listener(url: &str, nodes: &[&RedisServer]) {
+    let (a, b) = (cached(url).await, cached(url).await);
+    let (ma, mb) = (manager(&a), manager(&b));
+    let t = login(&ma, "carol", 1).await;
+    for round in 0..5u64 {
+        assert_eq!(read_n(&mb, &t).await, Some(round * 10 + 1));
+        let flushes = b.near_cache_stats().unwrap().flushes;
+        let killed: usize = nodes.iter().map(|n| kill_tracking(n)).sum();
+        assert!(killed >= 2, "both instances' listeners were found (round {round}): {killed}");
+        let s = ma.open(Some(&t));
+        s.insert("n", &(round * 10 + 5)).await.unwrap();
+        s.commit().await.unwrap();
+        // The write above sent B no invalidation (its listener was gone): B must not serve
+        // its entry from before. The disconnection emptied and switched off its cache.
+        assert_eq!(read_n(&mb, &t).await, Some(round * 10 + 5), "round {round}");
+        assert!(b.near_cache_stats().unwrap().flushes > flushes, "B flushed on the disconnect");
+        // Tracking comes back by itself, and with it the hits.
+        let start = Instant::now();
+        while !(a.near_cache_stats().unwrap().live && b.near_cache_stats().unwrap().live) {
+            assert!(start.elapsed() < Duration::from_secs(10), "tracking did not come back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let s = ma.open(Some(&t));
+        s.insert("n", &(round * 10 + 11)).await.unwrap();
+        s.commit().await.unwrap();
+        until_read(&mb, &t, Some(round * 10 + 11)).await;
+        let hits = b.near_cache_stats().unwrap().hits;
+        assert_eq!(read_n(&mb, &t).await, Some(round * 10 + 11));
+        assert_eq!(
+            b.near_cache_stats().unwrap().hits,
+            hits + 1,
+            "hits again after tracking is back"
+        );
+    }
+}
+
+#[tokio::test]
+async fn killed_listener_standalone() {
+    let server = RedisServer::start();
+    killed_listener(&server.url(), &[&server]).await;
+}
+
+#[tokio::test]
+async fn killed_listener_cluster() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap().unwrap();
+    let masters = cluster.masters().unwrap();
+    let nodes: Vec<&RedisServer> = masters.iter().map(|&i| &cluster.nodes()[i]).collect();
+    killed_listener(&cluster.url(), &nodes).await;
+}
+
+// Reads on B racing a revocation on A, many rounds: no read that starts after the
+// revocation returned plus the bound finds the session, and every read finds it or not
+// (never an error); B's cache is in use throughout.
+#[tokio::test]
+async fn reads_racing_a_revocation() {
+    let server = RedisServer::start();
+    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    let (ma, mb) = (manager(&a), manager(&b));
+    let mut late = 0;
+    for round in 0..20 {
+        let t = login(&ma, "dave", round).await;
+        assert_eq!(read_n(&mb, &t).await, Some(round));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (mb, t, stop) = (mb.clone(), t.clone(), stop.clone());
+            readers.spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    seen.push((started, read_n(&mb, &t).await.is_some()));
+                    tokio::task::yield_now().await;
+                }
+                seen
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let id = ma.open(Some(&t)).id().await.unwrap().unwrap();
+        assert!(ma.revoke_session("dave", &id).await.unwrap());
+        let revoked = Instant::now();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while let Some(seen) = readers.join_next().await {
+            for (started, live) in seen.unwrap() {
+                if live && started > revoked {
+                    late += 1;
+                    let after = started - revoked;
+                    assert!(
+                        after < RACE_BOUND,
+                        "a read {after:?} after the revocation found the session"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("reads that started after a revocation returned and still found the session: {late}");
+    assert!(b.near_cache_stats().unwrap().hits > 0);
+}
