@@ -469,7 +469,14 @@ async fn watch(
             }
         }
         round = round.wrapping_add(1);
-        if round % 4 == 0 && !matches!(l.masters, Masters::Single(_)) {
+        // The Sentinel store's master is known without a round trip: check it every time;
+        // a cluster's masters cost a `CLUSTER SLOTS`: once a second.
+        let due = match l.masters {
+            Masters::Single(_) => false,
+            Masters::Sentinel(..) => true,
+            Masters::Cluster(..) => round % 4 == 0,
+        };
+        if due {
             match l.masters.urls().await {
                 Ok(now) if now == urls => {}
                 Ok(_) => return "the masters changed".into(),

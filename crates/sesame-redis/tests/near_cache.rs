@@ -1,4 +1,4 @@
-//! The near cache on real Redis, standalone and Cluster, with two store instances ("A" and
+//! The near cache on real Redis, standalone, Sentinel and Cluster, with two store instances ("A" and
 //! "B", each with its own connections and listeners) as two app instances would have:
 //! reads served from the cache, a revocation or a write on A reaching B within a bounded
 //! wait, a write on A then a read on B from the same client seeing the write, own writes
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sesame::{SessionConfig, SessionManager, TokenAction};
 use sesame_redis::{NearCacheConfig, RedisStore};
-use sesame_testkit::{Cluster, RedisServer};
+use sesame_testkit::{Cluster, RedisServer, SentinelGroup};
 
 /// How long another instance may keep serving a changed session (far above what is
 /// measured, see docs/BENCHMARKS.md: the test must not depend on the machine's speed).
@@ -129,6 +129,12 @@ async fn across_instances(url: &str) {
 async fn across_instances_standalone() {
     let server = RedisServer::start();
     across_instances(&server.url()).await;
+}
+
+#[tokio::test]
+async fn across_instances_sentinel() {
+    let group = tokio::task::spawn_blocking(SentinelGroup::start).await.unwrap().unwrap();
+    across_instances(&group.url()).await;
 }
 
 #[tokio::test]
