@@ -12,6 +12,8 @@
 //! - [`hash`]: [`hash::HashStore`], the alternative "one Redis hash per session" layout, with
 //!   its own load and save scripts (`src/lua/`).
 //! - [`info`]: parsing `INFO` replies (`INFO memory`, `INFO cpu`, `INFO commandstats`).
+//! - [`invalidation`]: the near cache's invalidation latency — a revocation on one instance
+//!   until another rejects the token (`cargo run --release -p sesame-bench --bin invalidation`).
 //! - [`layout`]: [`layout::Layout`] and [`layout::Client`], one interface over the compact
 //!   layout (the real `RedisStore`, with JSON or with MessagePack attribute values) and the
 //!   hash layout.
@@ -28,6 +30,7 @@ pub mod content;
 pub mod failover;
 pub mod hash;
 pub mod info;
+pub mod invalidation;
 pub mod layout;
 pub mod measure;
 pub mod report;
