@@ -18,13 +18,15 @@ fn every_server_runs_the_workload() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the smoke run failed:\n{stderr}\n{stdout}");
-    for server in ["ceiling", "sesame", "sesame-memory", "tower-sessions", "actix-session"] {
+    for server in
+        ["ceiling", "sesame", "sesame-cache", "sesame-memory", "tower-sessions", "actix-session"]
+    {
         for endpoint in ["GET /me ", "GET /me_ro "] {
             let row = format!("| {server} | {endpoint}|");
             assert!(stdout.contains(&row), "no row {row:?} in:\n{stdout}");
         }
     }
-    for server in ["sesame", "tower-sessions", "actix-session"] {
+    for server in ["sesame", "sesame-cache", "tower-sessions", "actix-session"] {
         let row = format!("| {server} | 100 |");
         assert!(stdout.contains(&row), "no bytes-per-session row for {server} in:\n{stdout}");
     }

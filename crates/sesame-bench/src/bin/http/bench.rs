@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sesame::{MemoryStore, SessionManager};
 use sesame_bench::{content, BenchError, BenchResult};
-use sesame_redis::RedisStore;
+use sesame_redis::{NearCacheConfig, RedisStore};
 use sesame_testkit::{RedisOptions, RedisServer};
 
 use crate::redis_figures;
@@ -19,6 +19,8 @@ use crate::{apps, cpu, peers, setup, KEYS_MEASURED};
 pub(crate) const CEILING: &str = "ceiling";
 /// Name of the sesame server on Redis.
 const SESAME: &str = "sesame";
+/// Name of the sesame server on Redis with the near cache.
+const SESAME_CACHE: &str = "sesame-cache";
 /// Name of the sesame server on the in-memory store.
 const SESAME_MEMORY: &str = "sesame-memory";
 /// Name of the tower-sessions server.
@@ -79,7 +81,7 @@ struct Started {
 }
 
 /// The session servers, in table order.
-pub(crate) const SESSION_SERVERS: [&str; 4] = [SESAME, SESAME_MEMORY, TOWER, ACTIX];
+pub(crate) const SESSION_SERVERS: [&str; 5] = [SESAME, SESAME_CACHE, SESAME_MEMORY, TOWER, ACTIX];
 
 /// Starts the session server `name` on the current runtime (the actix one on its own thread),
 /// on its own Redis server when it keeps sessions in Redis.
@@ -92,6 +94,16 @@ async fn start_server(name: &str) -> BenchResult<Started> {
             let (router, manager) = apps::session_router(Arc::new(store))?;
             let addr = apps::serve(router).await?;
             Started { name: SESAME, addr, manager: Some(manager), redis: Some(redis) }
+        }
+        SESAME_CACHE => {
+            let redis = redis()?;
+            let store = RedisStore::builder(redis.url())
+                .near_cache(NearCacheConfig::default())
+                .connect()
+                .await?;
+            let (router, manager) = apps::session_router(Arc::new(store))?;
+            let addr = apps::serve(router).await?;
+            Started { name: SESAME_CACHE, addr, manager: Some(manager), redis: Some(redis) }
         }
         SESAME_MEMORY => {
             let (router, manager) = apps::session_router(Arc::new(MemoryStore::new()))?;
@@ -181,7 +193,7 @@ impl Target {
 /// `used_memory` before them.
 fn memory_of(redis: &RedisServer, server: &str, sessions: u32, before: u64) -> BenchResult<Memory> {
     let after = redis_figures::used_memory(redis)?;
-    let (session_pattern, index_key) = if server == SESAME {
+    let (session_pattern, index_key) = if server == SESAME || server == SESAME_CACHE {
         let (index, _) =
             redis_figures::mean_key_bytes(redis, redis_figures::INDEX_PATTERN, KEYS_MEASURED)?;
         (redis_figures::SESSION_PATTERN, Some(index))

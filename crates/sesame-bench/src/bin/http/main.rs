@@ -1,9 +1,9 @@
 //! `http`: sesame side by side with its peers and a no-session ceiling, in one run, on the
 //! workload of the field's published session benchmark, printed as Markdown tables.
 //!
-//! Five servers run in this process on their own loopback ports: the **ceiling** (axum, the
+//! Six servers run in this process on their own loopback ports: the **ceiling** (axum, the
 //! same routes without sessions), **sesame** (sesame-axum over a `RedisStore`),
-//! **sesame-memory** (the same app on `MemoryStore`), **tower-sessions** (0.14, with
+//! **sesame-cache** (the same with the store's near cache), **sesame-memory** (the same app on `MemoryStore`), **tower-sessions** (0.14, with
 //! tower-sessions-redis-store 0.16 on one fred connection) and **actix-session** (0.11,
 //! `RedisSessionStore`). Each Redis-backed server has its own private `redis-server`. Every
 //! session server gets its sessions through real `POST /login` requests; then `wrk` loads
@@ -73,7 +73,7 @@ const SMOKE: Scale = Scale {
 const USAGE: &str = "usage: http [--smoke] [--write-docs] | http --serve SERVER SECONDS\n  \
     --smoke       a seconds-long run of every server and check; figures are meaningless\n  \
     --write-docs  also replace the measured section of docs/BENCHMARKS.md\n  \
-    --serve       start SERVER (sesame, sesame-memory, tower-sessions, actix-session) and the\n                \
+    --serve       start SERVER (sesame, sesame-cache, sesame-memory, tower-sessions, actix-session) and the\n                \
     ceiling with 1000 sessions, print where they listen and where the tokens are, serve\n                \
     for SECONDS, then exit (for a profiler: see docs/BENCHMARKS.md)";
 
@@ -213,7 +213,8 @@ fn notes(scale: &Scale, redis_version: &str) -> String {
     format!(
         "\n- Servers: `ceiling` is axum with the same routes and no sessions; `sesame` and \
          `sesame-memory` are sesame-axum on a `RedisStore` and on the `MemoryStore`, default \
-         `SessionConfig` (JSON values); `tower-sessions` is tower-sessions 0.14 with \
+         `SessionConfig` (JSON values); `sesame-cache` is `sesame` with the store's near \
+         cache (default settings: 10,000 entries, 5 s); `tower-sessions` is tower-sessions 0.14 with \
          tower-sessions-redis-store 0.16 on one fred connection; `actix-session` is \
          actix-session 0.11 with its `RedisSessionStore` on actix-web 4 (one worker per core). \
          The axum servers share one tokio runtime (one worker per core), all in one process; \
