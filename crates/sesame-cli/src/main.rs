@@ -77,6 +77,10 @@ struct SessionArgs {
     /// Maximum concurrent sessions per user (the oldest is logged out beyond it).
     #[arg(long)]
     max_sessions_per_user: Option<u32>,
+    /// Keep recently read sessions in memory, kept correct by Redis's invalidations
+    /// (CLIENT TRACKING; Redis 6 or later).
+    #[arg(long)]
+    near_cache: bool,
 }
 
 impl SessionArgs {
@@ -142,6 +146,7 @@ fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
         listen: a.listen,
         instances: usize::from(a.instances),
         durability: a.session.durability(),
+        near_cache: a.session.near_cache,
         store: a.session.store,
         config,
         cookie,
@@ -162,6 +167,7 @@ fn serve_options(a: ServeArgs) -> Result<ServeOptions, String> {
         listen: a.listen,
         config: a.session.config(secret.into_bytes())?,
         durability: a.session.durability(),
+        near_cache: a.session.near_cache,
         store: a.session.store,
         cookie_name: a.cookie_name,
         token_header: a.token_header,

@@ -26,6 +26,7 @@ fn options(instances: usize, store: Option<String>) -> DemoOptions {
         config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
         cookie: CookieConfig::builder().name(COOKIE).secure(false).build().unwrap(),
         durability: None,
+        near_cache: false,
     }
 }
 

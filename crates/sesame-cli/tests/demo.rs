@@ -129,6 +129,7 @@ async fn balancer_round_robins_over_instances() {
         config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
         cookie: cookie(),
         durability: None,
+        near_cache: false,
     };
     let addr = serve(demo::build(&opts).await.unwrap()).await;
     let c = Client::new();
@@ -193,6 +194,7 @@ async fn demo_on_redis_store() {
         config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
         cookie: cookie(),
         durability: None,
+        near_cache: false,
     };
     let addr = serve(demo::build(&opts).await.unwrap()).await;
     let c = Client::new();
@@ -222,6 +224,7 @@ async fn demo_on_sentinel_and_cluster() {
             config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
             cookie: cookie(),
             durability: Some((1, Duration::from_secs(2))),
+            near_cache: false,
         };
         let addr = serve(demo::build(&opts).await.unwrap()).await;
         let c = Client::new();

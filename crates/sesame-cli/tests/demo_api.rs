@@ -17,6 +17,7 @@ async fn demo() -> String {
         config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
         cookie: CookieConfig::builder().name("sesame_demo").secure(false).build().unwrap(),
         durability: None,
+        near_cache: false,
     };
     let router = demo::build(&opts).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -64,6 +64,7 @@ async fn metrics_endpoint_reports_a_known_sequence() {
         config: SessionConfig::builder().insecure_development_secret().build().unwrap(),
         cookie: CookieConfig::builder().name(COOKIE).secure(false).build().unwrap(),
         durability: None,
+        near_cache: false,
     };
     let addr = serve(demo::build(&opts).await.unwrap()).await;
     let c = Client::new();

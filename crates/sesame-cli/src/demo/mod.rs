@@ -41,23 +41,42 @@ pub struct DemoOptions {
     pub cookie: CookieConfig,
     /// Replicas that must confirm each write, and how long to wait for them.
     pub durability: Option<(u32, Duration)>,
+    /// Give each instance's Redis store a near cache.
+    pub near_cache: bool,
+}
+
+impl DemoOptions {
+    fn store_options(&self) -> StoreOptions {
+        StoreOptions { durability: self.durability, near_cache: self.near_cache }
+    }
 }
 
 /// Opens a store client for `url` (`None`: a new in-memory store).
 pub async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>, String> {
-    open_store_with(url, None).await
+    open_store_with(url, StoreOptions::default()).await
 }
 
-/// Like [`open_store`], acknowledging writes only once `durability` replicas confirm them
-/// (see `sesame_redis::RedisStoreBuilder::durability`).
-pub async fn open_store_with(
-    url: Option<&str>,
-    durability: Option<(u32, Duration)>,
-) -> Result<Arc<dyn Store>, String> {
+/// How [`open_store_with`] opens a Redis store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// Acknowledge writes only once this many replicas confirm them, waiting this long (see
+    /// `sesame_redis::RedisStoreBuilder::durability`).
+    pub durability: Option<(u32, Duration)>,
+    /// Keep recently read sessions in memory, kept correct by Redis (see
+    /// `sesame_redis::RedisStoreBuilder::near_cache`).
+    pub near_cache: bool,
+}
+
+/// Like [`open_store`], with the options of a Redis store.
+pub async fn open_store_with(url: Option<&str>, o: StoreOptions) -> Result<Arc<dyn Store>, String> {
+    let StoreOptions { durability, near_cache } = o;
     match url {
         None | Some("memory") | Some("memory://") => {
             if durability.is_some() {
                 return Err("--durability needs a Redis store with replicas".into());
+            }
+            if near_cache {
+                return Err("--near-cache needs a Redis store (the in-memory store is already in memory)".into());
             }
             Ok(Arc::new(MemoryStore::new()))
         }
@@ -65,6 +84,9 @@ pub async fn open_store_with(
             let mut b = RedisStore::builder(u);
             if let Some((n, t)) = durability {
                 b = b.durability(n, t);
+            }
+            if near_cache {
+                b = b.near_cache(sesame_redis::NearCacheConfig::default());
             }
             b.connect()
                 .await
@@ -91,7 +113,7 @@ pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
     let n = opts.instances.clamp(1, 64);
     let shared_memory = match opts.store.as_deref() {
         None | Some("memory") | Some("memory://") => {
-            Some(open_store_with(None, opts.durability).await?)
+            Some(open_store_with(None, opts.store_options()).await?)
         }
         _ => None,
     };
@@ -101,7 +123,7 @@ pub async fn build(opts: &DemoOptions) -> Result<Router, String> {
         let store = match &shared_memory {
             // In-memory sessions are shared by being in the same process.
             Some(s) => s.clone(),
-            None => open_store_with(opts.store.as_deref(), opts.durability).await?,
+            None => open_store_with(opts.store.as_deref(), opts.store_options()).await?,
         };
         let manager = SessionManager::new(store, opts.config.clone());
         let label = store_label(opts.store.as_deref());

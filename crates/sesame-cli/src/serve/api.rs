@@ -156,7 +156,7 @@ struct Create {
 }
 
 async fn create(State(svc): State<Service>, c: Caller, b: Body) -> Reply {
-    let b: Create = body(&read(b).await?)?;
+    let b: Create = body(&read(b).await?, true)?;
     if b.principal.is_some() {
         svc.check_key(&c)?;
     }
@@ -192,7 +192,7 @@ struct Change {
 }
 
 async fn change(State(svc): State<Service>, c: Caller, b: Body) -> Reply {
-    let b: Change = body(&read(b).await?)?;
+    let b: Change = body(&read(b).await?, true)?;
     if let Some(both) = b.remove.iter().find(|n| b.set.contains_key(n.as_str())) {
         return Err(Fail::new(
             StatusCode::BAD_REQUEST,
@@ -226,7 +226,7 @@ fn present(v: Value) -> Option<Value> {
 }
 
 async fn compare_and_set(State(svc): State<Service>, c: Caller, b: Body) -> Reply {
-    let b: CompareAndSet = body(&read(b).await?)?;
+    let b: CompareAndSet = body(&read(b).await?, true)?;
     let s = svc.open(&c);
     live(&s).await?;
     let (expected, new) = (present(b.expected), present(b.value));
@@ -267,7 +267,7 @@ struct Login {
 
 async fn login(State(svc): State<Service>, c: Caller, b: Body) -> Reply {
     svc.check_key(&c)?;
-    let b: Login = body(&read(b).await?)?;
+    let b: Login = body(&read(b).await?, true)?;
     let s = svc.open(&c);
     s.login(&b.principal).await?;
     session_reply(&s, StatusCode::OK).await
@@ -358,7 +358,7 @@ async fn revoke_user(
 ) -> Reply {
     svc.check_key(&c)?;
     let principal = path(p)?;
-    let b: RevokeAll = body(&read(b).await?)?;
+    let b: RevokeAll = body(&read(b).await?, false)?;
     let m = &svc.settings.manager;
     let n = match &b.except {
         Some(keep) => m.revoke_user_except(&principal, keep).await?,

@@ -15,7 +15,7 @@ use sesame::{SessionConfig, SessionManager};
 use sesame_http::{CookieConfig, SessionSettings, TransportConfig};
 use sha2::{Digest as _, Sha256};
 
-use crate::demo::{open_store_with, redact};
+use crate::demo::{open_store_with, redact, StoreOptions};
 
 /// The header that carries the service credential.
 pub const SERVICE_KEY_HEADER: &str = "x-sesame-service-key";
@@ -43,6 +43,8 @@ pub struct ServeOptions {
     pub service_key: Option<Vec<u8>>,
     /// Replicas that must confirm each write, and how long to wait for them.
     pub durability: Option<(u32, Duration)>,
+    /// Give the Redis store a near cache.
+    pub near_cache: bool,
 }
 
 /// What every handler shares.
@@ -91,7 +93,8 @@ pub fn router(manager: SessionManager, opts: &ServeOptions) -> Result<Router, St
 
 /// Opens the store and builds the router.
 pub async fn build(opts: &ServeOptions) -> Result<Router, String> {
-    let store = open_store_with(opts.store.as_deref(), opts.durability).await?;
+    let options = StoreOptions { durability: opts.durability, near_cache: opts.near_cache };
+    let store = open_store_with(opts.store.as_deref(), options).await?;
     router(SessionManager::new(store, opts.config.clone()), opts)
 }
 

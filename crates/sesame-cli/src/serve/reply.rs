@@ -60,10 +60,18 @@ impl From<Error> for Fail {
 /// What a handler returns.
 pub(crate) type Reply = Result<Response, Fail>;
 
-/// Parses a JSON body into `T`; an empty body reads as `{}`. The error names a missing or
-/// unknown field, but never quotes a submitted value.
-pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fail> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+/// Parses a JSON body into `T`. An empty body is refused where one is `required`, and reads
+/// as `{}` elsewhere. The error names a missing or unknown field, but never quotes a
+/// submitted value.
+pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8], required: bool) -> Result<T, Fail> {
+    let empty = bytes.iter().all(u8::is_ascii_whitespace);
+    if empty && required {
+        return Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            "this endpoint takes a JSON object as its body",
+        ));
+    }
+    let bytes: &[u8] = if empty { b"{}" } else { bytes };
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
         let named = ["missing field", "unknown field", "duplicate field"]
