@@ -5,7 +5,11 @@
 //! - [`demo`]: `sesame demo` — the demo web app ([`demo::app`], one instance), the round-robin
 //!   balancer ([`demo::balancer`]) and the runner; in-memory store by default, Redis with
 //!   `--store redis://...`.
+//! - [`serve`]: `sesame serve` — the HTTP session service (`docs/SERVICE.md`).
+//! - [`format`]: dates, durations and tables for the commands' output.
 //! - `main.rs`: argument parsing.
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod format;
+pub mod serve;

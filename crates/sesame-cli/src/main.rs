@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use sesame::SessionConfig;
 use sesame_axum::CookieConfig;
 use sesame_cli::demo::{self, DemoOptions};
+use sesame_cli::serve::{self, ServeOptions};
 
 /// sesame: distributed sessions for Rust web services, on Redis.
 #[derive(Parser, Debug)]
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the demo web app: several app instances behind a round-robin balancer.
     Demo(DemoArgs),
+    /// Run the HTTP session service (a JSON API for apps in any language; docs/SERVICE.md).
+    Serve(ServeArgs),
     /// List, inspect and revoke sessions in Redis.
     Sessions(admin::SessionsArgs),
     /// Count sessions, users and bytes in Redis (a SCAN of every master).
@@ -42,6 +45,17 @@ struct DemoArgs {
     /// Number of app instances.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     instances: u16,
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Use the production cookie (`__Host-` name, Secure). Needs HTTPS in front of the demo;
+    /// by default the demo, served over plain HTTP, uses a non-Secure `sesame_demo` cookie.
+    #[arg(long)]
+    secure_cookie: bool,
+}
+
+/// The store and the session policy, shared by `demo` and `serve`.
+#[derive(clap::Args, Debug)]
+struct SessionArgs {
     /// Store URL: redis://[user:pass@]host:port (rediss:// for TLS),
     /// redis+sentinel://host:port,host:port/<master-name>, redis+cluster://host:port,host:port.
     /// Default: the in-memory store.
@@ -63,10 +77,42 @@ struct DemoArgs {
     /// Maximum concurrent sessions per user (the oldest is logged out beyond it).
     #[arg(long)]
     max_sessions_per_user: Option<u32>,
-    /// Use the production cookie (`__Host-` name, Secure). Needs HTTPS in front of the demo;
-    /// by default the demo, served over plain HTTP, uses a non-Secure `sesame_demo` cookie.
-    #[arg(long)]
-    secure_cookie: bool,
+}
+
+impl SessionArgs {
+    fn config(&self, secret: Vec<u8>) -> Result<SessionConfig, String> {
+        let mut b = SessionConfig::builder()
+            .idle_timeout(Duration::from_secs(self.idle_timeout))
+            .absolute_timeout(Duration::from_secs(self.absolute_timeout))
+            .token_secret(secret);
+        if let Some(n) = self.max_sessions_per_user {
+            b = b.max_sessions_per_user(n);
+        }
+        b.build().map_err(|e| e.to_string())
+    }
+
+    fn durability(&self) -> Option<(u32, Duration)> {
+        self.durability.map(|n| (n, Duration::from_millis(self.durability_timeout_ms)))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    session: SessionArgs,
+    /// The cookie a forwarded `Cookie` header is read under (the Rust layers' default name).
+    #[arg(long, default_value = "__Host-sesame")]
+    cookie_name: String,
+    /// The named request header a token may come in.
+    #[arg(long, default_value = "X-Session-Token")]
+    token_header: String,
+    /// The header whose first value is recorded as the client's address when a session is
+    /// created.
+    #[arg(long, default_value = "X-Forwarded-For")]
+    client_ip_header: String,
 }
 
 /// The token secret: `SESAME_TOKEN_SECRET` when set (share it between demo processes on one
@@ -85,14 +131,7 @@ fn demo_secret() -> Result<Vec<u8>, String> {
 }
 
 fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
-    let mut b = SessionConfig::builder()
-        .idle_timeout(Duration::from_secs(a.idle_timeout))
-        .absolute_timeout(Duration::from_secs(a.absolute_timeout))
-        .token_secret(demo_secret()?);
-    if let Some(n) = a.max_sessions_per_user {
-        b = b.max_sessions_per_user(n);
-    }
-    let config = b.build().map_err(|e| e.to_string())?;
+    let config = a.session.config(demo_secret()?)?;
     let cookie = if a.secure_cookie {
         CookieConfig::builder().build()
     } else {
@@ -102,10 +141,32 @@ fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
     Ok(DemoOptions {
         listen: a.listen,
         instances: usize::from(a.instances),
-        store: a.store,
+        durability: a.session.durability(),
+        store: a.session.store,
         config,
         cookie,
-        durability: a.durability.map(|n| (n, Duration::from_millis(a.durability_timeout_ms))),
+    })
+}
+
+/// The options of `sesame serve`: the token secret must be given (`SESAME_TOKEN_SECRET`), since
+/// a service exists to share sessions with other processes; the service credential comes from
+/// `SESAME_SERVICE_KEY`.
+fn serve_options(a: ServeArgs) -> Result<ServeOptions, String> {
+    let secret = std::env::var("SESAME_TOKEN_SECRET").map_err(|_| {
+        "sesame serve needs SESAME_TOKEN_SECRET: the token secret the Rust apps sharing its \
+         sessions use (at least 32 bytes, for example `openssl rand -base64 48`)"
+            .to_string()
+    })?;
+    let service_key = std::env::var("SESAME_SERVICE_KEY").ok().map(String::into_bytes);
+    Ok(ServeOptions {
+        listen: a.listen,
+        config: a.session.config(secret.into_bytes())?,
+        durability: a.session.durability(),
+        store: a.session.store,
+        cookie_name: a.cookie_name,
+        token_header: a.token_header,
+        client_ip_header: Some(a.client_ip_header),
+        service_key,
     })
 }
 
@@ -114,7 +175,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The admin commands report what matters themselves; the store's own start-up warnings
     // would repeat `doctor` on every command.
-    let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "error" };
+    let default_filter =
+        if matches!(cli.command, Command::Demo(_) | Command::Serve(_)) { "warn" } else { "error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -126,6 +188,10 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(a) => match demo_options(a) {
             Ok(opts) => demo::run(opts).await,
+            Err(e) => Err(e),
+        },
+        Command::Serve(a) => match serve_options(a) {
+            Ok(opts) => serve::run(opts).await,
             Err(e) => Err(e),
         },
         Command::Sessions(a) => return admin::run(admin::sessions::run(a)).await,

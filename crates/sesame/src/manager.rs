@@ -227,6 +227,18 @@ impl SessionManager {
         Ok(n)
     }
 
+    /// Like [`SessionManager::revoke_user`], keeping the session with public id `keep` ("log
+    /// out everywhere else" on the user's behalf). Returns how many sessions were ended.
+    pub async fn revoke_user_except(&self, principal: &str, keep: &str) -> Result<u64, Error> {
+        check_principal(principal)?;
+        let user = self.config.naming().user(principal);
+        let n = store_op(Op::RevokeAll, None, self.store.revoke_all(user, Some(keep), now_ms()))
+            .await?;
+        metrics::count_revocation("all");
+        self.emit(|| SessionEvent::UserRevoked { principal: principal.to_string(), count: n });
+        Ok(n)
+    }
+
     /// Revokes one session of a principal by id (an administrator's action). Returns whether
     /// it existed and was theirs.
     pub async fn revoke_session(&self, principal: &str, id: &str) -> Result<bool, Error> {

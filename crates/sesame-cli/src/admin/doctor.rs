@@ -9,8 +9,8 @@
 use serde_json::json;
 use sesame_redis::admin::{missing_notify_flags, with_notify_flags, Admin};
 
-use super::format::{self, out};
 use super::{connect, Outcome, StoreArgs};
+use sesame_cli::format::{self, out};
 
 /// `sesame doctor`
 #[derive(clap::Args, Debug)]

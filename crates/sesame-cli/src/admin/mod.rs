@@ -8,7 +8,6 @@
 //! needs).
 
 pub(crate) mod doctor;
-mod format;
 pub(crate) mod sessions;
 pub(crate) mod stats;
 pub(crate) mod watch;

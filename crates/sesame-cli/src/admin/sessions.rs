@@ -4,8 +4,8 @@ use serde_json::{json, Value};
 use sesame::{now_ms, Store as _};
 use sesame_redis::admin::{Content, Inspection, PointerKindName};
 
-use super::format::{self, out};
 use super::{check_id, connect, naming, user_ref, Outcome, StoreArgs};
+use sesame_cli::format::{self, out};
 
 /// `sesame sessions ...`
 #[derive(clap::Args, Debug)]

@@ -8,8 +8,8 @@ use serde_json::json;
 use sesame::now_ms;
 use sesame_redis::admin::{Admin, KeyName, StoredKind};
 
-use super::format::{self, out};
 use super::{connect, Outcome, StoreArgs};
+use sesame_cli::format::{self, out};
 
 /// `sesame stats`
 #[derive(clap::Args, Debug)]

@@ -10,8 +10,8 @@ use sesame_redis::admin::{
     PointerKindName, NOTIFY_FLAGS,
 };
 
-use super::format::{self, out};
 use super::{connect, Outcome, StoreArgs};
+use sesame_cli::format::{self, out};
 
 /// `sesame watch`
 #[derive(clap::Args, Debug)]

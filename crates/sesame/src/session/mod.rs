@@ -417,6 +417,86 @@ impl Session {
         out.ok_or_else(|| value_error("the update produced no value".into()))
     }
 
+    /// Like [`Session::update`], with absence made visible: `f` gets the current value
+    /// (`None` when absent) and returns the new one (`None` removes the attribute). The same
+    /// guarantee holds: at commit, when another request changed the attribute since this one
+    /// read it, `f` runs again on the stored value, so the last run of `f` is the one whose
+    /// result is written. Returns what `f` returned in this request.
+    ///
+    /// ```no_run
+    /// # async fn f(session: sesame::Session) -> Result<(), sesame::Error> {
+    /// // Set "coupon" only where it is absent.
+    /// session.modify("coupon", |c: Option<String>| c.or(Some("WELCOME".into()))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn modify<T, F>(&self, name: &str, f: F) -> Result<Option<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(Option<T>) -> Option<T> + Send + Sync + 'static,
+    {
+        check_name(name)?;
+        let config = self.inner.manager.config();
+        let (format, compress_above) = (config.value_format(), config.compress_above());
+        let step: UpdateFn = Arc::new(move |stored: Option<&[u8]>| {
+            let current: Option<T> = stored.map(value::decode).transpose()?;
+            f(current).map(|v| value::encode_as(format, &v, compress_above)).transpose()
+        });
+        let mut st = self.loaded().await?;
+        let value_error = |message| Error::Value { name: name.to_string(), message };
+        let change = match st.changes.remove(name) {
+            Some(c @ (Change::Set(_) | Change::Remove)) => {
+                match step(c.value().map(Vec::as_slice)).map_err(value_error)? {
+                    Some(v) => Change::Set(v),
+                    None => Change::Remove,
+                }
+            }
+            Some(Change::Update { seen, result, mut steps }) => {
+                let result = step(result.as_deref()).map_err(value_error)?;
+                steps.push(step);
+                Change::Update { seen, result, steps }
+            }
+            None => {
+                let seen = st.stored(name).cloned();
+                let plain = st.stored_plain(name, self.keyring()).map_err(value_error)?;
+                let result = step(plain.as_deref()).map_err(value_error)?;
+                Change::Update { seen, result, steps: vec![step] }
+            }
+        };
+        let out = change.value().map(|b| value::decode(b)).transpose().map_err(value_error)?;
+        st.changes.insert(name.to_string(), change);
+        Ok(out)
+    }
+
+    /// Every attribute of the session as this request sees it (its own changes included),
+    /// decoded into `T`, in name order; sesame's own entries are left out.
+    ///
+    /// ```no_run
+    /// # async fn f(session: sesame::Session) -> Result<(), sesame::Error> {
+    /// for (name, value) in session.attributes::<serde_json::Value>().await? {
+    ///     println!("{name} = {value}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn attributes<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, Error> {
+        let st = self.loaded().await?;
+        let mut names: Vec<&String> =
+            st.record().map(|r| r.attrs.keys().collect()).unwrap_or_default();
+        names.extend(st.changes.keys());
+        names.sort_unstable();
+        names.dedup();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if check_name(name).is_err() {
+                continue;
+            }
+            let value_error = |message| Error::Value { name: name.to_string(), message };
+            if let Some(b) = st.plain_value(name, self.keyring()).map_err(value_error)? {
+                out.push((name.clone(), value::decode(&b).map_err(value_error)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Gives the session a new token at commit: same data, the old token superseded (it
     /// resolves to the new one during the grace window, and presenting it later revokes the
     /// session). Use it on any privilege change.

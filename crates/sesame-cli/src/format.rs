@@ -1,4 +1,4 @@
-//! Output: times, durations, sizes, tables, and writing to stdout.
+//! Output of the commands: times, durations, sizes, tables, and writing to stdout.
 
 use std::io::Write as _;
 
@@ -7,7 +7,7 @@ use std::io::Write as _;
 const MAX_DATE_MS: u64 = 253_402_300_799_999;
 
 /// `ms` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
-pub(crate) fn iso(ms: u64) -> String {
+pub fn iso(ms: u64) -> String {
     if ms > MAX_DATE_MS {
         return format!("{ms} ms");
     }
@@ -18,7 +18,7 @@ pub(crate) fn iso(ms: u64) -> String {
 }
 
 /// `ms` as `YYYY-MM-DD HH:MM:SSZ`, for tables.
-pub(crate) fn short(ms: u64) -> String {
+pub fn short(ms: u64) -> String {
     if ms > MAX_DATE_MS {
         return format!("{ms} ms");
     }
@@ -44,7 +44,7 @@ fn civil(days: u64) -> (u64, u64, u64) {
 }
 
 /// A duration as `2h05m`, `29m59s`, `12s` or `850ms`.
-pub(crate) fn duration(ms: u64) -> String {
+pub fn duration(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0 => format!("{ms}ms"),
@@ -56,7 +56,7 @@ pub(crate) fn duration(ms: u64) -> String {
 }
 
 /// `at` relative to `now`: `in 29m59s` or `12s ago`.
-pub(crate) fn relative(at: u64, now: u64) -> String {
+pub fn relative(at: u64, now: u64) -> String {
     if at >= now {
         format!("in {}", duration(at - now))
     } else {
@@ -65,7 +65,7 @@ pub(crate) fn relative(at: u64, now: u64) -> String {
 }
 
 /// A count with thousands separators: `1,234,567`.
-pub(crate) fn count(n: u64) -> String {
+pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -78,7 +78,7 @@ pub(crate) fn count(n: u64) -> String {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -110,14 +110,14 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Writes `text` and a newline to stdout. A closed stdout (`| head`) is not an error worth
 /// reporting: the reader has what it wanted.
-pub(crate) fn out(text: &str) {
+pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
     let _ = stdout.flush();
 }
 
 /// Writes a JSON value on one line to stdout.
-pub(crate) fn json(value: &serde_json::Value) {
+pub fn json(value: &serde_json::Value) {
     out(&value.to_string());
 }
 
