@@ -84,7 +84,7 @@ def test_patch_sets_then_removes(client):
 
 
 def test_bad_input_is_400(client):
-    token = client.create().token.value
+    token = client.create({"keep": True}).token.value
     with pytest.raises(BadRequest) as e:
         client.patch(token, set={"a": 1}, remove=["a"])
     assert e.value.status == 400 and e.value.message
@@ -94,10 +94,13 @@ def test_bad_input_is_400(client):
         client.patch(token, set={"x" * 257: 1})
     with pytest.raises(BadRequest):
         client.create({"": 1})
+    # A session with nothing in it is not made.
+    with pytest.raises(BadRequest):
+        client.create()
     # A body that is not the JSON asked for.
     with pytest.raises(BadRequest):
         client._request("PATCH", "/v1/session", token=token, body=["not", "an", "object"])
-    assert client.whoami(token).session.attributes == {}
+    assert client.whoami(token).session.attributes == {"keep": True}
 
 
 def test_unknown_path_is_404(client):
@@ -215,7 +218,7 @@ def test_user_sessions_revoke_one_and_others(client):
         client.whoami(tokens[2])
     assert [s.id for s in client.user_sessions(tokens[0]).sessions] == [mine]
     # Anonymous sessions have no user's sessions.
-    anon = client.create().token.value
+    anon = client.create({"a": 1}).token.value
     with pytest.raises(Unauthenticated):
         client.user_sessions(anon)
     with pytest.raises(Unauthenticated):

@@ -203,13 +203,13 @@ class SesameSession(dict, SessionMixin):
             "SesameSessionInterface(..., persistent=True) for cookies that outlive the browser"
         )
 
-    def _flush(self, create_empty: bool = False) -> None:
-        """Writes the changes now: creates the session when it has no token (only when
-        something is to be written, or ``create_empty``), or patches it."""
+    def _flush(self) -> None:
+        """Writes the changes now: creates the session when it has no token and something is
+        to be written, or patches it."""
         self._ensure()
         to_set, removed = self.changes()
         client = self._interface.client
-        if self._token is None and (to_set or create_empty):
+        if self._token is None and to_set:
             ip, ua = self._interface._client_facts()
             reply = client.create(to_set, client_ip=ip, user_agent=ua)
         elif to_set or removed:
@@ -264,7 +264,15 @@ class SesameSession(dict, SessionMixin):
         _check_value(name, expected)
         _check_value(name, value)
         try:
-            self._flush(create_empty=True)
+            self._flush()
+            if self._token is None:
+                # No session yet, so nothing else can write to it: the attribute is absent.
+                if expected is not None:
+                    return False, None
+                if value is not None:
+                    self[name] = value
+                    self._flush()
+                return True, value
             result: CompareAndSetResult = self._interface.client.compare_and_set(
                 self._token, name, expected, value
             )
