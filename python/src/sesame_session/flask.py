@@ -42,6 +42,7 @@ from .client import (
     PayloadTooLarge,
     SesameClient,
     SessionReply,
+    SessionView,
     TooManyRequests,
     Unauthenticated,
     Unavailable,
@@ -114,10 +115,33 @@ class SesameSession(dict, SessionMixin):
         self._cookie: Optional[Tuple[str, Optional[str], Optional[int]]] = None
         self._touched = False
         self.accessed = False
-        self.id: Optional[str] = None
-        self.principal: Optional[str] = None
-        self.authenticated_at_ms: Optional[int] = None
-        self.expires_at_ms: Optional[int] = None
+        self._view: Optional[SessionView] = None
+
+    # --- what the service says of the session (loads it when needed) ------------------------
+
+    @property
+    def id(self) -> Optional[str]:
+        """The public id (safe to log), ``None`` while the session does not exist."""
+        self._ensure()
+        return self._view.id if self._view else None
+
+    @property
+    def principal(self) -> Optional[str]:
+        """The logged-in user, ``None`` when anonymous."""
+        self._ensure()
+        return self._view.principal if self._view else None
+
+    @property
+    def authenticated_at_ms(self) -> Optional[int]:
+        """When the user logged in (milliseconds since the epoch)."""
+        self._ensure()
+        return self._view.authenticated_at_ms if self._view else None
+
+    @property
+    def expires_at_ms(self) -> Optional[int]:
+        """When the session expires unless used again (milliseconds since the epoch)."""
+        self._ensure()
+        return self._view.expires_at_ms if self._view else None
 
     # --- loading -----------------------------------------------------------------------
 
@@ -144,10 +168,7 @@ class SesameSession(dict, SessionMixin):
         dict.clear(self)
         dict.update(self, view.attributes)
         self._snapshot = {k: _canonical(v) for k, v in view.attributes.items()}
-        self.id = view.id
-        self.principal = view.principal
-        self.authenticated_at_ms = view.authenticated_at_ms
-        self.expires_at_ms = view.expires_at_ms
+        self._view = view
         self._touched = True
         if reply.token.is_set:
             self._token = reply.token.value
@@ -160,7 +181,7 @@ class SesameSession(dict, SessionMixin):
         self._snapshot = {}
         self._token = None
         self._loaded = True
-        self.id = self.principal = self.authenticated_at_ms = self.expires_at_ms = None
+        self._view = None
         self._cookie = ("clear", None, None)
 
     # --- what changed ---------------------------------------------------------------------
@@ -328,7 +349,11 @@ class SesameSession(dict, SessionMixin):
     def __repr__(self) -> str:
         if not self._loaded:
             return "<SesameSession (not loaded)>"
-        return f"<SesameSession id={self.id!r} principal={self.principal!r} {dict.__repr__(self)}>"
+        v = self._view
+        return (
+            f"<SesameSession id={v.id if v else None!r} principal={v.principal if v else None!r} "
+            f"{dict.__repr__(self)}>"
+        )
 
     def __or__(self, other: Any) -> Dict[str, Any]:
         self._ensure()
@@ -523,7 +548,8 @@ class SesameSessionInterface(SessionInterface):
         elif self.persistent and session._touched and session._token is not None:
             # A persistent cookie follows the session's life: sent again with a fresh Max-Age
             # whenever this request loaded or saved the session.
-            value = self.set_cookie_value(session._token, session.expires_at_ms)
+            view = session._view
+            value = self.set_cookie_value(session._token, view.expires_at_ms if view else None)
         if value is not None:
             response.headers.add("Set-Cookie", value)
             response.headers["Cache-Control"] = "no-store"
