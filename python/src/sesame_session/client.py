@@ -332,7 +332,6 @@ class UserSessions:
 # The client
 # --------------------------------------------------------------------------------------------
 
-_IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
 _READS = frozenset({"GET", "HEAD"})
 # A kept-alive connection unused for longer than this is closed rather than reused, so that a
 # request rarely meets a connection the service has just closed.
@@ -498,9 +497,9 @@ class SesameClient:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 conn.close()
                 # A kept-alive connection the service closed meanwhile: the request never got
-                # there when sending failed, or when the service closed without answering on a
-                # reused connection (read as an idle close) for a request safe to repeat.
-                if reused and attempt == 1 and (not sent or method in _IDEMPOTENT):
+                # there when sending failed; a read is repeated also when the service closed
+                # without answering (an idle close). A write whose answer was lost is not.
+                if reused and attempt == 1 and (not sent or method in _READS):
                     continue
                 raise ServiceUnreachable(
                     _redact(f"the connection to the session service broke: {e}", *secrets),
