@@ -268,6 +268,28 @@ def test_values_must_be_json(app):
             session[""] = 1
         with pytest.raises(TypeError):
             session.permanent = True
+        session.permanent = False  # what the interface says: accepted
+        session.modified = True  # the usual Flask idiom: accepted, changes are found anyway
+
+
+def test_flask_flash_messages_survive_a_redirect(service_url):
+    from flask import flash, get_flashed_messages
+
+    app = make_app(SesameClient(service_url, service_key=SERVICE_KEY))
+
+    @app.post("/flash")
+    def do_flash():
+        flash("saved", "info")
+        return "ok"
+
+    @app.get("/flashes")
+    def flashes():
+        return {"messages": [list(m) for m in get_flashed_messages(with_categories=True)]}
+
+    web = app.test_client()
+    web.post("/flash")
+    assert web.get("/flashes").json == {"messages": [["info", "saved"]]}
+    assert web.get("/flashes").json == {"messages": []}
 
 
 def test_cookie_settings_are_checked(client):

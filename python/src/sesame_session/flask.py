@@ -204,8 +204,15 @@ class SesameSession(dict, SessionMixin):
 
     @property
     def modified(self) -> bool:  # type: ignore[override]
+        """Whether the save after the view will write or send a cookie."""
         to_set, removed = self.changes()
         return bool(to_set or removed or self._cookie)
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        # Changes are found by comparing with the loaded values, in-place changes of nested
+        # values included, so the usual `session.modified = True` has nothing left to do.
+        pass
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -219,10 +226,12 @@ class SesameSession(dict, SessionMixin):
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        raise TypeError(
-            "SesameSession.permanent follows the interface: construct "
-            "SesameSessionInterface(..., persistent=True) for cookies that outlive the browser"
-        )
+        if bool(value) != self._interface.persistent:
+            raise TypeError(
+                "SesameSession.permanent follows the interface: construct "
+                "SesameSessionInterface(..., persistent=True) for cookies that outlive the "
+                "browser"
+            )
 
     def _flush(self) -> None:
         """Writes the changes now: creates the session when it has no token and something is
