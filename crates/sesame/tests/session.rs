@@ -717,3 +717,40 @@ async fn renewal_timer_rotates_active_sessions() {
     assert!(m.open(Some(&t1)).exists().await.unwrap(), "within the grace window");
     assert_eq!(m.list_user("ren").await.unwrap().len(), 1);
 }
+
+// `modify` sees absence as `None`, may remove, and runs again at commit on the value another
+// request stored meanwhile; `attributes` lists what this request sees, without sesame's own
+// entries, in name order.
+#[tokio::test]
+async fn modify_and_attributes() {
+    let m = manager(Arc::new(MemoryStore::new()));
+    let client = sesame::ClientInfo::new(Some("127.0.0.1".into()), Some("test"));
+    let s = m.open_for(None, Some(client));
+    s.insert("b", &2).await.unwrap();
+    let got = s.modify("a", |v: Option<u64>| Some(v.map_or(10, |n| n + 1))).await.unwrap();
+    assert_eq!(got, Some(10));
+    let t = token(s.commit().await.unwrap()).expose();
+
+    // Two requests read a = 10; the first adds 5 and commits; the second's "add 1" runs again
+    // on 15 at commit.
+    let (one, two) = (m.open(Some(&t)), m.open(Some(&t)));
+    assert_eq!(one.modify("a", |v: Option<u64>| v.map(|n| n + 5)).await.unwrap(), Some(15));
+    assert_eq!(two.modify("a", |v: Option<u64>| v.map(|n| n + 1)).await.unwrap(), Some(11));
+    one.commit().await.unwrap();
+    two.commit().await.unwrap();
+    let s = m.open(Some(&t));
+    assert_eq!(s.get::<u64>("a").await.unwrap(), Some(16));
+
+    // `None` removes; a removal of an absent attribute leaves it absent.
+    assert_eq!(s.modify("b", |_: Option<u64>| None).await.unwrap(), None);
+    assert_eq!(s.modify("c", |v: Option<u64>| v).await.unwrap(), None);
+    s.insert("z", "last").await.unwrap();
+    let all = s.attributes::<serde_json::Value>().await.unwrap();
+    assert_eq!(all, vec![("a".into(), 16.into()), ("z".into(), "last".into())]);
+    s.commit().await.unwrap();
+    let s = m.open(Some(&t));
+    let names: Vec<String> =
+        s.attributes::<serde_json::Value>().await.unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["a", "z"], "the stored client record (sesame.client) is not listed");
+    assert!(s.get::<u64>("b").await.unwrap().is_none());
+}
