@@ -11,7 +11,8 @@ ends the session for both. Its routes:
 
 Run it (see README.md beside this file for the whole scenario):
 
-    SESAME_SERVICE_URL=http://127.0.0.1:7700 SESAME_SERVICE_KEY=... python app.py --listen 127.0.0.1:5000
+    SESAME_SERVICE_URL=http://127.0.0.1:7700 SESAME_SERVICE_KEY=... \
+        python app.py --listen 127.0.0.1:5000
 """
 
 from __future__ import annotations

@@ -609,7 +609,9 @@ class SesameClient:
         _, d = self._request("PATCH", "/v1/session", token=token, body=body)
         return SessionReply.from_json(d)
 
-    def compare_and_set(self, token: str, name: str, expected: Any, value: Any) -> CompareAndSetResult:
+    def compare_and_set(
+        self, token: str, name: str, expected: Any, value: Any
+    ) -> CompareAndSetResult:
         """``POST /v1/session/compare-and-set``: writes ``value`` (``None`` removes) only if
         the attribute equals ``expected`` (``None``: absent), atomically against every other
         writer."""

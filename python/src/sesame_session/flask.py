@@ -8,9 +8,9 @@ services behind one load balancer share one login.
 - The session is loaded from the service the first time a request touches it, and saved after
   the view only when something changed: a request that changes nothing makes no write, and a
   request that never touches the session makes no service call at all.
-- A save sends only the attributes that changed (``PATCH /v1/session``), so concurrent requests
-  that change different attributes do not overwrite each other; :meth:`SesameSession.compare_and_set`
-  is the atomic read-modify-write for one attribute.
+- A save sends only the attributes that changed (``PATCH /v1/session``), so concurrent
+  requests that change different attributes do not overwrite each other;
+  :meth:`SesameSession.compare_and_set` is the atomic read-modify-write for one attribute.
 - :func:`login` and :func:`logout` work on the current request's session, as the Rust layers'
   ``Session::login`` and ``Session::logout`` do: login rotates the token (the old one is dead),
   logout ends the session everywhere and clears the cookie.
