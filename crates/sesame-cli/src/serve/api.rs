@@ -193,12 +193,6 @@ struct Change {
 
 async fn change(State(svc): State<Service>, c: Caller, b: Body) -> Reply {
     let b: Change = body(&read(b).await?, true)?;
-    if let Some(both) = b.remove.iter().find(|n| b.set.contains_key(n.as_str())) {
-        return Err(Fail::new(
-            StatusCode::BAD_REQUEST,
-            &format!("attribute {both:?} is both set and removed"),
-        ));
-    }
     let s = svc.open(&c);
     live(&s).await?;
     for (name, value) in &b.set {
