@@ -3,7 +3,8 @@
 # and all tests.
 # Tests start their own redis-server processes on free loopback ports, the benchmark's smoke
 # run drives wrk, and the examples' tests run curl and openssl; this script installs what is
-# missing when it can (Debian/Ubuntu as root), or says what to install.
+# missing when it can (Debian/Ubuntu as root), or says what to install. The Python tests run
+# in a virtual environment that scripts/python-tests.sh creates (Flask, pytest, schemathesis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,3 +69,5 @@ echo "== cargo doc (the libraries' API docs; broken links and other doc warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --lib --locked
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== python tests (the sesame_session package, the Flask scenario, schemathesis)"
+scripts/python-tests.sh
