@@ -112,14 +112,17 @@ impl Deployment {
         &self.group.data_nodes()[0]
     }
 
+    /// Cuts; returns when every rule is in place.
     fn cut(&mut self) -> Instant {
         self.partition.cut(&self.side_a, &self.side_b).unwrap();
         Instant::now()
     }
 
+    /// Heals; returns when the rules started to go (packets may flow from then on).
     fn heal(&mut self) -> Instant {
+        let healing = Instant::now();
         self.partition.heal().unwrap();
-        Instant::now()
+        healing
     }
 
     /// Waits (at most [`MAX_CUT`]) until the sentinels, all on side B, agree on a new master
@@ -338,8 +341,10 @@ async fn writers_across_a_cut(d: &mut Deployment, s: &RedisStore) -> Run {
     let port = d.wait_for_promotion();
     let promoted = Instant::now();
     tokio::time::sleep((cut + MIN_CUT).saturating_duration_since(Instant::now())).await;
-    let healed = d.heal();
-    tl.healed.set(healed).unwrap();
+    // From the moment the rules start to go, a write may be acknowledged legitimately.
+    tl.healed.set(Instant::now()).unwrap();
+    d.heal();
+    let healed = *tl.healed.get().unwrap();
     let followed = follows(s, port, healed, &d.group).await;
     let until = healed + Duration::from_secs(30);
     while tl.resumed.load(Ordering::Relaxed) < WRITERS && Instant::now() < until {

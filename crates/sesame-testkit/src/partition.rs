@@ -1,32 +1,5 @@
 //! A network partition between two groups of processes on the loopback
-//! interface, made with `iptables` (Linux, root only).
-//!
-//! Everything runs on `127.0.0.1`, so the two sides are told apart by user:
-//! side B is every process of one user (a [`RunAs`] user, e.g. the replicas and
-//! sentinels of a [`SentinelGroup`](crate::SentinelGroup) started with
-//! [`SentinelOptions::run_as`](crate::SentinelOptions::run_as)), side A every
-//! other process (the master and the test process with its store). A cut drops
-//! every packet, in both directions, of each TCP connection between a side-B
-//! process and a side-A server, or between a side-A process and a side-B
-//! server: connections being opened time out, and open ones stall as if the
-//! packets were lost on the way (nothing is refused or reset).
-//!
-//! How: a chain of this process's own (`SESAME_PART_<pid>_<n>`), jumped to
-//! from `OUTPUT`, marks each new connection a side-B process opens (connmark
-//! bit `0x10000000`, from the socket's owner, the only moment the user is
-//! known for both directions). A cut fills a second chain
-//! (`SESAME_CUT_<pid>_<n>`) with four rules, each matching only the given
-//! ports on `lo`:
-//!
-//! - marked connections to a side-A port, and their replies from it;
-//! - unmarked connections to a side-B port, and their replies from it.
-//!
-//! A heal empties that chain. Dropping the [`Partition`] removes the jump and
-//! both chains (also while a panicking test unwinds), and creating one first
-//! removes the chains of earlier test processes that died without cleaning up.
-//!
-//! Connections are classified when they open, so create the [`Partition`]
-//! *before* the processes it separates.
+//! interface, made with `iptables` (Linux, root only): see [`Partition`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,8 +32,37 @@ static IPTABLES: Mutex<()> = Mutex::new(());
 /// Numbers the partitions of this process.
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// A network partition on `lo` between the processes of one user (side B) and
-/// all others (side A); see the [module documentation](self).
+/// A network partition between two groups of processes on the loopback
+/// interface, made with `iptables` (Linux, root only).
+///
+/// Everything runs on `127.0.0.1`, so the two sides are told apart by user:
+/// side B is every process of one user (a [`RunAs`] user, e.g. the replicas and
+/// sentinels of a [`SentinelGroup`](crate::SentinelGroup) started with
+/// [`SentinelOptions::run_as`](crate::SentinelOptions::run_as)), side A every
+/// other process (the master and the test process with its store). A cut drops
+/// every packet, in both directions, of each TCP connection between a side-B
+/// process and a side-A server, or between a side-A process and a side-B
+/// server: connections being opened time out, and open ones stall as if the
+/// packets were lost on the way (nothing is refused or reset).
+///
+/// How: a chain of this process's own (`SESAME_PART_<pid>_<n>`), jumped to
+/// from `OUTPUT`, marks each new connection a side-B process opens (connmark
+/// bit `0x10000000`, from the owner of the socket sending the first packet).
+/// The mark is what lets replies be dropped as well: a reply leaves through
+/// the server's socket, which says nothing of the client's user, and dropping
+/// only what clients send would still let a master's replication stream reach
+/// a cut-off replica. A cut fills a second chain (`SESAME_CUT_<pid>_<n>`) with
+/// four rules, each matching only the given ports on `lo`:
+///
+/// - marked connections to a side-A port, and their replies from it;
+/// - unmarked connections to a side-B port, and their replies from it.
+///
+/// A heal empties that chain. Dropping the [`Partition`] removes the jump and
+/// both chains (also while a panicking test unwinds), and creating one first
+/// removes the chains of earlier test processes that died without cleaning up.
+///
+/// Connections are classified when they open, so create the [`Partition`]
+/// *before* the processes it separates.
 ///
 /// ```no_run
 /// use sesame_testkit::{Partition, RunAs, SentinelGroup, SentinelOptions};
