@@ -62,7 +62,9 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// removes the chains of earlier test processes that died without cleaning up.
 ///
 /// Connections are classified when they open, so create the [`Partition`]
-/// *before* the processes it separates.
+/// *before* the processes it separates. Partitions alive at the same time
+/// share the mark, so they must use the same side-B user; the mark stays on
+/// connections after the partition is gone (nothing else looks at it).
 ///
 /// ```no_run
 /// use sesame_testkit::{Partition, RunAs, SentinelGroup, SentinelOptions};
