@@ -19,13 +19,17 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 impl RedisServer {
     /// Runs `redis-cli` against this server (`-h 127.0.0.1 -p PORT`, plus
     /// credentials and `--tls --cacert` when needed) and returns its stdout
-    /// with trailing line breaks removed.
+    /// with trailing line breaks removed. `redis-cli` runs as the server's
+    /// user ([`RedisOptions::run_as`](crate::RedisOptions::run_as)).
     ///
     /// `redis-cli` exits successfully on Redis error replies, so those come
     /// back as `Ok("ERR …")`; only a failing or hanging `redis-cli` (e.g. no
     /// connection) is an error, which then carries stderr and the server log.
     pub fn cli(&self, args: &[&str]) -> Result<String, TestkitError> {
-        let cmd = cli_command(self.port(), self.credentials(), self.tls.as_ref());
+        let mut cmd = cli_command(self.port(), self.credentials(), self.tls.as_ref());
+        if let Some(user) = self.opts.run_as {
+            user.apply(&mut cmd);
+        }
         run_cli(cmd, args, || self.diagnostics())
     }
 

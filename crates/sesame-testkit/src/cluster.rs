@@ -404,6 +404,7 @@ fn node_options(opts: &ClusterOptions) -> RedisOptions {
         appendonly: opts.appendonly,
         tls: opts.tls,
         extra_args,
+        run_as: None,
     }
 }
 

@@ -73,6 +73,11 @@ pub enum TestkitError {
         log_tail: String,
     },
 
+    /// A network partition could not be made, changed or checked (see
+    /// [`Partition`](crate::Partition)).
+    #[error("network partition: {0}")]
+    Partition(String),
+
     /// The server answered something this crate could not make sense of.
     #[error("unexpected reply from redis-server: {message}\n{log_tail}")]
     Unexpected {

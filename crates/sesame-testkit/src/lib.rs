@@ -12,14 +12,20 @@
 //!   ([`RedisServer::info_commandstats`], [`RedisServer::total_commands`]).
 //!   Dropping it kills the process and removes the directory.
 //! - [`RedisOptions`] (module `server`): password, extra ACL user, append-only
-//!   persistence, TLS and verbatim extra arguments.
+//!   persistence, TLS, verbatim extra arguments, and [`RunAs`]: another user
+//!   to run the server as.
 //! - [`SentinelGroup`] (module `sentinel`): one master, its replicas and three
 //!   sentinels with short timeouts; [`SentinelGroup::kill_master`] and
 //!   [`SentinelGroup::wait_for_failover`] drive a failover, and
 //!   [`SentinelGroup::url`] is a `redis+sentinel://` URL. Configured by
 //!   [`SentinelOptions`], which can also make every process TLS-only (one
 //!   shared CA, [`SentinelGroup::ca_cert_pem`], `rediss+sentinel://`) and add
-//!   an ACL user that clients, replicas and sentinels authenticate as.
+//!   an ACL user that clients, replicas and sentinels authenticate as, or run
+//!   the replicas and sentinels as another user ([`SentinelOptions::run_as`]).
+//! - [`Partition`] (module `partition`): a network partition on the loopback
+//!   interface made with `iptables` (root only), between the processes of one
+//!   user and all others: cut, heal, rules removed on drop;
+//!   [`Partition::available`] says why it cannot be done here.
 //! - [`Cluster`] (module `cluster`): six nodes joined into a Redis Cluster
 //!   (three masters, three replicas) by `redis-cli --cluster create`;
 //!   [`Cluster::kill_node`] and [`Cluster::wait_for_failover`] drive a failover,
@@ -66,6 +72,7 @@ mod error;
 pub mod fixtures;
 pub mod http_suite;
 pub mod logs;
+mod partition;
 mod port;
 mod proc;
 mod process;
@@ -76,9 +83,10 @@ mod wait;
 
 pub use cluster::{Cluster, ClusterOptions};
 pub use error::TestkitError;
+pub use partition::Partition;
 pub use port::free_port;
 pub use sentinel::{SentinelGroup, SentinelOptions};
-pub use server::{RedisOptions, RedisServer};
+pub use server::{RedisOptions, RedisServer, RunAs};
 
 /// The core crate, re-exported for the conformance macro.
 pub use sesame;

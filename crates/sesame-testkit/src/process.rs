@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::error::{format_tail, format_tail_lines};
-use crate::{free_port, TestkitError};
+use crate::{free_port, RunAs, TestkitError};
 
 /// How long a freshly spawned process may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,11 +43,15 @@ pub(crate) type ProbeFn<'a> = &'a dyn Fn(u16) -> Result<u32, String>;
 /// in its own temporary directory with its log in `redis.log` and anything it
 /// prints in `console.log`.
 ///
+/// With a [`RunAs`] user the process runs as that user, which owns the
+/// directory.
+///
 /// Dropping it kills the process (this child only, SIGKILL), waits for it and
 /// removes the directory.
 #[derive(Debug)]
 pub(crate) struct RedisProcess {
     port: u16,
+    run_as: Option<RunAs>,
     log_path: PathBuf,
     console_path: PathBuf,
     child: Option<Child>,
@@ -56,8 +60,9 @@ pub(crate) struct RedisProcess {
 }
 
 impl RedisProcess {
-    /// Creates the temporary directory (named `PREFIX…`); nothing runs yet.
-    pub(crate) fn new(prefix: &str) -> Result<Self, TestkitError> {
+    /// Creates the temporary directory (named `PREFIX…`), owned by `run_as`
+    /// when given; nothing runs yet.
+    pub(crate) fn new(prefix: &str, run_as: Option<RunAs>) -> Result<Self, TestkitError> {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir().map_err(|source| {
             TestkitError::Io {
                 context: "cannot create a temporary directory".to_owned(),
@@ -65,13 +70,39 @@ impl RedisProcess {
                 log_tail: format_tail(""),
             }
         })?;
-        Ok(Self {
+        let process = Self {
             port: 0,
+            run_as,
             log_path: dir.path().join("redis.log"),
             console_path: dir.path().join("console.log"),
             child: None,
             dir,
+        };
+        process.hand_over(process.dir())?;
+        Ok(process)
+    }
+
+    /// Gives `path` (the directory, or a file put in it before the start) to
+    /// the [`RunAs`] user, so the process can write it; does nothing without
+    /// one.
+    pub(crate) fn hand_over(&self, path: &Path) -> Result<(), TestkitError> {
+        let Some(user) = self.run_as else { return Ok(()) };
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|source| {
+            TestkitError::Io {
+                context: format!(
+                    "cannot hand {} over to uid {} (running a server as another user needs root)",
+                    path.display(),
+                    user.uid
+                ),
+                source,
+                log_tail: format_tail(""),
+            }
         })
+    }
+
+    /// The user the process runs as, when not the test process's own.
+    pub(crate) fn run_as(&self) -> Option<RunAs> {
+        self.run_as
     }
 
     /// The port of the last (attempted) start; 0 before the first one.
@@ -186,12 +217,12 @@ impl RedisProcess {
         let child = File::create(&self.console_path)
             .and_then(|console| Ok((console.try_clone()?, console)))
             .and_then(|(out, err)| {
-                Command::new("redis-server")
-                    .args(args)
-                    .stdin(Stdio::null())
-                    .stdout(out)
-                    .stderr(err)
-                    .spawn()
+                let mut cmd = Command::new("redis-server");
+                cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+                if let Some(user) = self.run_as {
+                    user.apply(&mut cmd);
+                }
+                cmd.spawn()
             })
             .map_err(|source| TestkitError::Io {
                 context: "cannot spawn redis-server (is it on PATH?)".to_owned(),

@@ -14,7 +14,7 @@ use crate::process::RedisProcess;
 use crate::server::{percent_encode, preferred_credentials, replication_auth_args, url_userinfo};
 use crate::tls::{SharedTls, TlsFiles};
 use crate::wait::{first_line, info_field, remaining, wait_until};
-use crate::{RedisOptions, RedisServer, TestkitError};
+use crate::{RedisOptions, RedisServer, RunAs, TestkitError};
 
 /// Number of sentinels in a group.
 const SENTINELS: usize = 3;
@@ -63,6 +63,14 @@ pub struct SentinelOptions {
     /// `sentinel sentinel-pass` so they can talk to each other). Clients then need
     /// `RedisStoreBuilder::sentinel_credentials`.
     pub sentinel_password: Option<String>,
+    /// Run the replicas and the sentinels as this user, and data node 0 (the
+    /// first master) as the test process's own (which must be root), so that
+    /// a [`Partition`](crate::Partition) can cut the master and the test's
+    /// clients off from the rest. `redis-cli` calls ([`RedisServer::cli`],
+    /// [`SentinelGroup::sentinel_cli`]) run as the user of the process they
+    /// query, so the test sees both sides during a cut. Not with
+    /// [`tls`](Self::tls).
+    pub run_as: Option<RunAs>,
 }
 
 impl Default for SentinelOptions {
@@ -75,6 +83,7 @@ impl Default for SentinelOptions {
             replicas: 1,
             tls: false,
             sentinel_password: None,
+            run_as: None,
         }
     }
 }
@@ -115,16 +124,23 @@ impl SentinelGroup {
     /// sentinels — i.e. until a failover would work.
     pub fn start_with(opts: SentinelOptions) -> Result<SentinelGroup, TestkitError> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
+        if opts.tls && opts.run_as.is_some() {
+            return Err(TestkitError::Unexpected {
+                message: "a sentinel group cannot combine tls with run_as".to_owned(),
+                log_tail: format_tail(""),
+            });
+        }
         let tls = if opts.tls { Some(SharedTls::generate()?) } else { None };
         let files = tls.as_ref().map(|tls| &tls.files);
         let master = RedisServer::start_sharing_tls(data_node_options(&opts, None), files)?;
         let master_port = master.port();
         let mut group = SentinelGroup { opts, sentinels: Vec::new(), nodes: vec![master], tls };
         for _ in 0..group.opts.replicas {
-            let replica = RedisServer::start_sharing_tls(
-                data_node_options(&group.opts, Some(master_port)),
-                group.tls_files(),
-            )?;
+            let opts = RedisOptions {
+                run_as: group.opts.run_as,
+                ..data_node_options(&group.opts, Some(master_port))
+            };
+            let replica = RedisServer::start_sharing_tls(opts, group.tls_files())?;
             group.nodes.push(replica);
         }
         // Sentinels learn about replicas from the master's INFO, so they are
@@ -180,8 +196,9 @@ impl SentinelGroup {
         self.sentinels.iter().map(RedisProcess::pid).collect()
     }
 
-    /// Runs `redis-cli` against sentinel `index` (no password; `--tls` when
-    /// TLS is enabled), like [`RedisServer::cli`].
+    /// Runs `redis-cli` against sentinel `index` (with the sentinels' own
+    /// password when they require one; `--tls` when TLS is enabled), like
+    /// [`RedisServer::cli`], as the sentinel's user.
     ///
     /// # Panics
     ///
@@ -472,6 +489,7 @@ fn data_node_options(opts: &SentinelOptions, replica_of: Option<u16>) -> RedisOp
         appendonly: opts.appendonly,
         tls: opts.tls,
         extra_args,
+        run_as: None,
     }
 }
 
@@ -505,7 +523,7 @@ fn start_sentinel(
     master_port: u16,
     tls: Option<&TlsFiles>,
 ) -> Result<RedisProcess, TestkitError> {
-    let mut process = RedisProcess::new("sesame-sentinel-")?;
+    let mut process = RedisProcess::new("sesame-sentinel-", opts.run_as)?;
     // Sentinels rewrite their configuration file, so each needs its own.
     let conf_path = process.dir().join("sentinel.conf");
     fs::write(&conf_path, sentinel_conf(opts, master_port)).map_err(|source| TestkitError::Io {
@@ -513,6 +531,7 @@ fn start_sentinel(
         source,
         log_tail: format_tail(""),
     })?;
+    process.hand_over(&conf_path)?;
     let args = |process: &RedisProcess, port: u16| sentinel_args(&conf_path, process, port, tls);
     let auth = opts.sentinel_password.as_deref().map(|p| (None, p));
     let probe = |port| probe_pid(port, auth, tls);
@@ -559,15 +578,19 @@ fn sentinel_args(
     args
 }
 
-/// Runs `redis-cli` against a sentinel (without credentials; `--tls` when
-/// `tls` is given).
+/// Runs `redis-cli` against a sentinel (with `auth` when given; `--tls` when
+/// `tls` is given), as the sentinel's user.
 fn sentinel_cli(
     sentinel: &RedisProcess,
     auth: Option<(Option<&str>, &str)>,
     tls: Option<&TlsFiles>,
     args: &[&str],
 ) -> Result<String, TestkitError> {
-    run_cli(cli_command(sentinel.port(), auth, tls), args, || sentinel.diagnostics())
+    let mut cmd = cli_command(sentinel.port(), auth, tls);
+    if let Some(user) = sentinel.run_as() {
+        user.apply(&mut cmd);
+    }
+    run_cli(cmd, args, || sentinel.diagnostics())
 }
 
 /// Quotes `text` for a Redis configuration file (a double-quoted string with
@@ -668,7 +691,7 @@ mod tests {
     #[test]
     fn tls_sentinels_serve_and_replicate_over_tls_only() {
         let tls = SharedTls::generate().unwrap();
-        let process = RedisProcess::new("sesame-test-").unwrap();
+        let process = RedisProcess::new("sesame-test-", None).unwrap();
         let conf = process.dir().join("sentinel.conf");
         let args: Vec<String> = sentinel_args(&conf, &process, 4242, Some(&tls.files))
             .iter()

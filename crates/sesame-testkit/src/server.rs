@@ -1,7 +1,9 @@
 //! Spawning, restarting and stopping one `redis-server` child process.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
+use std::process::Command;
 
 use crate::client::probe_pid;
 use crate::process::RedisProcess;
@@ -28,6 +30,32 @@ pub struct RedisOptions {
     /// Extra arguments passed verbatim after the generated ones, e.g.
     /// `["--maxmemory", "10mb"]`; later values override earlier ones.
     pub extra_args: Vec<String>,
+    /// Run the server as this user instead of the test process's own (which
+    /// must then be root). Its directory is handed over to that user, and
+    /// [`RedisServer::cli`] runs `redis-cli` as that user too, so the test can
+    /// still reach the server while a [`Partition`](crate::Partition) cuts
+    /// that user off from the test process's own.
+    pub run_as: Option<RunAs>,
+}
+
+/// A user and group to run a process as, e.g. to put it on the other side of a
+/// [`Partition`](crate::Partition). Switching users needs root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user id.
+    pub uid: u32,
+    /// The group id (supplementary groups are dropped).
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// `nobody:nogroup` (65534:65534) as on Debian.
+    pub const NOBODY: RunAs = RunAs { uid: 65_534, gid: 65_534 };
+
+    /// Makes `cmd` run as this user and group, without supplementary groups.
+    pub(crate) fn apply(self, cmd: &mut Command) {
+        cmd.uid(self.uid).gid(self.gid);
+    }
 }
 
 /// One `redis-server` child process, bound to `127.0.0.1` on a free port and
@@ -73,7 +101,7 @@ impl RedisServer {
         opts: RedisOptions,
         shared: Option<&TlsFiles>,
     ) -> Result<RedisServer, TestkitError> {
-        let process = RedisProcess::new("sesame-redis-")?;
+        let process = RedisProcess::new("sesame-redis-", opts.run_as)?;
         let tls = match (opts.tls, shared) {
             (false, _) => None,
             (true, Some(files)) => Some(files.clone()),
@@ -141,6 +169,11 @@ impl RedisServer {
     /// Whether the child process is still alive.
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
+    }
+
+    /// The user the server runs as, when not the test process's own.
+    pub fn run_as(&self) -> Option<RunAs> {
+        self.opts.run_as
     }
 
     /// The credentials clients should use: `(user, password)`, preferring the
