@@ -23,21 +23,34 @@ pub(crate) struct Scripts {
     pub(crate) bump_epoch: Script,
 }
 
+/// The Lua of each script, as [`Scripts::all`] lists them (for `SCRIPT LOAD`).
+const BODIES: [&str; 7] = [
+    include_str!("ops/create.lua"),
+    include_str!("ops/save.lua"),
+    include_str!("ops/rotate.lua"),
+    include_str!("ops/swap.lua"),
+    include_str!("ops/end.lua"),
+    include_str!("ops/end_many.lua"),
+    include_str!("ops/bump_epoch.lua"),
+];
+
 fn with_lib(body: &str) -> Script {
-    Script::new(&format!("{LIB}\n{body}"))
+    Script::new(&source(body))
+}
+
+fn source(body: &str) -> String {
+    format!("{LIB}\n{body}")
 }
 
 impl Scripts {
     pub(crate) fn new() -> Scripts {
-        Scripts {
-            create: with_lib(include_str!("ops/create.lua")),
-            save: with_lib(include_str!("ops/save.lua")),
-            rotate: with_lib(include_str!("ops/rotate.lua")),
-            swap: with_lib(include_str!("ops/swap.lua")),
-            end: with_lib(include_str!("ops/end.lua")),
-            end_many: with_lib(include_str!("ops/end_many.lua")),
-            bump_epoch: with_lib(include_str!("ops/bump_epoch.lua")),
-        }
+        let [create, save, rotate, swap, end, end_many, bump_epoch] = BODIES.map(with_lib);
+        Scripts { create, save, rotate, swap, end, end_many, bump_epoch }
+    }
+
+    /// The source of every script, for `SCRIPT LOAD`.
+    pub(crate) fn sources() -> [String; 7] {
+        BODIES.map(source)
     }
 
     pub(crate) fn all(&self) -> [&Script; 7] {

@@ -489,6 +489,7 @@ async fn the_write_guard_bounds_the_loss_to_the_lag() {
     );
     assert!(t.wrong.is_empty(), "{:?}", t.wrong);
     assert!(t.noreplicas > 0, "the isolated master never refused a write");
+    assert_eq!(t.loads_refused, 0, "loads go on while the master refuses writes (no touch then)");
     assert!(!t.lost.is_empty(), "nothing acknowledged during the cut was lost: was anything cut?");
     for (value, at) in &t.lost {
         let after = at.saturating_duration_since(cut);

@@ -95,6 +95,20 @@ async fn replicated_master_without_the_write_guard_is_warned_about() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(accepted, "the guarded master refused writes with its replica connected");
+    // A session whose touch will be due (idle 4 s: a touch at most once a second).
+    let short = sesame::SessionConfig::builder()
+        .insecure_development_secret()
+        .idle_timeout(std::time::Duration::from_secs(4))
+        .build()
+        .unwrap();
+    let store2 = RedisStore::connect(&master.url()).await.unwrap();
+    let m2 = sesame::SessionManager::new(std::sync::Arc::new(store2), short);
+    let s = m2.open(None);
+    s.login("cat").await.unwrap();
+    let cat = match s.commit().await.unwrap() {
+        sesame::TokenAction::Set { token, .. } => token.expose(),
+        other => panic!("{other:?}"),
+    };
     replica.cli(&["REPLICAOF", "NO", "ONE"]).unwrap();
     let mut refused = None;
     for _ in 0..100 {
@@ -113,6 +127,14 @@ async fn replicated_master_without_the_write_guard_is_warned_about() {
     let e = refused.expect("the isolated master kept accepting writes");
     assert!(e.is_retryable(), "an outage: {e}");
     assert!(e.to_string().contains("NOREPLICAS"), "{e}");
+    // Reads go on: the load whose touch is due keeps the deadline instead of failing.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let s = m2.open(Some(&cat));
+    assert_eq!(
+        s.principal().await.unwrap().as_deref(),
+        Some("cat"),
+        "a read on the guarded master"
+    );
     let alone = RedisServer::start();
     let store = RedisStore::connect(&alone.url()).await.unwrap();
     let report = store.server_report().await;

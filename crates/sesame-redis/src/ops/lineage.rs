@@ -170,9 +170,10 @@ impl RedisStore {
     ) -> Result<Option<Loaded>, StoreError> {
         let absolute = read.record.absolute_ms;
         let left = absolute.saturating_sub(now);
+        // The deadline as it stands, when no touch is made.
+        let kept = now.saturating_add(read.ttl.unwrap_or(left).min(left));
         let Some(ttl) = touch_due(policy, read.ttl, absolute, now) else {
-            let idle = now.saturating_add(read.ttl.unwrap_or(left).min(left));
-            return Ok(Some(Loaded { record: read.record, idle_deadline_ms: idle }));
+            return Ok(Some(Loaded { record: read.record, idle_deadline_ms: kept }));
         };
         let deadline = now.saturating_add(ttl);
         let k = self.keys.session(key);
@@ -191,7 +192,16 @@ impl RedisStore {
         }
         let touched = crate::script::read(&self.conn, &p).await;
         self.wrote(&k);
-        let (set,): (i64,) = touched?;
+        let (set,): (i64,) = match touched {
+            // A master that refuses writes for want of replicas (`min-replicas-to-write`) still
+            // serves reads: the session is used with its deadline unchanged, and the touch is
+            // made by a later read once the replicas are back.
+            Err(StoreError::Unavailable { message, .. }) if message.contains("NOREPLICAS") => {
+                tracing::debug!(id = %key.id(), "touch refused (NOREPLICAS); deadline kept");
+                return Ok(Some(Loaded { record: read.record, idle_deadline_ms: kept }));
+            }
+            other => other?,
+        };
         Ok((set == 1).then_some(Loaded { record: read.record, idle_deadline_ms: deadline }))
     }
 }

@@ -124,14 +124,20 @@ impl Inner {
         })
     }
 
-    /// Connects to `addr` and checks that it is a master now.
+    /// Connects to `addr` and checks that it is a master now; loads the store's scripts into
+    /// it (one pipeline), so that a durable write's `WAIT` does not first wait out its whole
+    /// timeout behind a `NOSCRIPT` reply, then again after the reload.
     pub(super) async fn confirm(&self, addr: &str) -> RedisResult<MultiplexedConnection> {
         let mut conn = self.open(&self.spec.node.at(addr)).await?;
-        if is_master(&mut conn).await? {
-            Ok(conn)
-        } else {
-            Err(io_error(format!("{addr} is not a master (ROLE)")))
+        if !is_master(&mut conn).await? {
+            return Err(io_error(format!("{addr} is not a master (ROLE)")));
         }
+        let mut load = redis::pipe();
+        for source in crate::script::Scripts::sources() {
+            load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+        }
+        let () = load.query_async(&mut conn).await?;
+        Ok(conn)
     }
 }
 
