@@ -675,3 +675,38 @@ async fn openapi_document() {
     let routed = source.matches(".route(").count();
     assert_eq!(routed, paths.len(), "every route is documented");
 }
+
+// Two service processes, each with its own store and near cache, on one Redis, and one
+// client: a session read twice on B (so that B serves it from its cache), written on A, then
+// read on B again sees the write, round after round. The invalidation reaches B before the
+// client's next request does.
+#[tokio::test]
+async fn near_cache_across_processes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let args = ["--store", url.as_str(), "--near-cache"];
+    let (a, b) = (try_start(&args, &[]).await.unwrap(), try_start(&args, &[]).await.unwrap());
+    let c = Client::new();
+    let (on_a, on_b) = (Call { c: &c, base: &a.base }, Call { c: &c, base: &b.base });
+    let t = token_of(&on_a.post("/v1/sessions", None, None, json!({"attributes": {"n": 0}})).await);
+    for i in 1..=300u64 {
+        for _ in 0..2 {
+            let me = on_b.get("/v1/session", Some((&t, Via::Bearer))).await;
+            assert_eq!(me.body["session"]["attributes"]["n"], i - 1);
+        }
+        let set = json!({"set": {"n": i}});
+        let r = on_a
+            .send(Method::PATCH, "/v1/session", Some((&t, Via::Bearer)), None, Some(&set))
+            .await;
+        assert_eq!(r.status, 200);
+        let me = on_b.get("/v1/session", Some((&t, Via::Bearer))).await;
+        assert_eq!(me.body["session"]["attributes"]["n"], i, "round {i}: B missed A's write");
+    }
+    let r = on_a.post("/v1/session/logout", Some((&t, Via::Bearer)), None, json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        on_b.get("/v1/session", Some((&t, Via::Bearer))).await.status,
+        401,
+        "B knows of the logout"
+    );
+}
