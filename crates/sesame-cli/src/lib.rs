@@ -6,7 +6,7 @@
 //!   balancer ([`demo::balancer`]) and the runner; in-memory store by default, Redis with
 //!   `--store redis://...`.
 //! - [`serve`]: `sesame serve` — the HTTP session service (`docs/SERVICE.md`).
-//! - [`format`]: dates, durations and tables for the commands' output.
+//! - [`mod@format`]: dates, durations and tables for the commands' output.
 //! - `main.rs`: argument parsing.
 #![forbid(unsafe_code)]
 
