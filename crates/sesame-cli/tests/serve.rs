@@ -678,8 +678,10 @@ async fn openapi_document() {
 
 // Two service processes, each with its own store and near cache, on one Redis, and one
 // client: a session read twice on B (so that B serves it from its cache), written on A, then
-// read on B again sees the write, round after round. The invalidation reaches B before the
-// client's next request does.
+// read on B again. Redis sends B the invalidation before it answers A, so B almost always
+// sees the write at once; on a loaded machine B's listener can be scheduled after the
+// client's next request. Every round must see the write within a second (the cache alone
+// would serve the old value for 5 s); how many needed a second look is printed.
 #[tokio::test]
 async fn near_cache_across_processes() {
     let redis = RedisServer::start();
@@ -689,6 +691,7 @@ async fn near_cache_across_processes() {
     let c = Client::new();
     let (on_a, on_b) = (Call { c: &c, base: &a.base }, Call { c: &c, base: &b.base });
     let t = token_of(&on_a.post("/v1/sessions", None, None, json!({"attributes": {"n": 0}})).await);
+    let mut late = 0;
     for i in 1..=300u64 {
         for _ in 0..2 {
             let me = on_b.get("/v1/session", Some((&t, Via::Bearer))).await;
@@ -699,9 +702,21 @@ async fn near_cache_across_processes() {
             .send(Method::PATCH, "/v1/session", Some((&t, Via::Bearer)), None, Some(&set))
             .await;
         assert_eq!(r.status, 200);
-        let me = on_b.get("/v1/session", Some((&t, Via::Bearer))).await;
-        assert_eq!(me.body["session"]["attributes"]["n"], i, "round {i}: B missed A's write");
+        let start = std::time::Instant::now();
+        loop {
+            let me = on_b.get("/v1/session", Some((&t, Via::Bearer))).await;
+            if me.body["session"]["attributes"]["n"] == i {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "round {i}: B still misses A's write"
+            );
+            late += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
+    eprintln!("reads on B that came before A's invalidation: {late} in 300 rounds");
     let r = on_a.post("/v1/session/logout", Some((&t, Via::Bearer)), None, json!({})).await;
     assert_eq!(r.status, 200);
     assert_eq!(
