@@ -84,13 +84,22 @@ struct SessionArgs {
 }
 
 impl SessionArgs {
-    fn config(&self, secret: Vec<u8>) -> Result<SessionConfig, String> {
+    /// The session configuration, with the secrets of the environment (see
+    /// `sesame_cli::secrets`); without a token secret there, `fallback` gives one or says why
+    /// there is none.
+    fn config(
+        &self,
+        fallback: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<SessionConfig, String> {
         let mut b = SessionConfig::builder()
             .idle_timeout(Duration::from_secs(self.idle_timeout))
-            .absolute_timeout(Duration::from_secs(self.absolute_timeout))
-            .token_secret(secret);
+            .absolute_timeout(Duration::from_secs(self.absolute_timeout));
         if let Some(n) = self.max_sessions_per_user {
             b = b.max_sessions_per_user(n);
+        }
+        let (mut b, found) = sesame_cli::secrets::apply(b, |k| std::env::var(k).ok())?;
+        if !found.token_secret {
+            b = b.token_secret(fallback()?);
         }
         b.build().map_err(|e| e.to_string())
     }
@@ -119,12 +128,9 @@ struct ServeArgs {
     client_ip_header: String,
 }
 
-/// The token secret: `SESAME_TOKEN_SECRET` when set (share it between demo processes on one
-/// Redis), otherwise 48 random bytes for this run (sessions then end with the process).
-fn demo_secret() -> Result<Vec<u8>, String> {
-    if let Ok(secret) = std::env::var("SESAME_TOKEN_SECRET") {
-        return Ok(secret.into_bytes());
-    }
+/// 48 random bytes: the demo's token secret when none is given (its sessions then end with
+/// the process).
+fn random_secret() -> Result<Vec<u8>, String> {
     let mut secret = vec![0u8; 48];
     getrandom::fill(&mut secret).map_err(|e| format!("cannot draw a random secret: {e}"))?;
     tracing::info!(
@@ -135,7 +141,7 @@ fn demo_secret() -> Result<Vec<u8>, String> {
 }
 
 fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
-    let config = a.session.config(demo_secret()?)?;
+    let config = a.session.config(random_secret)?;
     let cookie = if a.secure_cookie {
         CookieConfig::builder().build()
     } else {
@@ -153,19 +159,18 @@ fn demo_options(a: DemoArgs) -> Result<DemoOptions, String> {
     })
 }
 
-/// The options of `sesame serve`: the token secret must be given (`SESAME_TOKEN_SECRET`), since
-/// a service exists to share sessions with other processes; the service credential comes from
-/// `SESAME_SERVICE_KEY`.
+/// The options of `sesame serve`: the token secret must be given (`SESAME_TOKEN_SECRET` or
+/// `SESAME_TOKEN_SECRETS`), since a service exists to share sessions with other processes; the
+/// service credential comes from `SESAME_SERVICE_KEY`.
 fn serve_options(a: ServeArgs) -> Result<ServeOptions, String> {
-    let secret = std::env::var("SESAME_TOKEN_SECRET").map_err(|_| {
-        "sesame serve needs SESAME_TOKEN_SECRET: the token secret the Rust apps sharing its \
-         sessions use (at least 32 bytes, for example `openssl rand -base64 48`)"
-            .to_string()
-    })?;
     let service_key = std::env::var("SESAME_SERVICE_KEY").ok().map(String::into_bytes);
     Ok(ServeOptions {
         listen: a.listen,
-        config: a.session.config(secret.into_bytes())?,
+        config: a.session.config(|| {
+            Err("sesame serve needs SESAME_TOKEN_SECRET: the token secret the Rust apps sharing \
+                 its sessions use (at least 32 bytes, for example `openssl rand -base64 48`)"
+                .to_string())
+        })?,
         durability: a.session.durability(),
         near_cache: a.session.near_cache,
         store: a.session.store,

@@ -360,8 +360,11 @@ async fn bad_input(api: &Call<'_>) {
     // Over the 1 MiB body limit: a 413, or the connection closed while the client was still
     // sending (the service answers before reading the rest).
     let huge = json!({"set": {"big": "x".repeat(2 << 20)}}).to_string();
+    // A client of its own: the service may close this connection without reading the rest,
+    // and it must not go back to the pool the other requests use.
+    let alone = Client::new();
     let sent =
-        api.c.patch(format!("{}/v1/session", api.base)).bearer_auth(tr).body(huge).send().await;
+        alone.patch(format!("{}/v1/session", api.base)).bearer_auth(tr).body(huge).send().await;
     match sent {
         Ok(r) => assert_eq!(r.status(), 413),
         Err(e) => assert!(
@@ -475,8 +478,12 @@ async fn start_up_errors_and_outages() {
 
 /// A Rust app on the same Redis and secret, with the cookie the service reads.
 async fn rust_app(store: &str) -> SocketAddr {
-    let store = RedisStore::connect(store).await.unwrap();
     let config = SessionConfig::builder().token_secret(SECRET.as_bytes().to_vec()).build().unwrap();
+    rust_app_with(store, config).await
+}
+
+async fn rust_app_with(store: &str, config: SessionConfig) -> SocketAddr {
+    let store = RedisStore::connect(store).await.unwrap();
     let manager = SessionManager::new(Arc::new(store), config);
     let cookie = CookieConfig::builder().name(COOKIE).secure(false).build().unwrap();
     let app = Router::new()
@@ -724,4 +731,79 @@ async fn near_cache_across_processes() {
         401,
         "B knows of the logout"
     );
+}
+
+// Encryption at rest and rotated token secrets from the environment: a session the service
+// makes under `SESAME_TOKEN_SECRETS`, `SESAME_NAMING_SECRET` and `SESAME_ENCRYPTION_KEYS` is
+// the session of a Rust app configured with the same, and Redis holds no attribute in clear.
+#[tokio::test]
+async fn encrypted_sessions_with_rotated_secrets() {
+    use base64::Engine as _;
+    let redis = RedisServer::start();
+    let (old, new, naming) = (
+        SECRET,
+        "a-newer-token-secret-of-at-least-32-bytes",
+        "a-naming-secret-of-at-least-32-bytes-long",
+    );
+    let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+    let secrets = format!("{new},{old}");
+    let keys = format!("3:{key}");
+    let env = [
+        ("SESAME_TOKEN_SECRET", None),
+        ("SESAME_TOKEN_SECRETS", Some(secrets.as_str())),
+        ("SESAME_NAMING_SECRET", Some(naming)),
+        ("SESAME_ENCRYPTION_KEYS", Some(keys.as_str())),
+    ];
+    let svc = try_start(&["--store", &redis.url()], &env).await.unwrap();
+    let config = SessionConfig::builder()
+        .token_secrets([new, old])
+        .naming_secret(naming)
+        .encryption_keys([(3u8, [5u8; 32])])
+        .build()
+        .unwrap();
+    let app = rust_app_with(&redis.url(), config).await;
+    let c = Client::new();
+    let api = Call { c: &c, base: &svc.base };
+    let marker = "plaintext-marker-4711";
+    let body = json!({"principal": "fern", "attributes": {"n": 1, "note": marker}});
+    let t = token_of(&api.post("/v1/sessions", None, Some(KEY), body).await);
+    let me: Value = c
+        .get(format!("http://{app}/me"))
+        .header("cookie", format!("{COOKIE}={t}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me, json!({"user": "fern", "n": 1}));
+    let dump = redis.cli(&["--no-raw", "KEYS", "*"]).unwrap();
+    let keys: Vec<&str> = dump.lines().filter_map(|l| l.split('"').nth(1)).collect();
+    assert!(keys.iter().any(|k| k.contains(":s:")), "the session key is among {keys:?}");
+    for k in keys {
+        let value = redis.cli(&["GET", k]).unwrap_or_default();
+        assert!(!value.contains(marker) && !value.contains("fern"), "{k} holds a value in clear");
+    }
+    // The Rust side writes, the service reads it back.
+    c.get(format!("http://{app}/bump"))
+        .header("cookie", format!("{COOKIE}={t}"))
+        .send()
+        .await
+        .unwrap();
+    let me = api.get("/v1/session", Some((&t, Via::Bearer))).await;
+    assert_eq!(me.body["session"]["attributes"], json!({"n": 2, "note": marker}));
+    assert_eq!(me.body["session"]["principal"], "fern");
+    // Without the keys the same token finds a session written with the other setting: unused.
+    let plain = try_start(
+        &["--store", &redis.url()],
+        &[
+            ("SESAME_TOKEN_SECRET", None),
+            ("SESAME_TOKEN_SECRETS", Some(secrets.as_str())),
+            ("SESAME_NAMING_SECRET", Some(naming)),
+        ],
+    )
+    .await
+    .unwrap();
+    let r = Call { c: &c, base: &plain.base }.get("/v1/session", Some((&t, Via::Bearer))).await;
+    assert_eq!(r.status, 401);
 }
