@@ -22,6 +22,16 @@ fn header_curl_line(bin: &str) -> String {
 fn visit_twice(bin: &str, exe: &str, url: &str, ready: &str) {
     let app = Example::start(exe, &[("REDIS_URL", url), ("SESSION_SECRET", SECRET)]);
     app.wait_for_log(ready);
+    // A fresh topology on a busy machine can take longer than the example's 500 ms to confirm
+    // a write on its replicas: warm up with throwaway sessions (no cookie jar) until one
+    // write is confirmed, then run the README's lines.
+    let probe =
+        format!("curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{}/visits", app.port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::sh(&probe, Path::new(".")) != "200" {
+        assert!(std::time::Instant::now() < deadline, "{bin}: no write confirmed within 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let line = header_curl_line(bin);
     let lines = [format!("{line}  # visit number 1"), format!("{line}  # visit number 2")];
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
