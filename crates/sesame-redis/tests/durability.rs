@@ -366,3 +366,51 @@ async fn start_up_checks_skip_what_the_user_may_not_read() {
     create(&s, &k, &record(Some(&p), &[]), &policy()).await;
     assert_eq!(s.list_user(p.user(), now(), 64).await.unwrap().len(), 1);
 }
+
+// A login whose write its replica does not confirm in time fails with "outcome unknown", and
+// its session, which does exist on the master, is ended at once: it does not count against
+// the user's cap (one session, refuse beyond it), so the user's next login, once the replica
+// is back, is not refused.
+#[tokio::test]
+async fn a_failed_login_leaves_no_session_against_the_cap() {
+    let master = RedisServer::start_with(diskless()).unwrap();
+    let mut replica = replica_of(&master);
+    let s = RedisStore::builder(master.url())
+        .durability(1, Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let plain = RedisStore::connect(&master.url()).await.unwrap();
+    let config = SessionConfig::builder()
+        .insecure_development_secret()
+        .max_sessions_per_user(1)
+        .cap_policy(CapPolicy::Refuse)
+        .build()
+        .unwrap();
+    let m = SessionManager::new(Arc::new(s), config.clone());
+    replica.stop();
+    let session = m.open(None);
+    session.login("ivy").await.unwrap();
+    let e = session.commit().await.unwrap_err();
+    assert!(matches!(&e, sesame::Error::Store(s) if s.is_outcome_unknown()), "{e}");
+    let user = config.naming().user("ivy");
+    assert!(plain.list_user(user, now(), 64).await.unwrap().is_empty(), "the orphan was ended");
+
+    replica.start_again().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let session = m.open(None);
+        session.login("ivy").await.unwrap();
+        match session.commit().await {
+            Ok(a) => {
+                assert!(matches!(a, TokenAction::Set { .. }));
+                break;
+            }
+            Err(e) if e.is_retryable() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("the login after the outage failed: {e}"),
+        }
+    }
+    assert_eq!(plain.list_user(user, now(), 64).await.unwrap().len(), 1);
+}

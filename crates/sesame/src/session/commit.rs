@@ -280,7 +280,22 @@ impl Session {
             let token = m.config().tokens().generate(tag)?;
             let key = token.key();
             let creating = m.store().create(&key, &record, login.as_ref(), now, policy);
-            match store_op(Op::Create, Some(&key.id()), creating).await? {
+            let created = match store_op(Op::Create, Some(&key.id()), creating).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if e.is_outcome_unknown() && login.is_some() {
+                        // The login failed, yet its session may exist (a write its replicas did
+                        // not confirm in time). Nobody holds its token: end it at once, so that
+                        // it does not count against the user's cap (best effort: the end may
+                        // meet the same outage, and is then logged).
+                        if let Err(end) = m.store().destroy(&key, now).await {
+                            tracing::warn!(id = %key.id(), error = %end, "could not end the session of a failed login");
+                        }
+                    }
+                    return Err(e.into());
+                }
+            };
+            match created {
                 CreateOutcome::Created => {
                     metrics::count(metrics::CREATES);
                     m.emit(|| SessionEvent::Created {
