@@ -523,6 +523,12 @@ async fn rust_app_with(store: &str, config: SessionConfig) -> SocketAddr {
     addr
 }
 
+/// `GET path` on the Rust app with the session cookie `token`.
+async fn app_get(c: &Client, app: SocketAddr, path: &str, token: &str) -> reqwest::Response {
+    let url = format!("http://{app}{path}");
+    c.get(url).header("cookie", format!("{COOKIE}={token}")).send().await.unwrap()
+}
+
 fn set_cookie(r: &reqwest::Response) -> Option<String> {
     let v = r.headers().get("set-cookie")?.to_str().ok()?;
     let t = v.strip_prefix(&format!("{COOKIE}="))?.split(';').next()?;
@@ -538,7 +544,6 @@ async fn sessions_shared_with_a_rust_app() {
     let app = rust_app(&redis.url()).await;
     let c = Client::new();
     let api = Call { c: &c, base: &svc.base };
-    let cookie = |t: &str| format!("{COOKIE}={t}");
 
     // Service login → the Rust app knows the user and reads the attribute.
     let t = token_of(
@@ -550,33 +555,16 @@ async fn sessions_shared_with_a_rust_app() {
         )
         .await,
     );
-    let me: Value = c
-        .get(format!("http://{app}/me"))
-        .header("cookie", cookie(&t))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app_get(&c, app, "/me", &t).await.json().await.unwrap();
     assert_eq!(me, json!({"user": "carol", "n": 41}));
-    let bumped = c
-        .get(format!("http://{app}/bump"))
-        .header("cookie", cookie(&t))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let bumped = app_get(&c, app, "/bump", &t).await.text().await.unwrap();
     assert_eq!(bumped, "42");
     assert_eq!(
         api.get("/v1/session", Some((&t, Via::Cookie))).await.body["session"]["attributes"]["n"],
         42
     );
     // Logout through Rust → the service no longer knows the token.
-    let r =
-        c.get(format!("http://{app}/logout")).header("cookie", cookie(&t)).send().await.unwrap();
+    let r = app_get(&c, app, "/logout", &t).await;
     assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(api.get("/v1/session", Some((&t, Via::Cookie))).await.status, 401);
 
@@ -587,15 +575,7 @@ async fn sessions_shared_with_a_rust_app() {
     assert_eq!(me.body["session"]["principal"], "dave");
     assert_eq!(me.body["session"]["attributes"], json!({"lang": "rust"}));
     api.post("/v1/session/logout", Some((&t, Via::Cookie)), None, json!({})).await;
-    let me: Value = c
-        .get(format!("http://{app}/me"))
-        .header("cookie", cookie(&t))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app_get(&c, app, "/me", &t).await.json().await.unwrap();
     assert_eq!(me["user"], Value::Null);
 }
 
@@ -645,13 +625,7 @@ async fn compare_and_set_under_concurrency() {
             let (c, t) = (c.clone(), t.clone());
             tasks.spawn(async move {
                 for _ in 0..5 {
-                    let r = c
-                        .get(format!("http://{app}/bump"))
-                        .header("cookie", format!("{COOKIE}={t}"))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
+                    assert_eq!(app_get(&c, app, "/bump", &t).await.status(), 200);
                 }
             });
         }
@@ -767,15 +741,7 @@ async fn encrypted_sessions_with_rotated_secrets() {
     let marker = "plaintext-marker-4711";
     let body = json!({"principal": "fern", "attributes": {"n": 1, "note": marker}});
     let t = token_of(&api.post("/v1/sessions", None, Some(KEY), body).await);
-    let me: Value = c
-        .get(format!("http://{app}/me"))
-        .header("cookie", format!("{COOKIE}={t}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app_get(&c, app, "/me", &t).await.json().await.unwrap();
     assert_eq!(me, json!({"user": "fern", "n": 1}));
     let dump = redis.cli(&["--no-raw", "KEYS", "*"]).unwrap();
     let keys: Vec<&str> = dump.lines().filter_map(|l| l.split('"').nth(1)).collect();
@@ -785,11 +751,7 @@ async fn encrypted_sessions_with_rotated_secrets() {
         assert!(!value.contains(marker) && !value.contains("fern"), "{k} holds a value in clear");
     }
     // The Rust side writes, the service reads it back.
-    c.get(format!("http://{app}/bump"))
-        .header("cookie", format!("{COOKIE}={t}"))
-        .send()
-        .await
-        .unwrap();
+    app_get(&c, app, "/bump", &t).await;
     let me = api.get("/v1/session", Some((&t, Via::Bearer))).await;
     assert_eq!(me.body["session"]["attributes"], json!({"n": 2, "note": marker}));
     assert_eq!(me.body["session"]["principal"], "fern");

@@ -181,7 +181,7 @@ impl Near {
             && st.epoch == ticket.epoch
             && ticket.seq >= st.floor
             && st.changed.get(key).is_none_or(|&s| s <= ticket.seq);
-        if !unchanged {
+        if !unchanged || self.config.max_entries == 0 {
             return;
         }
         if st.entries.len() >= self.config.max_entries && !st.entries.contains_key(key) {
@@ -190,13 +190,8 @@ impl Near {
                 st.entries.remove(&victim);
             }
         }
-        if self.config.max_entries == 0 {
-            return;
-        }
         let deadline_ms = read.ttl.map(|t| now.saturating_add(t));
         st.entries.insert(key.to_string(), Entry { read: read.clone(), deadline_ms, at_ms: now });
-        // Nothing in flight can predate this entry's own read in a way that matters any more
-        // for this key, but in-flight reads must still see the key's last change.
     }
 
     /// This store changed `key` (or Redis said someone did): drop it.

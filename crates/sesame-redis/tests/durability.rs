@@ -55,18 +55,21 @@ fn replica_of(master: &RedisServer) -> RedisServer {
     replica
 }
 
+/// A master with a synced replica, and a store on the master that acknowledges a write only
+/// once the replica confirms it within `wait`.
+async fn durable(wait: Duration) -> (RedisServer, RedisServer, RedisStore) {
+    let master = RedisServer::start_with(diskless()).unwrap();
+    let replica = replica_of(&master);
+    let store = RedisStore::builder(master.url()).durability(1, wait).connect().await.unwrap();
+    (master, replica, store)
+}
+
 // With durability on, a write is acknowledged only once a replica has it; with the replica
 // gone, every kind of write fails as unavailable (503), naming the reason and saying that its
 // outcome is unknown, instead of succeeding silently.
 #[tokio::test]
 async fn writes_wait_for_replicas_or_fail() {
-    let master = RedisServer::start_with(diskless()).unwrap();
-    let mut replica = replica_of(&master);
-    let s = RedisStore::builder(master.url())
-        .durability(1, Duration::from_millis(1000))
-        .connect()
-        .await
-        .unwrap();
+    let (master, mut replica, s) = durable(Duration::from_millis(1000)).await;
     let p = principal();
     let pol = policy();
     let t = token(p.user().tag());
@@ -147,13 +150,7 @@ async fn reads_are_not_held_up_by_a_waiting_write() {
 // the claim and closes the key the login was creating.
 #[tokio::test]
 async fn login_failing_after_its_claim_leaves_no_live_session() {
-    let master = RedisServer::start_with(diskless()).unwrap();
-    let mut replica = replica_of(&master);
-    let s = RedisStore::builder(master.url())
-        .durability(1, Duration::from_millis(500))
-        .connect()
-        .await
-        .unwrap();
+    let (master, mut replica, s) = durable(Duration::from_millis(500)).await;
     let plain = RedisStore::connect(&master.url()).await.unwrap();
     let pol = policy();
     let who = principal();
@@ -373,13 +370,7 @@ async fn start_up_checks_skip_what_the_user_may_not_read() {
 // is back, is not refused.
 #[tokio::test]
 async fn a_failed_login_leaves_no_session_against_the_cap() {
-    let master = RedisServer::start_with(diskless()).unwrap();
-    let mut replica = replica_of(&master);
-    let s = RedisStore::builder(master.url())
-        .durability(1, Duration::from_millis(300))
-        .connect()
-        .await
-        .unwrap();
+    let (master, mut replica, s) = durable(Duration::from_millis(300)).await;
     let plain = RedisStore::connect(&master.url()).await.unwrap();
     let config = SessionConfig::builder()
         .insecure_development_secret()

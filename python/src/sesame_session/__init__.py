@@ -5,48 +5,8 @@ library only; ``sesame_session.flask`` (needs Flask) makes ``flask.session`` a s
 that service, shared with Rust apps under the same cookie and token.
 """
 
-from .client import (
-    BadRequest,
-    CompareAndSetResult,
-    Forbidden,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    ServerError,
-    SesameClient,
-    SesameError,
-    ServiceUnreachable,
-    SessionInfo,
-    SessionReply,
-    SessionView,
-    TokenChange,
-    TooManyRequests,
-    Unauthenticated,
-    Unavailable,
-    UnexpectedReply,
-    UserSessions,
-)
+from . import client as _client
+from .client import *  # noqa: F401,F403  (the names client.__all__ lists)
 
-__version__ = "0.1.0"
-
-__all__ = [
-    "SesameClient",
-    "SessionView",
-    "TokenChange",
-    "SessionReply",
-    "CompareAndSetResult",
-    "SessionInfo",
-    "UserSessions",
-    "SesameError",
-    "BadRequest",
-    "Unauthenticated",
-    "Forbidden",
-    "NotFound",
-    "MethodNotAllowed",
-    "PayloadTooLarge",
-    "TooManyRequests",
-    "ServerError",
-    "Unavailable",
-    "ServiceUnreachable",
-    "UnexpectedReply",
-]
+__version__ = _client._VERSION
+__all__ = list(_client.__all__)

@@ -390,31 +390,10 @@ impl Session {
             f(&mut v);
             value::encode_as(format, &v, compress_above).map(Some)
         });
-        let mut st = self.loaded().await?;
-        let value_error = |message| Error::Value { name: name.to_string(), message };
-        let change = match st.changes.remove(name) {
-            // After this request's own set or removal, the result overrides whatever is stored
-            // (last writer wins, as the set alone would).
-            Some(c @ (Change::Set(_) | Change::Remove)) => Change::Set(
-                step(c.value().map(Vec::as_slice)).map_err(value_error)?.unwrap_or_default(),
-            ),
-            Some(Change::Update { seen, result, mut steps }) => {
-                let result = step(result.as_deref()).map_err(value_error)?;
-                steps.push(step);
-                Change::Update { seen, result, steps }
-            }
-            None => {
-                // `seen` is the stored bytes (sealed while encryption is on): the store compares
-                // them; `step` works on the plain encoding.
-                let seen = st.stored(name).cloned();
-                let plain = st.stored_plain(name, self.keyring()).map_err(value_error)?;
-                let result = step(plain.as_deref()).map_err(value_error)?;
-                Change::Update { seen, result, steps: vec![step] }
-            }
-        };
-        let out = change.value().map(|b| value::decode(b)).transpose().map_err(value_error)?;
-        st.changes.insert(name.to_string(), change);
-        out.ok_or_else(|| value_error("the update produced no value".into()))
+        self.add_step(name, step).await?.ok_or_else(|| Error::Value {
+            name: name.to_string(),
+            message: "the update produced no value".into(),
+        })
     }
 
     /// Like [`Session::update`], with absence made visible: `f` gets the current value
@@ -441,6 +420,19 @@ impl Session {
             let current: Option<T> = stored.map(value::decode).transpose()?;
             f(current).map(|v| value::encode_as(format, &v, compress_above)).transpose()
         });
+        self.add_step(name, step).await
+    }
+
+    /// Adds one read-modify-write `step` to the attribute's pending change and returns the
+    /// value it gives in this request (`None`: absent). After this request's own set or
+    /// removal the result simply overrides what is stored (last writer wins, as the set alone
+    /// would); otherwise the step joins an exact update, which the store runs again on the
+    /// stored value at commit when another request changed it meanwhile.
+    async fn add_step<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        step: UpdateFn,
+    ) -> Result<Option<T>, Error> {
         let mut st = self.loaded().await?;
         let value_error = |message| Error::Value { name: name.to_string(), message };
         let change = match st.changes.remove(name) {
@@ -456,6 +448,8 @@ impl Session {
                 Change::Update { seen, result, steps }
             }
             None => {
+                // `seen` is the stored bytes (sealed while encryption is on): the store compares
+                // them; `step` works on the plain encoding.
                 let seen = st.stored(name).cloned();
                 let plain = st.stored_plain(name, self.keyring()).map_err(value_error)?;
                 let result = step(plain.as_deref()).map_err(value_error)?;
