@@ -19,6 +19,9 @@
 //!   hash layout.
 //! - [`measure`]: one measurement of one layout on a fresh private `redis-server` — memory per
 //!   session, then Redis time and CPU per request for reads and read+writes.
+//! - [`partition`]: the network-partition scenario — writers through the store while the
+//!   master is cut off from its replicas and sentinels (or a cluster's majority) with iptables
+//!   (`cargo run --release -p sesame-bench --bin partition`).
 //! - [`report`]: medians over rounds and the Markdown table.
 //! - [`scale`]: memory per session and single-operation latencies with 10,000 and then
 //!   1,000,000 sessions in one Redis (`cargo run --release -p sesame-bench --bin scale`).
@@ -33,6 +36,7 @@ pub mod info;
 pub mod invalidation;
 pub mod layout;
 pub mod measure;
+pub mod partition;
 pub mod report;
 pub mod scale;
 

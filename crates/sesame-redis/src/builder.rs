@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionManagerConfig;
-use redis::RedisError;
+use redis::{RedisError, RedisResult};
 use sesame::StoreError;
 
 use crate::conn::Conn;
@@ -218,6 +218,24 @@ impl RedisStoreBuilder {
         Ok(store)
     }
 
+    /// A cluster client for the seed `urls`, waiting at most `response_timeout` for a reply.
+    fn cluster_client(
+        &self,
+        urls: &[String],
+        response_timeout: Duration,
+    ) -> RedisResult<redis::cluster::ClusterClient> {
+        let mut b = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(response_timeout)
+            .retries(5)
+            .min_retry_wait(50)
+            .max_retry_wait(500);
+        if let Some(pem) = &self.ca_pem {
+            b = b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) });
+        }
+        b.build()
+    }
+
     async fn open(&self, topology: &Topology) -> Result<Conn, StoreError> {
         let invalid = |e: RedisError| StoreError::Backend {
             message: format!("invalid Redis URL: {e}"),
@@ -257,19 +275,19 @@ impl RedisStoreBuilder {
             }
             Topology::Cluster { seeds, node } => {
                 let urls: Vec<String> = seeds.iter().map(|s| node.at(s)).collect();
-                let mut b = redis::cluster::ClusterClientBuilder::new(urls)
-                    .connection_timeout(self.connect_timeout)
-                    .response_timeout(self.response_timeout)
-                    .retries(5)
-                    .min_retry_wait(50)
-                    .max_retry_wait(500);
-                if let Some(pem) = &self.ca_pem {
-                    b = b.certs(redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem.clone()),
-                    });
-                }
-                let client = b.build().map_err(invalid)?;
+                let client = self.cluster_client(&urls, self.response_timeout).map_err(invalid)?;
+                // As for Sentinel: a lookup (here, of the slots) and the command.
+                let bound =
+                    self.connect_timeout.saturating_add(self.response_timeout.saturating_mul(2));
+                let writers = match self.durability {
+                    Some(d) => {
+                        let response = self.response_timeout.saturating_add(d.timeout);
+                        let client = self.cluster_client(&urls, response).map_err(invalid)?;
+                        let bound = bound.saturating_add(d.timeout);
+                        Some(crate::pool::Pool::cluster(client, self.connect_timeout, bound))
+                    }
+                    None => None,
+                };
                 let conn = client.get_async_connection().await.map_err(|e| {
                     // The cluster client reports every failed initial connection as I/O;
                     // refused credentials are a configuration error, not an outage.
@@ -282,7 +300,7 @@ impl RedisStoreBuilder {
                         map_err(e)
                     }
                 })?;
-                Ok(Conn::Cluster(conn))
+                Ok(Conn::Cluster(conn, writers, bound))
             }
         }
     }

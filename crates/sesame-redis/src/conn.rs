@@ -1,6 +1,7 @@
 //! The one connection type the store uses, whatever the topology.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
@@ -29,8 +30,10 @@ pub(crate) enum Conn {
     Single(ConnectionManager, Option<Arc<Pool>>),
     /// The master of a Sentinel group; follows failovers.
     Sentinel(SentinelConn),
-    /// A cluster; follows `MOVED`/`ASK` and failovers, one connection per node.
-    Cluster(ClusterConnection),
+    /// A cluster; follows `MOVED`/`ASK` and failovers, one connection per node, each request
+    /// within its bound (see [`bounded`]) however many retries the cluster client makes. With
+    /// durability on, writes that wait for replicas use the pool's own cluster connections.
+    Cluster(ClusterConnection, Option<Arc<Pool>>, Duration),
 }
 
 impl Conn {
@@ -39,16 +42,17 @@ impl Conn {
         match self {
             Conn::Single(..) => "standalone",
             Conn::Sentinel(_) => "sentinel",
-            Conn::Cluster(_) => "cluster",
+            Conn::Cluster(..) => "cluster",
         }
     }
 
     /// A dedicated connection for one write and its `WAIT`, waiting at most `wait` for a
-    /// turn; `None` when this topology or configuration has none (durability off, or a
-    /// cluster, whose writes and `WAIT` go to the key's own node on the cluster connection).
+    /// turn; `None` when durability is off.
     pub(crate) async fn lease(&self, wait: std::time::Duration) -> Option<RedisResult<Lease>> {
         match self {
-            Conn::Single(_, Some(pool)) => Some(pool.lease(wait).await),
+            Conn::Single(_, Some(pool)) | Conn::Cluster(_, Some(pool), _) => {
+                Some(pool.lease(wait).await)
+            }
             Conn::Sentinel(s) => s.lease(wait).await,
             _ => None,
         }
@@ -60,7 +64,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c, _) => c.req_packed_command(cmd),
             Conn::Sentinel(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c, _, bound) => bounded(*bound, c.req_packed_command(cmd)),
         }
     }
 
@@ -73,7 +77,9 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c, _) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c, _, bound) => {
+                bounded(*bound, c.req_packed_commands(pipeline, offset, count))
+            }
         }
     }
 
@@ -81,7 +87,28 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c, _) => c.get_db(),
             Conn::Sentinel(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(c, ..) => c.get_db(),
         }
     }
+}
+
+/// `request`, failing with a timeout once `bound` has passed. The cluster client retries a
+/// request on another connection, after a refresh of the slots, or after a pause, each try
+/// waiting its own response timeout; a node cut off from the network would hold a request for
+/// several of them. The bound keeps every request within the store's documented time
+/// (`connect_timeout + 2 x response_timeout`, plus the durability timeout for a durable write).
+/// A write cut short this way may or may not have been applied (see `script::write_error`).
+pub(crate) fn bounded<'a, T: Send + 'a>(
+    bound: Duration,
+    request: RedisFuture<'a, T>,
+) -> RedisFuture<'a, T> {
+    Box::pin(async move {
+        match tokio::time::timeout(bound, request).await {
+            Ok(replied) => replied,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from the cluster within {} ms", bound.as_millis()),
+            ))),
+        }
+    })
 }

@@ -4,24 +4,74 @@
 //! it covers the writes made on that same connection. On the shared multiplexed connection,
 //! every other request's commands would queue behind it. So with durability on, each write
 //! and its `WAIT` take a connection of their own from this small pool, while reads (and
-//! everything else) stay on the shared connection.
+//! everything else) stay on the shared connection. On a cluster, each pooled connection is a
+//! cluster connection of its own (one socket per node), so that a `WAIT` on one node holds up
+//! neither reads nor the other writes to that node.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::conn::bounded;
 
 /// Most writes waiting for replicas at once per store (more wait for a turn).
 pub(crate) const MAX_WAITING_WRITES: usize = 16;
 
-/// Connections to one node for one write at a time each.
+/// Where the pool's connections lead.
+enum Source {
+    /// One node (a standalone server, or a Sentinel group's current master).
+    Node(redis::Client, AsyncConnectionConfig),
+    /// A whole cluster, each request within the duration.
+    Cluster(ClusterClient, Duration),
+}
+
+/// One connection of the pool: to one node, or to a cluster.
+#[derive(Clone)]
+pub(crate) enum Dedicated {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection, Duration),
+}
+
+impl ConnectionLike for Dedicated {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Dedicated::Node(c) => c.req_packed_command(cmd),
+            Dedicated::Cluster(c, bound) => bounded(*bound, c.req_packed_command(cmd)),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Dedicated::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Dedicated::Cluster(c, bound) => {
+                bounded(*bound, c.req_packed_commands(pipeline, offset, count))
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Dedicated::Node(c) => c.get_db(),
+            Dedicated::Cluster(c, _) => c.get_db(),
+        }
+    }
+}
+
+/// Connections for one write at a time each.
 pub(crate) struct Pool {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
+    source: Source,
     connect_timeout: Duration,
-    idle: Mutex<Vec<MultiplexedConnection>>,
+    idle: Mutex<Vec<Dedicated>>,
     turns: Arc<Semaphore>,
 }
 
@@ -31,7 +81,7 @@ type OnError = Box<dyn Fn(&RedisError) + Send + Sync>;
 /// write is [`Lease::finish`]ed: a write dropped half way (its request cancelled) may leave a
 /// `WAIT` running on it, so its connection is closed instead.
 pub(crate) struct Lease {
-    conn: MultiplexedConnection,
+    conn: Dedicated,
     pool: Arc<Pool>,
     reusable: bool,
     on_error: Option<OnError>,
@@ -53,13 +103,38 @@ impl Pool {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(response_timeout));
+        Self::with_source(Source::Node(client, config), connect_timeout)
+    }
+
+    /// A pool of cluster connections made by `client` (whose response timeout must cover the
+    /// `WAIT` timeout), each request within `bound`; `connect_timeout` bounds making one.
+    pub(crate) fn cluster(
+        client: ClusterClient,
+        connect_timeout: Duration,
+        bound: Duration,
+    ) -> Arc<Pool> {
+        Self::with_source(Source::Cluster(client, bound), connect_timeout)
+    }
+
+    fn with_source(source: Source, connect_timeout: Duration) -> Arc<Pool> {
         Arc::new(Pool {
-            client,
-            config,
+            source,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
             turns: Arc::new(Semaphore::new(MAX_WAITING_WRITES)),
         })
+    }
+
+    async fn connect(&self) -> RedisResult<Dedicated> {
+        match &self.source {
+            Source::Node(client, config) => client
+                .get_multiplexed_async_connection_with_config(config)
+                .await
+                .map(Dedicated::Node),
+            Source::Cluster(client, bound) => {
+                client.get_async_connection().await.map(|c| Dedicated::Cluster(c, *bound))
+            }
+        }
     }
 
     /// A connection for one write, waiting at most `wait` for a turn.
@@ -71,12 +146,9 @@ impl Pool {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let conn = match idle {
             Some(c) => c,
-            None => tokio::time::timeout(
-                self.connect_timeout,
-                self.client.get_multiplexed_async_connection_with_config(&self.config),
-            )
-            .await
-            .map_err(|_| io_error("timed out connecting for a write"))??,
+            None => tokio::time::timeout(self.connect_timeout, self.connect())
+                .await
+                .map_err(|_| io_error("timed out connecting for a write"))??,
         };
         Ok(Lease { conn, pool: self.clone(), reusable: false, on_error: None, _turn: turn })
     }
@@ -90,7 +162,7 @@ impl Lease {
     }
 
     /// The connection.
-    pub(crate) fn conn(&mut self) -> &mut MultiplexedConnection {
+    pub(crate) fn conn(&mut self) -> &mut Dedicated {
         &mut self.conn
     }
 

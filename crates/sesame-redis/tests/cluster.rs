@@ -1,9 +1,12 @@
 //! Redis Cluster specifics on a real 3-master/3-replica cluster: logins that cross slots,
 //! scripts reloaded on every master, the per-user index staying exact while sessions expire
 //! (no session key left behind on any node, index keys that go within their margin), a slot
-//! migrated under traffic, and durability per shard. One cluster serves all checks (each with
+//! migrated under traffic, durability per shard, and reads going on while a durable write waits
+//! for its replica. One cluster serves all checks (each with
 //! its own key prefix); the checks run one after another.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -82,6 +85,35 @@ async fn cluster_specifics() {
     index_is_exact_while_sessions_expire(&cluster).await;
     reshard_under_traffic(&cluster).await;
     durability_per_shard(&mut cluster).await;
+    reads_go_on_while_a_write_waits(&cluster).await;
+}
+
+// With durability on, a write's `WAIT` runs on a cluster connection of its own: while it waits
+// for the stopped replica of its shard, reads of sessions on that master and on the others are
+// answered, and the write completes once the replica resumes.
+async fn reads_go_on_while_a_write_waits(cluster: &Cluster) {
+    let s = RedisStore::builder(cluster.url())
+        .prefix("waiting")
+        .durability(1, Duration::from_secs(30))
+        .response_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    common::reads_go_on_while_a_write_waits(&s, |redis_key| {
+        let master = cluster.master_for_slot(cluster.keyslot(redis_key).unwrap()).unwrap();
+        let nodes = cluster.nodes();
+        let port = nodes[master].port().to_string();
+        let replica = nodes
+            .iter()
+            .find(|n| {
+                let role = n.cli(&["ROLE"]).unwrap();
+                let mut lines = role.lines();
+                lines.next() == Some("slave") && lines.nth(1) == Some(port.as_str())
+            })
+            .expect("the master has a replica");
+        (&nodes[master], replica)
+    })
+    .await;
 }
 
 // A user's slot is migrated to another master key by key (as `redis-cli --cluster reshard`

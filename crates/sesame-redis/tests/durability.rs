@@ -140,7 +140,7 @@ async fn reads_are_not_held_up_by_a_waiting_write() {
         .connect()
         .await
         .unwrap();
-    common::reads_go_on_while_a_write_waits(&s, &master, &replica).await;
+    common::reads_go_on_while_a_write_waits(&s, |_| (&master, &replica)).await;
 }
 
 // A login into the user's slot whose first step (the claim on the anonymous session) reached

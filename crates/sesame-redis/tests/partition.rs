@@ -181,7 +181,7 @@ async fn sentinel_reads_are_not_held_up_by_a_waiting_write() {
         .unwrap();
     let m = g.current_master().unwrap();
     let nodes = g.data_nodes();
-    common::reads_go_on_while_a_write_waits(&s, &nodes[m], &nodes[1 - m]).await;
+    common::reads_go_on_while_a_write_waits(&s, |_| (&nodes[m], &nodes[1 - m])).await;
 }
 
 // A write whose reply does not come within the response timeout (the server hangs) may have

@@ -11,7 +11,7 @@ use crate::proc::run_with_timeout;
 use crate::server::{preferred_credentials, replication_auth_args, url_userinfo};
 use crate::tls::{SharedTls, TlsFiles};
 use crate::wait::{first_line, info_field, remaining, wait_until};
-use crate::{RedisOptions, RedisServer, TestkitError};
+use crate::{RedisOptions, RedisServer, RunAs, TestkitError};
 
 /// Number of nodes: three masters and three replicas.
 const NODES: usize = 6;
@@ -48,6 +48,13 @@ pub struct ClusterOptions {
     /// [`Cluster::ca_cert_pem`] is all a client needs to trust. Client
     /// certificates are not required. The bus port is the TLS port + 10000.
     pub tls: bool,
+    /// The user each node runs as, by index (node `i` as `run_as[i]`); nodes past the end of
+    /// the list, and `None` entries, run as this process's user. Lets a
+    /// [`Partition`](crate::Partition) cut some nodes off from the others: with node 0 (a
+    /// master once created, as `redis-cli` makes the first three nodes masters) as this
+    /// process's user and the other five as [`RunAs::NOBODY`](crate::RunAs::NOBODY), node 0
+    /// and this process form side A. Needs root; cannot be combined with `tls`.
+    pub run_as: Vec<Option<RunAs>>,
 }
 
 /// A Redis Cluster of six nodes, each a child process with its own free port
@@ -83,11 +90,18 @@ impl Cluster {
     /// serves which slot, and every replica's link to its master is up.
     pub fn start_with(opts: ClusterOptions) -> Result<Cluster, TestkitError> {
         let deadline = Instant::now() + START_TIMEOUT;
+        if opts.tls && opts.run_as.iter().any(Option::is_some) {
+            return Err(TestkitError::Unexpected {
+                message: "a cluster cannot combine tls with run_as".to_owned(),
+                log_tail: String::new(),
+            });
+        }
         let tls = if opts.tls { Some(SharedTls::generate()?) } else { None };
         let mut cluster = Cluster { opts, nodes: Vec::with_capacity(NODES), tls };
-        for _ in 0..NODES {
-            let node =
-                RedisServer::start_sharing_tls(node_options(&cluster.opts), cluster.tls_files())?;
+        for index in 0..NODES {
+            let mut node_opts = node_options(&cluster.opts);
+            node_opts.run_as = cluster.opts.run_as.get(index).copied().flatten();
+            let node = RedisServer::start_sharing_tls(node_opts, cluster.tls_files())?;
             cluster.nodes.push(node);
         }
         cluster.create(remaining(deadline))?;
@@ -146,7 +160,18 @@ impl Cluster {
     /// `CLUSTER NODES` view of the first running node. Until a failover has
     /// completed this may still be a node that was killed.
     pub fn master_for_slot(&self, slot: u16) -> Result<usize, TestkitError> {
-        let node = self.any_live_node()?;
+        self.master_for_slot_seen_by(self.any_live_node()?, slot)
+    }
+
+    /// The index of the node serving `slot` as master, according to the
+    /// `CLUSTER NODES` view of `observer` (e.g. a node on the far side of a
+    /// [`Partition`](crate::Partition), asked as its own user).
+    pub fn master_for_slot_seen_by(
+        &self,
+        observer: &RedisServer,
+        slot: u16,
+    ) -> Result<usize, TestkitError> {
+        let node = observer;
         let view = parse_cluster_nodes(&node.cli(&["CLUSTER", "NODES"])?);
         let owner = view
             .iter()

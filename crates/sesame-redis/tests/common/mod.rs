@@ -50,11 +50,11 @@ pub(crate) fn signal(pid: u32, sig: &str) {
 /// With durability on and the replica stopped, a save waits for it in `WAIT`; meanwhile reads
 /// of other sessions (and of the waiting one) are answered; once the replica resumes, the save
 /// is acknowledged, although it waited longer than the store's response timeout (which must
-/// be under 1 s). `master` is the server the store writes to.
-pub(crate) async fn reads_go_on_while_a_write_waits(
+/// be under 1 s). `shard` names, for the Redis key of the session saved, the master it is
+/// written to and that master's replica.
+pub(crate) async fn reads_go_on_while_a_write_waits<'a>(
     s: &RedisStore,
-    master: &RedisServer,
-    replica: &RedisServer,
+    shard: impl FnOnce(&str) -> (&'a RedisServer, &'a RedisServer),
 ) {
     use sesame::{Delta, SaveOutcome, Store, Tag};
     use sesame_testkit::conformance::{key, policy, record};
@@ -64,6 +64,7 @@ pub(crate) async fn reads_go_on_while_a_write_waits(
     for k in &keys {
         sesame_testkit::fixtures::create(s, k, &record(None, &[("a", b"1")]), &pol).await;
     }
+    let (master, replica) = shard(&s.session_key(&keys[0]));
     let replica_pid = replica.pid().unwrap();
     signal(replica_pid, "STOP");
     let now = sesame::now_ms;
