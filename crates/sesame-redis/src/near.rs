@@ -14,7 +14,41 @@
 //!   key, and no flush, happened since. The reply of a read that ran before a write can
 //!   arrive after that write's invalidation; the ticket catches it.
 //! - **Own writes at once.** Every write of this store drops the keys it changed (all keys,
-//!   for a logout or a revocation of a user) as soon as Redis answered.
+//!   for a logout or a revocation of a user) as soon as Redis answered. A save is the
+//!   exception: the record it wrote is kept, so that the next request of the session needs no
+//!   read (see "Own saves" below).
+//!
+//! ## Own saves
+//!
+//! In broadcast mode Redis announces every change, this store's own saves included, and
+//! cannot be told to leave out the changes made by a client's scripts. So when a save is
+//! answered, the cache counts the announcements of its key that arrived since the save was
+//! sent (a ticket taken before sending), and keeps the record the save wrote:
+//!
+//! - none arrived: kept with a mark saying its own announcement is still to come; the mark
+//!   lets the next announcement of the key pass, and any later one drops the entry;
+//! - one arrived (the usual case: Redis sends its announcements before the write's answer):
+//!   kept without a mark, so the next announcement drops it;
+//! - two or more, a change of the key by this store (another of its saves), or of the user's
+//!   index or epoch: not kept.
+//!
+//! This is exact because of how Redis announces changes:
+//!
+//! - it gathers the keys changed during one turn of its event loop and sends them, each key
+//!   once, in one message, before the next turn; and messages arrive in order;
+//! - a change of the key before the save, in another turn, leaves the value as it was (the
+//!   save compares it byte for byte): a touch, which can only make the entry go early;
+//! - a change after the save, in another turn, is announced after the save's own
+//!   announcement, so it finds the entry unmarked, or is the second one counted;
+//! - a change of the same key in the same turn, after the save, is folded into the save's own
+//!   message. Every script that changes a session key compares it with what its caller read,
+//!   which no caller can have read within that turn, except the revocation of all of a user's
+//!   sessions, which also changes the user's index. So a message naming a user's index or
+//!   epoch key drops every entry of that user's hash tag it names, marked or not, and an own
+//!   save finding one since its ticket is not kept.
+//!
+//! Keys changed by something other than sesame (a `DEL` by an operator) in the same turn as a
+//! save are not covered; `max_age` bounds what that could leave.
 //! - **Bounded.** Entries live at most `max_age` (bounding staleness should invalidations
 //!   ever be lost without the connection noticing), and at most `max_entries` are held.
 
@@ -87,6 +121,8 @@ struct Entry {
     deadline_ms: Option<u64>,
     /// When it was read.
     at_ms: u64,
+    /// Whether this store wrote it and the invalidation of that write is still to come.
+    own: bool,
 }
 
 #[derive(Default)]
@@ -94,27 +130,121 @@ struct State {
     live: bool,
     epoch: u64,
     seq: u64,
-    /// Reads with a ticket below this may not insert (the change map was cleared).
+    /// Reads with a ticket below this may not insert (the change maps were cleared).
     floor: u64,
+    /// Every change of a key, this store's own and Redis's announcements: the last's number.
     changed: HashMap<String, u64>,
+    /// Changes this store made itself: the last's number.
+    local: HashMap<String, u64>,
+    /// Announcements from Redis, by key: the numbers of the last two.
+    heard: HashMap<String, (u64, u64)>,
+    /// Announcements naming a user's index or epoch, by hash tag: the last's number.
+    heard_users: HashMap<String, u64>,
     entries: HashMap<String, Entry>,
 }
 
 impl State {
+    /// Whether nothing changed `key` (and no flush happened) since `ticket`.
+    fn valid(&self, key: &str, ticket: Ticket) -> bool {
+        self.live
+            && self.epoch == ticket.epoch
+            && ticket.seq >= self.floor
+            && self.changed.get(key).is_none_or(|&s| s <= ticket.seq)
+    }
+
+    /// How an own save of `key` may be kept, given `ticket`, taken before it was sent (see
+    /// "Own saves"): `Some(true)` marked, as its own announcement is still to come;
+    /// `Some(false)` unmarked, as exactly one announcement of the key arrived since the ticket
+    /// (its own, or one from before the save, the own one then still to come and drop it);
+    /// `None` not at all (more announcements, a change of the user, a change by this store,
+    /// a flush).
+    fn own_save(&self, key: &str, ticket: Ticket) -> Option<bool> {
+        let t = ticket.seq;
+        let (tag, _) = tag_kind(key)?;
+        let fresh = self.live && self.epoch == ticket.epoch && t >= self.floor;
+        let quiet = self.local.get(key).is_none_or(|&s| s <= t)
+            && self.heard_users.get(tag).is_none_or(|&s| s <= t);
+        if !fresh || !quiet {
+            return None;
+        }
+        match self.heard.get(key) {
+            None => Some(true),
+            Some(&(_, prev)) if prev > t => None,
+            Some(&(last, _)) => Some(last <= t),
+        }
+    }
+
+    /// Redis announced that `key` changed: the entry goes, unless it is this store's own
+    /// save waiting for this very announcement and `key`'s user was not changed in the same
+    /// turn (`user_tags`).
+    fn invalidate(&mut self, key: &str, user_tags: &[&str]) {
+        let own_save = match self.entries.get_mut(key) {
+            Some(e) if e.own && tag_kind(key).is_some_and(|(t, _)| !user_tags.contains(&t)) => {
+                e.own = false;
+                true
+            }
+            _ => false,
+        };
+        if own_save {
+            self.seq = self.seq.wrapping_add(1);
+            self.remember(key);
+        } else {
+            self.change(key);
+        }
+        let seq = self.seq;
+        self.bound();
+        let last = self.heard.get(key).map_or(0, |&(last, _)| last);
+        self.heard.insert(key.to_string(), (seq, last));
+    }
+
+    /// Redis announced a change of the index or epoch of the user with hash tag `tag`.
+    fn user_changed(&mut self, tag: &str) {
+        self.seq = self.seq.wrapping_add(1);
+        self.bound();
+        self.heard_users.insert(tag.to_string(), self.seq);
+    }
+
+    /// This store changed `key` itself.
+    fn change_local(&mut self, key: &str) {
+        self.change(key);
+        self.bound();
+        self.local.insert(key.to_string(), self.seq);
+    }
+
     fn flush(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         self.entries.clear();
+        self.clear_changes();
+    }
+
+    fn clear_changes(&mut self) {
         self.changed.clear();
+        self.local.clear();
+        self.heard.clear();
+        self.heard_users.clear();
         self.floor = self.seq;
+    }
+
+    /// Keeps the change maps bounded: when one is full, all are cleared, and tickets from
+    /// before are void.
+    fn bound(&mut self) {
+        let full = [self.changed.len(), self.local.len(), self.heard.len(), self.heard_users.len()]
+            .into_iter()
+            .any(|n| n >= MAX_CHANGED);
+        if full {
+            self.clear_changes();
+        }
     }
 
     fn change(&mut self, key: &str) {
         self.seq = self.seq.wrapping_add(1);
         self.entries.remove(key);
-        if self.changed.len() >= MAX_CHANGED {
-            self.changed.clear();
-            self.floor = self.seq;
-        }
+        self.remember(key);
+    }
+
+    /// Reads in flight of `key` may not insert.
+    fn remember(&mut self, key: &str) {
+        self.bound();
         self.changed.insert(key.to_string(), self.seq);
     }
 }
@@ -177,11 +307,33 @@ impl Near {
     /// Keeps what a read found at `now`, unless something changed since its ticket.
     pub(crate) fn put(&self, key: &str, read: &Read, ticket: Ticket, now: u64) {
         let mut st = self.state.lock();
-        let unchanged = st.live
-            && st.epoch == ticket.epoch
-            && ticket.seq >= st.floor
-            && st.changed.get(key).is_none_or(|&s| s <= ticket.seq);
-        if !unchanged || self.config.max_entries == 0 {
+        if st.valid(key, ticket) {
+            self.insert(&mut st, key, read.clone(), now, false);
+        }
+    }
+
+    /// A ticket for a write about to be sent (`None` while the cache is not in use).
+    pub(crate) fn ticket(&self) -> Option<Ticket> {
+        let st = self.state.lock();
+        st.live.then_some(Ticket { epoch: st.epoch, seq: st.seq })
+    }
+
+    /// This store saved `read` under `key` at `now`, with `ticket` taken before the save was
+    /// sent: keeps it, marked as waiting for its own invalidation, unless an invalidation of
+    /// the key already arrived since the ticket (then the key is dropped; see "Own saves").
+    pub(crate) fn put_own(&self, key: &str, read: Read, ticket: Ticket, now: u64) {
+        let mut st = self.state.lock();
+        let keep = st.own_save(key, ticket);
+        // Reads in flight from before the save may not insert what they found, nor may other
+        // saves of this store sent before this one was answered.
+        st.change_local(key);
+        if let Some(marked) = keep {
+            self.insert(&mut st, key, read, now, marked);
+        }
+    }
+
+    fn insert(&self, st: &mut State, key: &str, read: Read, now: u64, own: bool) {
+        if self.config.max_entries == 0 {
             return;
         }
         if st.entries.len() >= self.config.max_entries && !st.entries.contains_key(key) {
@@ -191,12 +343,12 @@ impl Near {
             }
         }
         let deadline_ms = read.ttl.map(|t| now.saturating_add(t));
-        st.entries.insert(key.to_string(), Entry { read: read.clone(), deadline_ms, at_ms: now });
+        st.entries.insert(key.to_string(), Entry { read, deadline_ms, at_ms: now, own });
     }
 
     /// This store changed `key` (or Redis said someone did): drop it.
     pub(crate) fn changed(&self, key: &str) {
-        self.state.lock().change(key);
+        self.state.lock().change_local(key);
     }
 
     /// This store changed keys it cannot name cheaply: drop everything.
@@ -256,9 +408,19 @@ impl Near {
                 if all {
                     self.changed_all();
                 } else {
+                    // Hash tags of the users whose index or epoch changed in this turn.
+                    let user_tags: Vec<&str> = keys
+                        .iter()
+                        .filter_map(|k| tag_kind(k))
+                        .filter(|(_, kind)| *kind != b's')
+                        .map(|(tag, _)| tag)
+                        .collect();
                     let mut st = self.state.lock();
+                    for tag in &user_tags {
+                        st.user_changed(tag);
+                    }
                     for k in &keys {
-                        st.change(k);
+                        st.invalidate(k, &user_tags);
                     }
                     self.invalidations.fetch_add(keys.len() as u64, Ordering::Relaxed);
                 }
@@ -267,6 +429,16 @@ impl Near {
             _ => {}
         }
     }
+}
+
+/// The hash tag and the kind letter of a store key, `<prefix>:{<tag>}:<kind>:<id>`
+/// (`s` session, `u` index, `e` epoch); `None` for any other key.
+fn tag_kind(key: &str) -> Option<(&str, u8)> {
+    let (head, _id) = key.rsplit_once(':')?;
+    let (head, kind) = head.rsplit_once(':')?;
+    let &[kind] = kind.as_bytes() else { return None };
+    let (_, tag) = head.strip_suffix('}')?.rsplit_once('{')?;
+    Some((tag, kind))
 }
 
 /// A key named in an invalidation message.
@@ -511,6 +683,85 @@ mod tests {
         n.put("k", &read(2), t, 1);
         assert_eq!(n.get("k", 2).unwrap().record.version, 2);
         assert_eq!(n.get("k", 2).unwrap().ttl, Some(59_999), "the TTL counts down");
+    }
+
+    fn invalidate(n: &Near, keys: &[&str]) {
+        let keys = keys.iter().map(|k| Value::BulkString(k.as_bytes().to_vec())).collect();
+        n.push(&PushInfo { kind: PushKind::Invalidate, data: vec![Value::Array(keys)] });
+    }
+
+    const S: &str = "p:{0a0b0c0d}:s:session";
+
+    // An own save is kept through its own invalidation and dropped by the next one; one whose
+    // key was announced between its ticket and its answer is not kept.
+    #[test]
+    fn own_saves_survive_their_own_invalidation_only() {
+        let n = live();
+        let t = n.ticket().unwrap();
+        n.put_own(S, read(1), t, 0);
+        assert_eq!(n.get(S, 1).unwrap().record.version, 1);
+        invalidate(&n, &[S]);
+        assert_eq!(n.get(S, 1).unwrap().record.version, 1, "its own invalidation");
+        invalidate(&n, &[S]);
+        assert!(n.get(S, 1).is_err(), "a later change");
+
+        // Its own announcement came before its answer (Redis sends it first): kept, unmarked.
+        let t = n.ticket().unwrap();
+        invalidate(&n, &[S]);
+        n.put_own(S, read(2), t, 2);
+        assert_eq!(n.get(S, 2).unwrap().record.version, 2);
+        invalidate(&n, &[S]);
+        assert!(n.get(S, 2).is_err(), "unmarked: the next announcement drops it");
+        // Two announcements since the ticket (one came after the save): not kept.
+        let t = n.ticket().unwrap();
+        invalidate(&n, &[S]);
+        invalidate(&n, &[S]);
+        n.put_own(S, read(2), t, 2);
+        assert!(n.get(S, 2).is_err(), "another change after the save");
+        // A change of the key by this store since the ticket (another save): not kept.
+        let t = n.ticket().unwrap();
+        n.changed(S);
+        n.put_own(S, read(2), t, 2);
+        assert!(n.get(S, 2).is_err(), "another own write");
+        // The user's index announced since the ticket: not kept.
+        let t = n.ticket().unwrap();
+        invalidate(&n, &["p:{0a0b0c0d}:u:user", S]);
+        n.put_own(S, read(2), t, 2);
+        assert!(n.get(S, 2).is_err(), "the user changed");
+        // A read in flight from before an own save may not insert what it found.
+        let r = n.get(S, 2).err().flatten().unwrap();
+        let t = n.ticket().unwrap();
+        n.put_own(S, read(3), t, 2);
+        n.put(S, &read(2), r, 2);
+        assert_eq!(n.get(S, 2).unwrap().record.version, 3);
+        // Not in use: no ticket.
+        n.set_live(false);
+        assert!(n.ticket().is_none());
+    }
+
+    // A message that also names the user's index or epoch (the revocation of all of a user's
+    // sessions, folded into the same turn as the save) drops the own save; another user's
+    // index does not.
+    #[test]
+    fn own_saves_go_with_their_users_index() {
+        let n = live();
+        for (other, kept) in [
+            ("p:{0a0b0c0d}:u:user", false),
+            ("p:{0a0b0c0d}:e:user", false),
+            ("p:{99999999}:u:user", true),
+            ("p:{0a0b0c0d}:s:another", true),
+        ] {
+            let t = n.ticket().unwrap();
+            n.put_own(S, read(1), t, 0);
+            invalidate(&n, &[other, S]);
+            assert_eq!(n.get(S, 1).is_ok(), kept, "{other}");
+            n.changed(S);
+        }
+        assert_eq!(tag_kind(S), Some(("0a0b0c0d", b's')));
+        assert_eq!(tag_kind("a:b:{x}:u:1"), Some(("x", b'u')));
+        for other in ["a", "p:{x}:uu:1", "p:x:s:1", "p:{x}s:1"] {
+            assert_eq!(tag_kind(other), None, "{other}");
+        }
     }
 
     // Several keys in one message, the null flush, a disconnection, the bounds.

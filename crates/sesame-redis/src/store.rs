@@ -10,7 +10,8 @@ use crate::builder::RedisStoreBuilder;
 use crate::checks::ServerReport;
 use crate::conn::Conn;
 use crate::keys::Keys;
-use crate::near::{Near, NearCacheStats};
+use crate::near::{Near, NearCacheStats, Ticket};
+use crate::ops::lineage::Read;
 use crate::script::{Call, Durability, Scripts};
 
 /// Sessions in Redis. Clone it freely: clones share the one multiplexed connection.
@@ -87,13 +88,37 @@ impl RedisStore {
     /// Runs a write script; whatever came of it, the near cache forgets the keys it names
     /// (a write whose reply was lost may still have changed them).
     pub(crate) async fn run(&self, call: &Call<'_>) -> Result<redis::Value, StoreError> {
-        let result = crate::script::run(&self.conn, self.durability, call).await;
+        let result = self.run_unmarked(call).await;
+        self.wrote_keys(call);
+        result
+    }
+
+    /// Runs a write script and leaves the near cache alone: the caller tells it what changed
+    /// ([`RedisStore::wrote_keys`], [`RedisStore::wrote_own`]).
+    pub(crate) async fn run_unmarked(&self, call: &Call<'_>) -> Result<redis::Value, StoreError> {
+        crate::script::run(&self.conn, self.durability, call).await
+    }
+
+    /// The near cache forgets every key `call` names.
+    pub(crate) fn wrote_keys(&self, call: &Call<'_>) {
         if let Some(near) = &self.near {
             for k in call.keys() {
                 near.changed(&String::from_utf8_lossy(k));
             }
         }
-        result
+    }
+
+    /// A ticket of the near cache for a write about to be sent (`None` without a cache, or
+    /// while it is not in use).
+    pub(crate) fn near_ticket(&self) -> Option<Ticket> {
+        self.near.as_ref().and_then(|n| n.ticket())
+    }
+
+    /// This store saved `read` under `key` (see the near cache's "Own saves").
+    pub(crate) fn wrote_own(&self, key: &str, read: Read, ticket: Ticket, now: u64) {
+        if let Some(near) = &self.near {
+            near.put_own(key, read, ticket, now);
+        }
     }
 
     /// The near cache forgets `key` (this store just changed it).

@@ -216,6 +216,109 @@ async fn killed_listener_cluster() {
     killed_listener(&cluster.url(), &nodes).await;
 }
 
+// A request that reads and saves its session (the benchmark's `/me`) needs one round trip
+// once the session is cached: the save's record is kept, so the next request's read is a
+// hit, with no GET sent; a save on another instance still reaches it.
+#[tokio::test]
+async fn own_saves_stay_cached() {
+    let server = RedisServer::start();
+    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    let (ma, mb) = (manager(&a), manager(&b));
+    let t = login(&ma, "erin", 1).await;
+    assert_eq!(read_n(&ma, &t).await, Some(1));
+    // GETs sent as commands: each save's script runs one GET of its own, counted alike.
+    let gets = |s: &RedisServer| -> u64 {
+        let stats = s.cli(&["INFO", "commandstats"]).unwrap();
+        let calls = |name: &str| {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+                .and_then(|l| l.split(',').next())
+                .map_or(0, |n| n.parse::<u64>().unwrap())
+        };
+        calls("get") - calls("evalsha")
+    };
+    let (hits, before) = (a.near_cache_stats().unwrap().hits, gets(&server));
+    for i in 2..52u64 {
+        let s = ma.open(Some(&t));
+        let n = s.get::<u64>("n").await.unwrap().unwrap();
+        assert_eq!(n, i - 1, "each request sees the save before it");
+        s.insert("n", &i).await.unwrap();
+        s.commit().await.unwrap();
+        // The own invalidation has had time to arrive before the next request.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The first read may come before the login's own invalidation; after that, hits only.
+    let (hits, reads) = (a.near_cache_stats().unwrap().hits - hits, gets(&server) - before);
+    eprintln!("50 read-and-save requests: {hits} cache hits, {reads} GETs sent");
+    assert!(hits >= 49 && reads <= 1, "{hits} hits, {reads} GETs");
+    // Another instance's save still reaches A.
+    let s = mb.open(Some(&t));
+    s.insert("n", &1000u64).await.unwrap();
+    s.commit().await.unwrap();
+    until_read(&ma, &t, Some(1000)).await;
+}
+
+// Read-and-save requests on A (its saves kept in its cache) racing "log out everywhere" on B,
+// many rounds: the revocation also changes the user's index, so it drops A's entry even when
+// Redis folds it into the same announcement as A's own save. No request that starts after
+// the revocation returned plus the bound finds the session.
+#[tokio::test]
+async fn own_saves_racing_a_revocation_of_the_user() {
+    let server = RedisServer::start();
+    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    let (ma, mb) = (manager(&a), manager(&b));
+    let mut late = 0;
+    for round in 0..10 {
+        // Two sessions of the user, one writer each (concurrent saves of one session would
+        // keep each other out of the cache).
+        let tokens = [login(&ma, "frank", round).await, login(&ma, "frank", round).await];
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = tokio::task::JoinSet::new();
+        for t in tokens {
+            let (ma, stop) = (ma.clone(), stop.clone());
+            writers.spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let s = ma.open(Some(&t));
+                    let live = s.exists().await.unwrap();
+                    if live {
+                        let n = s.get::<u64>("n").await.unwrap().unwrap_or(0);
+                        s.insert("n", &(n + 1)).await.unwrap();
+                        // A save racing the revocation may find the session gone (401).
+                        let _ = s.commit().await;
+                    }
+                    seen.push((started, live));
+                    tokio::task::yield_now().await;
+                }
+                seen
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(mb.revoke_user("frank").await.unwrap(), 2);
+        let revoked = Instant::now();
+        tokio::time::sleep(RACE_WINDOW).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while let Some(seen) = writers.join_next().await {
+            for (started, live) in seen.unwrap() {
+                if live && started > revoked {
+                    late += 1;
+                    let after = started - revoked;
+                    assert!(
+                        after < RACE_BOUND,
+                        "a request {after:?} after the revocation found the session"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!(
+        "requests that started after the revocation returned and still found the session: {late}"
+    );
+    assert!(a.near_cache_stats().unwrap().hits > 0);
+}
+
 // Reads on B racing a revocation on A, many rounds: no read that starts after the
 // revocation returned plus the bound finds the session, and every read finds it or not
 // (never an error); B's cache is in use throughout.

@@ -8,7 +8,7 @@ use sesame::store::write_ttl;
 use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, StoreError};
 
 use crate::error::{backend, unexpected};
-use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Resolved};
+use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Read, Resolved};
 use crate::record;
 use crate::script::Call;
 use crate::store::RedisStore;
@@ -19,7 +19,8 @@ pub(crate) const MAX_SAVE_ATTEMPTS: usize = 128;
 
 /// What `save.lua` answered.
 enum Reply {
-    Saved,
+    /// Saved; the key's time to live now (ms), when the reply says.
+    Saved(Option<u64>),
     Missing,
     /// The key no longer holds the bytes the client merged into: here is what it holds.
     Changed(Found),
@@ -28,7 +29,10 @@ enum Reply {
 impl Reply {
     fn parse(v: &Value, now: u64) -> Result<Reply, StoreError> {
         Ok(match code(v, "save")? {
-            (1, _) => Reply::Saved,
+            (1, rest) => Reply::Saved(match rest.first() {
+                Some(Value::Int(ttl)) => u64::try_from(*ttl).ok(),
+                _ => None,
+            }),
             (0, _) => Reply::Missing,
             (2, rest) => Reply::Changed(Found::from_reply(rest.first(), now, "save")?),
             _ => return Err(unexpected("save", v)),
@@ -54,12 +58,14 @@ pub(crate) async fn save(
         let next = current.next(delta, policy)?;
         let ttl = write_ttl(policy, next.absolute_ms, now);
         let mut call = Call::new(&store.scripts.save);
-        call.key(store.keys.session(&target));
+        let session_key = store.keys.session(&target);
+        call.key(session_key.as_str());
         if let Some(p) = &next.principal {
             call.key(store.keys.index(p.user()));
         }
+        let written = record::encode(&next);
         call.arg(expected.as_slice())
-            .arg(record::encode(&next))
+            .arg(written.as_slice())
             .arg(ttl)
             .arg(next.index_member(&target.id()))
             .arg(now.saturating_add(ttl))
@@ -68,8 +74,21 @@ pub(crate) async fn save(
         // Sets and removals give the same record when applied twice; exact updates do not, so
         // a save carrying one is not sent again after a broken connection.
         call.retry_safe(delta.update.is_empty());
-        let found = match Reply::parse(&store.run(&call).await?, now)? {
-            Reply::Saved => return Ok(SaveOutcome::Saved(next)),
+        let ticket = store.near_ticket();
+        let reply = store.run_unmarked(&call).await.and_then(|v| Reply::parse(&v, now));
+        match (&reply, ticket) {
+            (Ok(Reply::Saved(Some(ttl))), Some(ticket)) => {
+                // The near cache keeps what was written (the index, if any, is dropped).
+                for k in call.keys().iter().skip(1) {
+                    store.wrote(&String::from_utf8_lossy(k));
+                }
+                let read = Read { raw: written, record: next.clone(), ttl: Some(*ttl) };
+                store.wrote_own(&session_key, read, ticket, now);
+            }
+            _ => store.wrote_keys(&call),
+        }
+        let found = match reply? {
+            Reply::Saved(_) => return Ok(SaveOutcome::Saved(next)),
             Reply::Missing => return Ok(SaveOutcome::Missing),
             Reply::Changed(found) => found,
         };
