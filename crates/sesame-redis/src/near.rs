@@ -193,22 +193,26 @@ impl State {
         }
         let seq = self.seq;
         self.bound();
-        let last = self.heard.get(key).map_or(0, |&(last, _)| last);
-        self.heard.insert(key.to_string(), (seq, last));
+        match self.heard.get_mut(key) {
+            Some(h) => *h = (seq, h.0),
+            None => {
+                self.heard.insert(key.to_string(), (seq, 0));
+            }
+        }
     }
 
     /// Redis announced a change of the index or epoch of the user with hash tag `tag`.
     fn user_changed(&mut self, tag: &str) {
         self.seq = self.seq.wrapping_add(1);
         self.bound();
-        self.heard_users.insert(tag.to_string(), self.seq);
+        set(&mut self.heard_users, tag, self.seq);
     }
 
     /// This store changed `key` itself.
     fn change_local(&mut self, key: &str) {
         self.change(key);
         self.bound();
-        self.local.insert(key.to_string(), self.seq);
+        set(&mut self.local, key, self.seq);
     }
 
     fn flush(&mut self) {
@@ -245,7 +249,18 @@ impl State {
     /// Reads in flight of `key` may not insert.
     fn remember(&mut self, key: &str) {
         self.bound();
-        self.changed.insert(key.to_string(), self.seq);
+        set(&mut self.changed, key, self.seq);
+    }
+}
+
+/// Sets `key` to `seq`, allocating the key only when it is new (the same sessions come back
+/// again and again).
+fn set(map: &mut HashMap<String, u64>, key: &str, seq: u64) {
+    match map.get_mut(key) {
+        Some(s) => *s = seq,
+        None => {
+            map.insert(key.to_string(), seq);
+        }
     }
 }
 
