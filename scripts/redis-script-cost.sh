@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Redis's own cost of sesame's save script (`save.lua`, the compare-and-set every save runs)
+# against a plain GET and SET of the same 300-byte value, on a private redis-server on a free
+# loopback port: Redis CPU per call (INFO cpu, over 200,000 calls from redis-benchmark with 32
+# connections) and the time inside the command (INFO commandstats). The script is called so
+# that it succeeds every time (it writes back the value it expects), taking its usual path
+# (no touch due: GET, PTTL, SET KEEPTTL).
+#
+#   scripts/redis-script-cost.sh
+#
+# Needs redis-server, redis-cli and redis-benchmark (Debian: redis-server, redis-tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+dir=$(mktemp -d)
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes --pidfile "$dir/pid" >/dev/null
+trap 'kill $(cat "$dir/pid"); rm -rf "$dir"' EXIT
+sleep 0.3
+cli() { redis-cli -p "$port" "$@"; }
+src=$(cat crates/sesame-redis/src/lua/lib.lua; echo; cat crates/sesame-redis/src/ops/save.lua)
+sha=$(cli SCRIPT LOAD "$src")
+val=$(python3 -c 'print("x"*300)')
+cli SET k "$val" PX 600000 >/dev/null
+n=200000
+run() { cli CONFIG RESETSTAT >/dev/null; local c0; c0=$(cli INFO cpu | awk -F: '/used_cpu_(user|sys):/ {s+=$2} END {print s}');
+  redis-benchmark -p "$port" -n $n -c 32 -q "$@" >/dev/null
+  local c1; c1=$(cli INFO cpu | awk -F: '/used_cpu_(user|sys):/ {s+=$2} END {print s}')
+  echo "$1: $(python3 -c "print(round(($c1-$c0)/$n*1e6,2))") µs of Redis CPU per call; $(cli INFO commandstats | grep -E "cmdstat_$(echo $1 | tr A-Z a-z):" | sed 's/.*usec_per_call=\([0-9.]*\).*/\1/') µs inside the command"; }
+run GET k
+run SET k "$val" KEEPTTL
+run EVALSHA "$sha" 1 k "$val" "$val" 1800000 m 1 1800000 60000
