@@ -367,3 +367,67 @@ async fn reads_racing_a_revocation() {
     eprintln!("reads that started after a revocation returned and still found the session: {late}");
     assert!(b.near_cache_stats().unwrap().hits > 0);
 }
+
+// What the own-save rule of the near cache rests on (`near.rs`, "Own saves"), checked on the
+// Redis in use: in broadcast mode, the keys changed in one turn of Redis's event loop (here a
+// script, and a transaction) are announced in one message, each key once, and changes made in
+// later turns in later messages.
+#[tokio::test]
+async fn broadcast_announces_one_turn_in_one_message() {
+    use redis::AsyncCommands;
+    let server = RedisServer::start();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listen = redis::Client::open(format!("{}?protocol=resp3", server.url())).unwrap();
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+    let mut listener = listen.get_multiplexed_async_connection_with_config(&config).await.unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg(&["TRACKING", "ON", "BCAST", "PREFIX", "t:"])
+        .query_async(&mut listener)
+        .await
+        .unwrap();
+    let mut writer = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let next = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>| {
+        let info = rx.try_recv().expect("an announcement");
+        assert_eq!(info.kind, redis::PushKind::Invalidate);
+        let mut keys: Vec<String> = match info.data.as_slice() {
+            [redis::Value::Array(items)] => {
+                items.iter().map(|v| redis::from_redis_value(v.clone()).unwrap()).collect()
+            }
+            other => panic!("{other:?}"),
+        };
+        keys.sort();
+        keys
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(200));
+
+    // A script: a session key written twice and the user's index, in one turn.
+    let script = "redis.call('SET', KEYS[1], 'a') redis.call('ZADD', KEYS[2], 1, 'm') \
+                  redis.call('SET', KEYS[1], 'b') return 1";
+    let _: i64 = redis::cmd("EVAL")
+        .arg(&[script, "2", "t:{u}:s:1", "t:{u}:u:1"])
+        .query_async(&mut writer)
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(next(&mut rx), ["t:{u}:s:1", "t:{u}:u:1"]);
+    assert!(rx.try_recv().is_err(), "one message for the turn");
+
+    // A transaction: one turn as well.
+    let mut p = redis::pipe();
+    p.atomic().set("t:{u}:s:2", "x").del("t:{u}:s:1").set("t:{u}:s:2", "y");
+    let () = p.query_async::<()>(&mut writer).await.unwrap();
+    settle().await;
+    assert_eq!(next(&mut rx), ["t:{u}:s:1", "t:{u}:s:2"]);
+    assert!(rx.try_recv().is_err(), "one message for the turn");
+
+    // Two turns: two messages, in order.
+    let () = writer.set("t:{u}:s:1", "c").await.unwrap();
+    let () = writer.set("t:{u}:s:2", "d").await.unwrap();
+    settle().await;
+    assert_eq!(next(&mut rx), ["t:{u}:s:1"]);
+    assert_eq!(next(&mut rx), ["t:{u}:s:2"]);
+}
