@@ -144,6 +144,8 @@ async fn across_instances_sentinel() {
 async fn across_instances_cluster() {
     let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap().unwrap();
     across_instances(&cluster.url()).await;
+    let nodes: Vec<&RedisServer> = cluster.nodes().iter().collect();
+    own_saves(&cluster.url(), &nodes).await;
 }
 
 /// Kills every tracking connection on `node`; returns how many.
@@ -222,23 +224,33 @@ async fn killed_listener_cluster() {
 #[tokio::test]
 async fn own_saves_stay_cached() {
     let server = RedisServer::start();
-    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    own_saves(&server.url(), &[&server]).await;
+}
+
+/// [`own_saves_stay_cached`] on the deployment at `url` whose data nodes are `nodes`.
+async fn own_saves(url: &str, nodes: &[&RedisServer]) {
+    let (a, b) = (cached(url).await, cached(url).await);
     let (ma, mb) = (manager(&a), manager(&b));
     let t = login(&ma, "erin", 1).await;
     assert_eq!(read_n(&ma, &t).await, Some(1));
-    // GETs sent as commands: each save's script runs one GET of its own, counted alike.
-    let gets = |s: &RedisServer| -> u64 {
-        let stats = s.cli(&["INFO", "commandstats"]).unwrap();
-        let calls = |name: &str| {
-            stats
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
-                .and_then(|l| l.split(',').next())
-                .map_or(0, |n| n.parse::<u64>().unwrap())
-        };
-        calls("get") - calls("evalsha")
+    // GETs sent as commands, on every node: each save's script runs one GET of its own,
+    // counted alike (replicas run neither).
+    let gets = || -> u64 {
+        let mut total = 0;
+        for node in nodes {
+            let stats = node.cli(&["INFO", "commandstats"]).unwrap();
+            let calls = |name: &str| {
+                stats
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+                    .and_then(|l| l.split(',').next())
+                    .map_or(0, |n| n.parse::<u64>().unwrap())
+            };
+            total += calls("get") - calls("evalsha");
+        }
+        total
     };
-    let (hits, before) = (a.near_cache_stats().unwrap().hits, gets(&server));
+    let (hits, before) = (a.near_cache_stats().unwrap().hits, gets());
     for i in 2..52u64 {
         let s = ma.open(Some(&t));
         let n = s.get::<u64>("n").await.unwrap().unwrap();
@@ -249,7 +261,7 @@ async fn own_saves_stay_cached() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     // The first read may come before the login's own invalidation; after that, hits only.
-    let (hits, reads) = (a.near_cache_stats().unwrap().hits - hits, gets(&server) - before);
+    let (hits, reads) = (a.near_cache_stats().unwrap().hits - hits, gets() - before);
     eprintln!("50 read-and-save requests: {hits} cache hits, {reads} GETs sent");
     assert!(hits >= 49 && reads <= 1, "{hits} hits, {reads} GETs");
     // Another instance's save still reaches A.
