@@ -163,6 +163,18 @@ fn warnings(r: &ServerReport) -> Vec<String> {
             "this master has {n} replica(s) and min-replicas-to-write is 0: cut off from its replicas (a network partition), it keeps acknowledging logins, logouts and revocations that the failover promoting a replica erases. Set min-replicas-to-write 1 and min-replicas-max-lag 10, so that an isolated master refuses writes (answered with 503) after the lag"
         ));
     }
+    if let (Some(n), Some(m)) = (r.replicas, r.min_replicas_to_write.filter(|m| *m > 0)) {
+        if n < m {
+            w.push(format!(
+                "min-replicas-to-write is {m} but this master has {n} replica(s): it refuses every write now"
+            ));
+        } else if n == m {
+            w.push(format!(
+                "min-replicas-to-write is {m} and this master has {n} replica(s): after a failover the promoted master has one replica fewer and refuses every write until the old master rejoins as its replica (13 s after a partition healed, measured). Run at least {} replicas",
+                m.saturating_add(1)
+            ));
+        }
+    }
     w
 }
 
@@ -189,7 +201,12 @@ mod tests {
         r.maxmemory_policy = Some("noeviction".into());
         r.aof_enabled = Some(true);
         r.min_replicas_to_write = Some(1);
+        assert!(warnings(&r)[0].contains("one replica fewer"), "as many replicas as required");
+        r.replicas = Some(2);
         assert!(warnings(&r).is_empty());
+        r.min_replicas_to_write = Some(3);
+        assert!(warnings(&r)[0].contains("refuses every write now"));
+        r.min_replicas_to_write = Some(1);
         r.replicas = Some(0);
         r.min_replicas_to_write = Some(0);
         assert!(warnings(&r).is_empty(), "no replicas, nothing to guard");

@@ -74,6 +74,12 @@ async fn replicated_master_without_the_write_guard_is_warned_about() {
     let store = RedisStore::connect(&master.url()).await.unwrap();
     let report = store.server_report().await;
     assert!(!guard(&report), "{:?}", report.warnings);
+    // One replica for one required: a failover would leave the new master refusing writes.
+    assert!(
+        report.warnings.iter().any(|w| w.contains("one replica fewer")),
+        "{:?}",
+        report.warnings
+    );
     // Cut off from its replica, the guarded master refuses writes after the lag: a login is
     // an outage (503, retry later), not a server error, and nothing is written.
     let config = sesame::SessionConfig::builder().insecure_development_secret().build().unwrap();

