@@ -23,14 +23,21 @@ fn visit_twice(bin: &str, exe: &str, url: &str, ready: &str) {
     let app = Example::start(exe, &[("REDIS_URL", url), ("SESSION_SECRET", SECRET)]);
     app.wait_for_log(ready);
     // A fresh topology on a busy machine can take longer than the example's 500 ms to confirm
-    // a write on its replicas: warm up with throwaway sessions (no cookie jar) until one
-    // write is confirmed, then run the README's lines.
+    // a write on its replicas: warm up with throwaway sessions (no cookie jar) until eight
+    // writes in a row are confirmed (on a cluster, new sessions land on every master), then
+    // run the README's lines.
     let probe =
         format!("curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{}/visits", app.port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while common::sh(&probe, Path::new(".")) != "200" {
-        assert!(std::time::Instant::now() < deadline, "{bin}: no write confirmed within 20 s");
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut in_a_row = 0;
+    while in_a_row < 8 {
+        if common::sh(&probe, Path::new(".")) == "200" {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert!(std::time::Instant::now() < deadline, "{bin}: writes not confirmed within 30 s");
     }
     let line = header_curl_line(bin);
     let lines = [format!("{line}  # visit number 1"), format!("{line}  # visit number 2")];
