@@ -42,6 +42,18 @@ pub mod scale;
 
 use std::fmt;
 
+/// Logs errors only, to standard error (the binaries print their tables on standard
+/// output); `RUST_LOG` overrides the level.
+pub fn log_errors_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Any failure of a measurement, as text: a measurement either completes or is discarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchError(pub String);

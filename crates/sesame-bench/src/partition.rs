@@ -212,7 +212,7 @@ impl Deployment {
         }
     }
 
-    /// Whether the data of `user_tag_key` (a key of the store) lives on the old master: always
+    /// Whether the Redis key `redis_key` lives on the old master: always
     /// for Sentinel; for a cluster, when its slot is one of node 0's.
     pub fn on_old_master(&self, redis_key: &str) -> Result<bool, BenchError> {
         match &self.group {

@@ -271,6 +271,33 @@ async fn own_saves(url: &str, nodes: &[&RedisServer]) {
     until_read(&ma, &t, Some(1000)).await;
 }
 
+/// Lets `tasks` (each listing when its requests started and whether they found the session)
+/// run for [`RACE_WINDOW`] after a revocation that returned at `revoked`, stops them, and
+/// checks that none that started [`RACE_BOUND`] after it found the session; returns how many
+/// that started after it did.
+async fn late_finds(
+    mut tasks: tokio::task::JoinSet<Vec<(Instant, bool)>>,
+    stop: &std::sync::atomic::AtomicBool,
+    revoked: Instant,
+) -> usize {
+    tokio::time::sleep(RACE_WINDOW).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut late = 0;
+    while let Some(seen) = tasks.join_next().await {
+        for (started, live) in seen.unwrap() {
+            if live && started > revoked {
+                late += 1;
+                let after = started - revoked;
+                assert!(
+                    after < RACE_BOUND,
+                    "a request {after:?} after the revocation found the session"
+                );
+            }
+        }
+    }
+    late
+}
+
 // Read-and-save requests on A (its saves kept in its cache) racing "log out everywhere" on B,
 // many rounds: the revocation also changes the user's index, so it drops A's entry even when
 // Redis folds it into the same announcement as A's own save. No request that starts after
@@ -309,21 +336,7 @@ async fn own_saves_racing_a_revocation_of_the_user() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(mb.revoke_user("frank").await.unwrap(), 2);
-        let revoked = Instant::now();
-        tokio::time::sleep(RACE_WINDOW).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        while let Some(seen) = writers.join_next().await {
-            for (started, live) in seen.unwrap() {
-                if live && started > revoked {
-                    late += 1;
-                    let after = started - revoked;
-                    assert!(
-                        after < RACE_BOUND,
-                        "a request {after:?} after the revocation found the session"
-                    );
-                }
-            }
-        }
+        late += late_finds(writers, &stop, Instant::now()).await;
     }
     eprintln!(
         "requests that started after the revocation returned and still found the session: {late}"
@@ -360,21 +373,7 @@ async fn reads_racing_a_revocation() {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let id = ma.open(Some(&t)).id().await.unwrap().unwrap();
         assert!(ma.revoke_session("dave", &id).await.unwrap());
-        let revoked = Instant::now();
-        tokio::time::sleep(RACE_WINDOW).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        while let Some(seen) = readers.join_next().await {
-            for (started, live) in seen.unwrap() {
-                if live && started > revoked {
-                    late += 1;
-                    let after = started - revoked;
-                    assert!(
-                        after < RACE_BOUND,
-                        "a read {after:?} after the revocation found the session"
-                    );
-                }
-            }
-        }
+        late += late_finds(readers, &stop, Instant::now()).await;
     }
     eprintln!("reads that started after a revocation returned and still found the session: {late}");
     assert!(b.near_cache_stats().unwrap().hits > 0);

@@ -9,13 +9,7 @@ use sesame_bench::failover::{self, Options, Topology};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sesame_bench::log_errors_to_stderr();
     let clients = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(16);
     println!("{clients} clients; each logs in, then GET /api/me (read + update) in a loop, logging in again every {} requests\n", failover::RELOGIN_EVERY);
     println!("{}", failover::HEADER);

@@ -14,13 +14,7 @@ use sesame_bench::partition::{self, Options, Topology, Writes};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sesame_bench::log_errors_to_stderr();
     if let Some(why) = partition::unavailable() {
         eprintln!("no network partition can be made here: {why}");
         return std::process::ExitCode::FAILURE;
