@@ -19,9 +19,9 @@ use axum::{Extension, Json, Router};
 use reqwest::Client;
 use serde_json::{json, Value};
 use sesame::{
-    CapPolicy, CreateOutcome, Delta, Error, Login, Lookup, Policy, Record, RotateOutcome, Rotation,
-    SaveOutcome, SessionConfig, SessionConfigBuilder, SessionEvent, SessionInfo, SessionKey,
-    SessionManager, Store, StoreError, Tag, TokenSecret, UserRef, TOKEN_LEN,
+    CapPolicy, CreateOutcome, Delta, Error, Loaded, Login, Lookup, Policy, Record, RotateOutcome,
+    Rotation, SaveOutcome, SessionConfig, SessionConfigBuilder, SessionEvent, SessionInfo,
+    SessionKey, SessionManager, Store, StoreError, Tag, TokenSecret, UserRef, TOKEN_LEN,
 };
 use sesame_axum::{CookieConfig, SameSite, Session, SessionError, SessionLayer, TransportConfig};
 use sesame_redis::RedisStore;
@@ -498,7 +498,7 @@ impl Store for Colliding {
     async fn save(
         &self,
         key: &SessionKey,
-        base: &Record,
+        base: &Loaded,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,
@@ -2084,7 +2084,7 @@ async fn item_36_encryption_at_rest_with_key_rotation() {
     for (target, name) in [(&other, "x"), (&t, "w")] {
         let key = b.session_key(target);
         let base = match Store::load(&b.store, &key, sesame::now_ms(), &policy).await {
-            Ok(Lookup::Live(l)) => l.record,
+            Ok(Lookup::Live(l)) => l,
             other => panic!("{other:?}"),
         };
         let delta =

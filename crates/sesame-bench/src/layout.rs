@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use sesame::{CreateOutcome, Delta, Policy, Record, SaveOutcome, SessionKey, Store, ValueFormat};
+use sesame::{
+    CreateOutcome, Delta, Loaded, Policy, Record, SaveOutcome, SessionKey, Store, ValueFormat,
+};
 use sesame_redis::RedisStore;
 
 use crate::hash::HashStore;
@@ -125,21 +127,25 @@ impl Client {
         key: &SessionKey,
         now_ms: u64,
         policy: &Policy,
-    ) -> BenchResult<Option<Record>> {
+    ) -> BenchResult<Option<Loaded>> {
         match self {
             Client::Compact(s) | Client::CompactMsgpack(s) => {
-                Ok(s.load(key, now_ms, policy).await?.live().map(|l| l.record))
+                Ok(s.load(key, now_ms, policy).await?.live())
             }
-            Client::Hash(s) => s.load(key, now_ms, policy).await,
+            // The hash layout's save does not use its base; its deadline is never read.
+            Client::Hash(s) => Ok(s
+                .load(key, now_ms, policy)
+                .await?
+                .map(|record| Loaded::written(record, now_ms, policy))),
         }
     }
 
-    /// Saves a delta onto `base` (the record as loaded); the new version, or `None` when the
+    /// Saves a delta onto `base` (the session as loaded); the new version, or `None` when the
     /// session is missing.
     pub async fn save(
         &self,
         key: &SessionKey,
-        base: &Record,
+        base: &Loaded,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,

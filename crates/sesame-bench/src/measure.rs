@@ -260,7 +260,7 @@ impl LayoutBench {
     /// Loads user `n`'s session through the layout's client.
     pub async fn load(&self, n: u32) -> BenchResult<Option<Record>> {
         let key = self.key(n).ok_or_else(|| BenchError::new(format!("no session for user {n}")))?;
-        self.client.load(key, sesame::now_ms(), &self.config.policy).await
+        Ok(self.client.load(key, sesame::now_ms(), &self.config.policy).await?.map(|l| l.record))
     }
 
     /// Runs `requests` requests of `kind`, round robin over the sessions, with
@@ -374,19 +374,19 @@ async fn request(
     kind: RequestKind,
     policy: &Policy,
 ) -> BenchResult<()> {
-    let record = client
+    let loaded = client
         .load(key, sesame::now_ms(), policy)
         .await?
         .ok_or_else(|| BenchError::new("a session vanished"))?;
     if kind == RequestKind::ReadWrite {
-        let hits = content::hits(&record)?;
+        let hits = content::hits(&loaded.record)?;
         let format = client.layout().value_format();
         let delta = Delta {
             set: vec![("hits".to_string(), content::encode(&json!(hits + 1), format)?)],
             ..Delta::default()
         };
         client
-            .save(key, &record, &delta, sesame::now_ms(), policy)
+            .save(key, &loaded, &delta, sesame::now_ms(), policy)
             .await?
             .ok_or_else(|| BenchError::new("a session vanished before its save"))?;
     }

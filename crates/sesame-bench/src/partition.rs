@@ -501,8 +501,8 @@ async fn writer(
         t.slowest_load = t.slowest_load.max(started.elapsed());
         t.over_bound += u64::from(started.elapsed() > request_bound(false));
         t.loads += 1;
-        let base = match loaded {
-            Ok(Lookup::Live(l)) => l.record,
+        let live = match loaded {
+            Ok(Lookup::Live(l)) => l,
             Ok(Lookup::Missing) if cur.created.is_some() => {
                 // A login acknowledged by a master whose writes were then lost: log in again.
                 cur.take().lost(&mut t);
@@ -526,6 +526,7 @@ async fn writer(
                 continue;
             }
         };
+        let base = &live.record;
         if base.principal.as_ref() != Some(&cur.principal) {
             t.wrong.push(format!(
                 "{} read {:?}",
@@ -534,7 +535,7 @@ async fn writer(
             ));
             continue;
         }
-        let Some(seen) = counter(&base) else {
+        let Some(seen) = counter(base) else {
             t.wrong.push(format!("{}: no counter in {base:?}", cur.principal.name()));
             continue;
         };
@@ -544,7 +545,7 @@ async fn writer(
         let next = seen.saturating_add(1);
         let started = Instant::now();
         let saved =
-            s.save(&cur.key, &base, &set(&[("n", next.to_string().as_bytes())]), now(), &pol).await;
+            s.save(&cur.key, &live, &set(&[("n", next.to_string().as_bytes())]), now(), &pol).await;
         let done = Instant::now();
         t.slowest_save = t.slowest_save.max(done - started);
         t.over_bound += u64::from(done - started > request_bound(durable));

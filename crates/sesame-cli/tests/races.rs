@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use reqwest::Client;
 use serde_json::{json, Value};
 use sesame::{
-    CreateOutcome, Delta, Error, Login, Lookup, MemoryStore, Policy, Record, RotateOutcome,
+    CreateOutcome, Delta, Error, Loaded, Login, Lookup, MemoryStore, Policy, Record, RotateOutcome,
     Rotation, SaveOutcome, SessionConfig, SessionInfo, SessionKey, SessionManager, Store,
     StoreError, UserRef,
 };
@@ -135,7 +135,7 @@ impl Store for Spy {
     async fn save(
         &self,
         key: &SessionKey,
-        base: &Record,
+        base: &Loaded,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,

@@ -189,7 +189,7 @@ async fn reshard_under_traffic(cluster: &Cluster) {
         let n = 10 + step as u8;
         match s.load(&current[i].0.key(), now(), &pol).await {
             Ok(l) => {
-                let base = l.live().expect("a live session").record;
+                let base = l.live().expect("a live session");
                 match s.save(&current[i].0.key(), &base, &set(&[("n", &[n])]), now(), &pol).await {
                     Ok(SaveOutcome::Saved(r)) => {
                         assert_eq!(r.attrs["n"], [n]);
@@ -431,7 +431,7 @@ async fn scripts_reload_on_every_master(cluster: &Cluster) {
     for u in &users {
         let t = token(u.user().tag());
         create(&s, &t.key(), &record(Some(u), &[("a", b"1")]), &pol).await;
-        let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap().record;
+        let base = s.load(&t.key(), now(), &pol).await.unwrap().live().unwrap();
         let saved = s.save(&t.key(), &base, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
         let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
         let next = token(u.user().tag());

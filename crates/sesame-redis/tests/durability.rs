@@ -80,7 +80,7 @@ async fn writes_wait_for_replicas_or_fail() {
     assert_eq!(replica.cli(&["EXISTS", &key]).unwrap(), "1");
 
     replica.stop();
-    let base = s.load(&k, now(), &pol).await.unwrap().live().unwrap().record;
+    let base = s.load(&k, now(), &pol).await.unwrap().live().unwrap();
     let d = Delta { set: vec![("b".into(), b"2".to_vec())], ..Delta::default() };
     let e = s.save(&k, &base, &d, now(), &pol).await.unwrap_err();
     assert!(
@@ -91,7 +91,7 @@ async fn writes_wait_for_replicas_or_fail() {
     let e = s.create(&k2, &record(None, &[]), None, now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
     let next = token(p.user().tag());
-    let e = s.rotate(&renew(&t, &next, &base, &d, 1_000), now(), &pol).await.unwrap_err();
+    let e = s.rotate(&renew(&t, &next, &base.record, &d, 1_000), now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
     assert!(matches!(s.destroy(&k, now()).await.unwrap_err(), StoreError::Unavailable { .. }));
     let e = s.revoke_all(p.user(), None, now()).await.unwrap_err();

@@ -104,7 +104,7 @@ async fn first_request_after_a_restart_succeeds_on_every_instance() {
         let d = sesame::Delta { set: vec![("n".into(), b"\x011".to_vec())], ..Default::default() };
         let current = s.load(&keys[i + 2], now(), &pol).await;
         let base = match current {
-            Ok(Lookup::Live(l)) => l.record,
+            Ok(Lookup::Live(l)) => l,
             other => {
                 panic!("first read after the second restart, instance {i}: {other:?} {base:?}")
             }

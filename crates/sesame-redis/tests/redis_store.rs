@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sesame::{Delta, Lookup, RotateOutcome, SaveOutcome, SessionToken, Store, StoreError, Tag};
 use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{
-    elevate, key, login, policy, principal, record, renew, set, token,
+    base_of, elevate, key, login, policy, principal, record, renew, set, token,
 };
 use sesame_testkit::fixtures::{contains, create, is_pointer, live, now, pointer_bytes};
 use sesame_testkit::{RedisOptions, RedisServer};
@@ -82,7 +82,7 @@ async fn hostile_bytes_in_redis_are_an_error() {
         }
         // The caller's idea of the record differs from the stored bytes, so the store reads
         // what is there, and must refuse it.
-        let r = s.save(&k, &record(None, &[]), &set(&[("a", b"1")]), now(), &p).await;
+        let r = s.save(&k, &base_of(&record(None, &[])), &set(&[("a", b"1")]), now(), &p).await;
         assert!(r.is_err() || matches!(r, Ok(SaveOutcome::Missing)), "save over {bytes:?}: {r:?}");
         assert_eq!(
             raw(&server, &redis_key).as_deref(),
@@ -103,7 +103,8 @@ async fn hostile_bytes_in_redis_are_an_error() {
         .unwrap();
     let started = Instant::now();
     assert_eq!(s.load(&k, now(), &p).await.unwrap(), Lookup::Missing);
-    let r = s.save(&k, &record(None, &[]), &set(&[("a", b"1")]), now(), &p).await.unwrap();
+    let r =
+        s.save(&k, &base_of(&record(None, &[])), &set(&[("a", b"1")]), now(), &p).await.unwrap();
     assert_eq!(r, SaveOutcome::Missing);
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert_eq!(raw(&server, &redis_key), Some(cycle));
@@ -213,7 +214,7 @@ async fn scripts_reload_after_noscript() {
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
     let l = live(s.load(&t.key(), now(), &pol).await.unwrap()); // no script
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-    let saved = s.save(&t.key(), &l.record, &set(&[("a", b"1")]), now(), &pol).await.unwrap(); // save.lua
+    let saved = s.save(&t.key(), &l, &set(&[("a", b"1")]), now(), &pol).await.unwrap(); // save.lua
     let SaveOutcome::Saved(r) = saved else { panic!("{saved:?}") };
     assert_eq!(r.version, 2);
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();

@@ -13,7 +13,7 @@ use sesame::{
     SessionConfig, SessionManager, SessionToken, StoreError, TokenAction,
 };
 
-use crate::conformance::{login, DynStore};
+use crate::conformance::{base_of, login, DynStore};
 use crate::fixtures::{contains, live, now};
 
 /// Marker text put into attribute values: it must never be found in the store.
@@ -68,7 +68,10 @@ pub async fn plant(
 ) {
     let base = stored(store, m, token).await;
     let delta = Delta { set: vec![(name.to_string(), value)], ..Delta::default() };
-    let out = store.save(&token.key(), &base, &delta, now(), m.config().policy()).await.unwrap();
+    let out = store
+        .save(&token.key(), &base_of(&base), &delta, now(), m.config().policy())
+        .await
+        .unwrap();
     assert!(matches!(out, SaveOutcome::Saved(_)), "{out:?}");
 }
 

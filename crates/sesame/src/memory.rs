@@ -321,7 +321,7 @@ impl Store for MemoryStore {
     async fn save(
         &self,
         key: &SessionKey,
-        _base: &Record,
+        _base: &Loaded,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,

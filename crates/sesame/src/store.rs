@@ -472,14 +472,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Lookup, StoreError>;
 
     /// Applies a delta to the session as it is now in the store and bumps the version; like a
-    /// load, it pushes the idle deadline only when a touch is due ([`touch_due`]). Refused whole with [`StoreError::LimitExceeded`] when the result
-    /// would break the limits of `policy`. `base` is the record as the caller loaded it (a
-    /// store may merge on the client and write with compare-and-set against it); the outcome
-    /// is the same as merging into the current record atomically.
+    /// load, it pushes the idle deadline only when a touch is due ([`touch_due`]). Refused
+    /// whole with [`StoreError::LimitExceeded`] when the result would break the limits of
+    /// `policy`. `base` is the session as the caller loaded it: a store may merge on the
+    /// client and write with compare-and-set against its record, and decide from its idle
+    /// deadline whether a touch is due (a deadline pushed meanwhile by another request only
+    /// makes the touch come early, never late). The outcome is the same as merging into the
+    /// current record atomically.
     async fn save(
         &self,
         key: &SessionKey,
-        base: &Record,
+        base: &Loaded,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sesame::{
-    CreateOutcome, Delta, Error, Login, Lookup, MemoryStore, Policy, Record, RotateOutcome,
+    CreateOutcome, Delta, Error, Loaded, Login, Lookup, MemoryStore, Policy, Record, RotateOutcome,
     Rotation, SaveOutcome, SessionConfig, SessionInfo, SessionKey, SessionManager, SessionToken,
     Store, StoreError, TokenAction, UserRef,
 };
@@ -103,7 +103,7 @@ impl Store for Counting {
     async fn save(
         &self,
         k: &SessionKey,
-        b: &Record,
+        b: &Loaded,
         d: &Delta,
         n: u64,
         p: &Policy,

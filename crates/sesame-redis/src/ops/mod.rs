@@ -12,8 +12,8 @@ mod users;
 
 use async_trait::async_trait;
 use sesame::{
-    CreateOutcome, Delta, Login, Lookup, Policy, Record, RotateOutcome, Rotation, SaveOutcome,
-    SessionInfo, SessionKey, Store, StoreError, UserRef,
+    CreateOutcome, Delta, Loaded, Login, Lookup, Policy, Record, RotateOutcome, Rotation,
+    SaveOutcome, SessionInfo, SessionKey, Store, StoreError, UserRef,
 };
 
 use crate::store::RedisStore;
@@ -47,7 +47,7 @@ impl Store for RedisStore {
     async fn save(
         &self,
         key: &SessionKey,
-        base: &Record,
+        base: &Loaded,
         delta: &Delta,
         now_ms: u64,
         policy: &Policy,

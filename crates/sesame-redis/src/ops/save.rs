@@ -1,11 +1,13 @@
 //! Saving a delta (`save.lua`): merged on the client into the record as read, written with
 //! compare-and-set, merged again from the stored record when another write came first. Like a
-//! load, a save pushes the idle deadline only when a touch is due ([`sesame::store::touch_due`]). A save
-//! that meets a token superseded within its grace window goes on at the lineage's head.
+//! load, a save pushes the idle deadline only when a touch is due ([`sesame::store::touch_due`]),
+//! decided here from the idle deadline the caller loaded, so that the script need not ask for
+//! the key's TTL. A save that meets a token superseded within its grace window goes on at the
+//! lineage's head.
 
 use redis::Value;
-use sesame::store::write_ttl;
-use sesame::{Delta, Policy, Record, SaveOutcome, SessionKey, StoreError};
+use sesame::store::{touch_due, write_ttl};
+use sesame::{Delta, Loaded, Policy, Record, SaveOutcome, SessionKey, StoreError};
 
 use crate::error::{backend, unexpected};
 use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Read, Resolved};
@@ -19,7 +21,7 @@ pub(crate) const MAX_SAVE_ATTEMPTS: usize = 128;
 
 /// What `save.lua` answered.
 enum Reply {
-    /// Saved; the key's time to live now (ms), when the reply says.
+    /// Saved; the key's new time to live (ms), or `None` when it kept its TTL.
     Saved(Option<u64>),
     Missing,
     /// The key no longer holds the bytes the client merged into: here is what it holds.
@@ -34,55 +36,75 @@ impl Reply {
                 _ => None,
             }),
             (0, _) => Reply::Missing,
-            (2, rest) => Reply::Changed(Found::from_reply(rest.first(), now, "save")?),
+            (2, rest) => {
+                let mut found = Found::from_reply(rest.first(), now, "save")?;
+                if let Found::Record(read) = &mut found {
+                    // The key's TTL as the script found it (-1: none, which sesame never writes).
+                    read.ttl = match rest.get(1) {
+                        Some(Value::Int(ttl)) => u64::try_from(*ttl).ok(),
+                        _ => None,
+                    };
+                }
+                Reply::Changed(found)
+            }
             _ => return Err(unexpected("save", v)),
         })
     }
 }
 
+/// The TTL a save of `next` at `now` sets, or `None` when the key keeps its own: set when a
+/// touch is due by the idle deadline as loaded (`None`: the key had no TTL), or when that
+/// deadline lies further than the session may now live.
+fn new_ttl(policy: &Policy, deadline: Option<u64>, next: &Record, now: u64) -> Option<u64> {
+    let left = deadline.map(|d| d.saturating_sub(now));
+    let ttl = write_ttl(policy, next.absolute_ms, now);
+    touch_due(policy, left, next.absolute_ms, now)
+        .or_else(|| left.filter(|&l| l > ttl && ttl > 0).map(|_| ttl))
+}
+
 pub(crate) async fn save(
     store: &RedisStore,
     key: &SessionKey,
-    base: &Record,
+    base: &Loaded,
     delta: &Delta,
     now: u64,
     policy: &Policy,
 ) -> Result<SaveOutcome, StoreError> {
     let mut target = *key;
-    let mut expected = record::encode(base);
-    let mut current = base.clone();
+    let mut expected = record::encode(&base.record);
+    let mut current = base.record.clone();
+    let mut deadline = Some(base.idle_deadline_ms);
     for _ in 0..MAX_SAVE_ATTEMPTS {
         if current.absolute_ms <= now {
             return Ok(SaveOutcome::Missing);
         }
         let next = current.next(delta, policy)?;
-        let ttl = write_ttl(policy, next.absolute_ms, now);
+        let touch = new_ttl(policy, deadline, &next, now);
         let mut call = Call::new(&store.scripts.save);
         let session_key = store.keys.session(&target);
         call.key(session_key.as_str());
-        if let Some(p) = &next.principal {
-            call.key(store.keys.index(p.user()));
-        }
         let written = record::encode(&next);
-        call.arg(expected.as_slice())
-            .arg(written.as_slice())
-            .arg(ttl)
-            .arg(next.index_member(&target.id()))
-            .arg(now.saturating_add(ttl))
-            .arg(policy.idle_ms)
-            .arg(policy.touch_after_ms);
+        call.arg(expected.as_slice()).arg(written.as_slice());
+        if let Some(ttl) = touch {
+            if let Some(p) = &next.principal {
+                call.key(store.keys.index(p.user()));
+            }
+            call.arg(ttl).arg(next.index_member(&target.id())).arg(now.saturating_add(ttl));
+        }
         // Sets and removals give the same record when applied twice; exact updates do not, so
         // a save carrying one is not sent again after a broken connection.
         call.retry_safe(delta.update.is_empty());
         let ticket = store.near_ticket();
         let reply = store.run_unmarked(&call).await.and_then(|v| Reply::parse(&v, now));
         match (&reply, ticket) {
-            (Ok(Reply::Saved(Some(ttl))), Some(ticket)) => {
-                // The near cache keeps what was written (the index, if any, is dropped).
+            (Ok(Reply::Saved(ttl)), Some(ticket)) => {
+                // The near cache keeps what was written (the index, if any, is dropped). A
+                // kept TTL is the loaded deadline's: the key lives at least that long.
                 for k in call.keys().iter().skip(1) {
                     store.wrote(&String::from_utf8_lossy(k));
                 }
-                let read = Read { raw: written, record: next.clone(), ttl: Some(*ttl) };
+                let ttl = ttl.or_else(|| deadline.map(|d| d.saturating_sub(now)));
+                let read = Read { raw: written, record: next.clone(), ttl };
                 store.wrote_own(&session_key, read, ticket, now);
             }
             _ => store.wrote_keys(&call),
@@ -105,8 +127,64 @@ pub(crate) async fn save(
         };
         expected = read.raw;
         current = read.record;
+        deadline = read.ttl.map(|t| now.saturating_add(t));
     }
     Err(backend(&format!(
         "save still conflicting after {MAX_SAVE_ATTEMPTS} attempts: too many concurrent writers on one session"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        let mut p = sesame::SessionConfig::builder()
+            .insecure_development_secret()
+            .build()
+            .map(|c| c.policy().clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        p.idle_ms = 1_800_000;
+        p.touch_after_ms = 60_000;
+        p
+    }
+
+    fn record(absolute_ms: u64) -> Record {
+        Record { absolute_ms, ..Record::default() }
+    }
+
+    // A save writes a TTL only when the loaded deadline says a touch is due, the key had none,
+    // or the deadline lies past what the session may still live.
+    #[test]
+    fn the_ttl_a_save_sets() {
+        let (p, now) = (policy(), 10_000_000);
+        let far = record(now + 86_400_000);
+        assert_eq!(new_ttl(&p, Some(now + 1_800_000), &far, now), None, "just touched");
+        assert_eq!(new_ttl(&p, Some(now + 1_740_001), &far, now), None, "touched 59 s ago");
+        assert_eq!(new_ttl(&p, Some(now + 1_740_000), &far, now), Some(1_800_000), "60 s ago");
+        assert_eq!(new_ttl(&p, Some(now - 5), &far, now), Some(1_800_000), "deadline passed");
+        assert_eq!(new_ttl(&p, None, &far, now), Some(1_800_000), "no TTL");
+        // Near its absolute deadline, a session's TTL is capped, and the idle rule counts from a
+        // full idle window: its saves write the capped TTL.
+        let near = record(now + 600_000);
+        assert_eq!(new_ttl(&p, Some(now + 600_000), &near, now), Some(600_000), "capped");
+        // A deadline further than a write may now give (the idle timeout was shortened since).
+        let r = new_ttl(&p, Some(now + 2_000_000), &far, now);
+        assert_eq!(r, Some(1_800_000), "past the idle window");
+    }
+
+    // A deadline that moved on since the load (another request's touch) can make a save touch
+    // early, never skip a touch that the later deadline would have called for.
+    #[test]
+    fn a_later_deadline_never_asks_for_a_touch_an_earlier_one_skips() {
+        let (p, now) = (policy(), 10_000_000);
+        let r = record(now + 86_400_000);
+        for loaded in (0..=1_800_000).step_by(7_919) {
+            if new_ttl(&p, Some(now + loaded), &r, now).is_none() {
+                for later in (loaded..=1_800_000).step_by(3_001) {
+                    assert_eq!(new_ttl(&p, Some(now + later), &r, now), None, "{loaded} {later}");
+                }
+            }
+        }
+    }
 }

@@ -68,7 +68,7 @@ pub(crate) async fn reads_go_on_while_a_write_waits<'a>(
     let replica_pid = replica.pid().unwrap();
     signal(replica_pid, "STOP");
     let now = sesame::now_ms;
-    let base = s.load(&keys[0], now(), &pol).await.unwrap().live().unwrap().record;
+    let base = s.load(&keys[0], now(), &pol).await.unwrap().live().unwrap();
     let writer = {
         let (s, k) = (s.clone(), keys[0]);
         let d = Delta { set: vec![("b".into(), b"2".to_vec())], ..Delta::default() };

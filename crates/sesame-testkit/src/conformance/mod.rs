@@ -130,10 +130,16 @@ pub async fn save(
     pol: &Policy,
 ) -> Result<SaveOutcome, StoreError> {
     let base = match store.load(k, now_ms, pol).await? {
-        Lookup::Live(l) | Lookup::Successor { loaded: l, .. } => l.record,
-        _ => Record::default(),
+        Lookup::Live(l) | Lookup::Successor { loaded: l, .. } => l,
+        _ => base_of(&Record::default()),
     };
     store.save(k, &base, d, now_ms, pol).await
+}
+
+/// `record` as the base of a save whose idle deadline the caller does not know (it read the
+/// record some other way than a load): the save then pushes the deadline, as a due touch.
+pub fn base_of(record: &Record) -> Loaded {
+    Loaded { record: record.clone(), idle_deadline_ms: 0 }
 }
 
 /// A login of `principal` at the given epoch, authenticated now.

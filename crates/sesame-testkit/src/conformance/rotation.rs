@@ -8,9 +8,9 @@ use sesame::{CreateOutcome, Delta, Lookup, RotateOutcome, SaveOutcome, SessionTo
 use tokio::sync::Barrier;
 
 use super::{
-    codec, create_anonymous, create_user_session, create_user_session_token, elevate, expect_live,
-    expect_missing, key, listed_ids, login, now, open_chain, policy, principal, record, renew,
-    rotated, save, saved, set, token, DynStore,
+    base_of, codec, create_anonymous, create_user_session, create_user_session_token, elevate,
+    expect_live, expect_missing, key, listed_ids, login, now, open_chain, policy, principal,
+    record, renew, rotated, save, saved, set, token, DynStore,
 };
 
 /// A rotation builds the successor from the record as stored now, not from the caller's
@@ -19,7 +19,9 @@ pub async fn rotate_merges_into_current_record(store: DynStore) {
     let pol = policy();
     let old = create_anonymous(&store, &[("a", b"1")]).await;
     let base = expect_live(&store, &old.key(), &pol).await.record;
-    saved(store.save(&old.key(), &base, &set(&[("x", b"1")]), now(), &pol).await.unwrap());
+    saved(
+        store.save(&old.key(), &base_of(&base), &set(&[("x", b"1")]), now(), &pol).await.unwrap(),
+    );
     let new = token(old.tag());
     let d = set(&[("y", b"2")]);
     let t = now();
@@ -144,8 +146,9 @@ pub async fn grace_window_resolves_to_successor(store: DynStore) {
     }
     assert_eq!(expect_live(&store, &new.key(), &pol).await.record, rec);
     // A save through the old token within grace is applied to the head.
-    let written =
-        saved(store.save(&old.key(), &base, &set(&[("c", b"3")]), now(), &pol).await.unwrap());
+    let written = saved(
+        store.save(&old.key(), &base_of(&base), &set(&[("c", b"3")]), now(), &pol).await.unwrap(),
+    );
     assert_eq!(written.version, rec.version + 1);
     let head = expect_live(&store, &new.key(), &pol).await.record;
     assert_eq!(head, written);
@@ -199,7 +202,8 @@ pub async fn reuse_after_grace_revokes_lineage(store: DynStore) {
     // The second: a save or a rotation through its old token writes nothing; a load then is
     // reuse all the same.
     let (old, base, new) = &lineages[1];
-    let out = store.save(&old.key(), base, &set(&[("x", b"1")]), now(), &pol).await.unwrap();
+    let out =
+        store.save(&old.key(), &base_of(base), &set(&[("x", b"1")]), now(), &pol).await.unwrap();
     assert_eq!(out, SaveOutcome::Missing, "a save through a token past grace writes nothing");
     let third = token(old.tag());
     let out = store.rotate(&renew(old, &third, base, &d, 300), now(), &pol).await.unwrap();
@@ -248,7 +252,7 @@ pub async fn elevate_kills_old_token_at_once(store: DynStore) {
     assert_eq!(out, RotateOutcome::Missing);
     expect_missing(&store, &renewed.key(), &pol).await;
     assert_eq!(
-        store.save(&anon.key(), &base, &d, now(), &pol).await.unwrap(),
+        store.save(&anon.key(), &base_of(&base), &d, now(), &pol).await.unwrap(),
         SaveOutcome::Missing
     );
     assert_eq!(listed_ids(&store, &p, 64).await, [new.id()]);
@@ -278,7 +282,8 @@ pub async fn elevate_ends_the_chain(store: DynStore) {
         Lookup::Missing,
         "load through t0"
     );
-    let out = store.save(&t0.key(), &base, &set(&[("x", b"1")]), now(), &pol).await.unwrap();
+    let out =
+        store.save(&t0.key(), &base_of(&base), &set(&[("x", b"1")]), now(), &pol).await.unwrap();
     assert_eq!(out, SaveOutcome::Missing, "save through t0");
     let t3 = token(t0.tag());
     let out = store.rotate(&renew(&t0, &t3, &base, &d, 1_000), now(), &pol).await.unwrap();

@@ -10,8 +10,8 @@ use sesame::{value, CreateOutcome, Delta, SaveOutcome, StoreError, Tag, Update};
 use tokio::sync::Barrier;
 
 use super::{
-    append, decode_list, expect_live, expect_missing, key, list, now, policy, record, renew,
-    rotated, save, saved, set, token, DynStore,
+    append, base_of, decode_list, expect_live, expect_missing, key, list, now, policy, record,
+    renew, rotated, save, saved, set, token, DynStore,
 };
 
 /// A created session loads back as written, with an idle deadline one idle window away.
@@ -118,7 +118,7 @@ pub async fn update_failure_writes_nothing(store: DynStore) {
         apply: failing.clone(),
     };
     let d = Delta { update: vec![fresh], ..Delta::default() };
-    let written = saved(store.save(&k, &base, &d, now(), &pol).await.unwrap());
+    let written = saved(store.save(&k, &base_of(&base), &d, now(), &pol).await.unwrap());
     assert_eq!(written.attrs["n"], six);
     assert_eq!(written.version, 2);
     // Seen is stale: the function runs on the stored value, fails, and nothing is written
@@ -129,7 +129,7 @@ pub async fn update_failure_writes_nothing(store: DynStore) {
         update: vec![stale],
         ..Delta::default()
     };
-    let e = store.save(&k, &base, &d, now(), &pol).await.unwrap_err();
+    let e = store.save(&k, &base_of(&base), &d, now(), &pol).await.unwrap_err();
     assert!(matches!(&e, StoreError::Update { name, .. } if name == "n"), "{e}");
     let l = expect_live(&store, &k, &pol).await;
     assert_eq!(l.record, written);
@@ -248,7 +248,7 @@ pub async fn concurrent_saves_all_persist(store: DynStore) {
         let (store, base) = (store.clone(), base.clone());
         tasks.push(tokio::spawn(async move {
             let d = Delta { set: vec![(format!("a{i}"), vec![i])], ..Delta::default() };
-            store.save(&k, &base, &d, now(), &policy()).await.unwrap()
+            store.save(&k, &base_of(&base), &d, now(), &policy()).await.unwrap()
         }));
     }
     for t in tasks {
@@ -278,7 +278,7 @@ pub async fn concurrent_exact_updates(store: DynStore) {
                 update: vec![append("list", base.attrs.get("list").cloned(), i)],
                 ..Delta::default()
             };
-            saved(store.save(&k, &base, &d, now(), &pol).await.unwrap())
+            saved(store.save(&k, &base_of(&base), &d, now(), &pol).await.unwrap())
         }));
     }
     let mut versions = BTreeSet::new();
@@ -325,7 +325,7 @@ pub async fn set_and_update_same_attribute(store: DynStore) {
                 }
             };
             barrier.wait().await;
-            (i, is_set, saved(store.save(&k, &base, &d, now(), &policy()).await.unwrap()))
+            (i, is_set, saved(store.save(&k, &base_of(&base), &d, now(), &policy()).await.unwrap()))
         }));
     }
     let mut writes = Vec::new();
@@ -355,6 +355,6 @@ pub async fn set_and_update_same_attribute(store: DynStore) {
         update: vec![append("log", seen, 8)],
         ..Delta::default()
     };
-    let r = saved(store.save(&k, &l.record, &d, now(), &pol).await.unwrap());
+    let r = saved(store.save(&k, &l, &d, now(), &pol).await.unwrap());
     assert_eq!(decode_list(&r.attrs["log"]), [7, 8]);
 }

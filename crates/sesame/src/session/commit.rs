@@ -111,7 +111,7 @@ impl Session {
             return Ok(action);
         }
         let sealed = seal_for(m, &loaded.record, delta, false)?;
-        let saving = m.store().save(&key, &loaded.record, &sealed, now, policy);
+        let saving = m.store().save(&key, &loaded, &sealed, now, policy);
         let saved = store_op(Op::Save, Some(&key.id()), saving).await;
         match saved.map_err(|e| rollback_noted(m, &key, e))? {
             SaveOutcome::Saved(record) => {
