@@ -141,6 +141,105 @@ async fn index_key_expires_with_idle_sessions() {
     assert_eq!(wait_for_empty_db(&server).await, "0", "nothing left behind");
 }
 
+// A save decides from the idle deadline its load saw whether a touch is due, and that deadline
+// may have moved since (another request's touch, another save). Under racing loads (which
+// touch) and saves made from stale loads, on two store instances, the session's idle deadline
+// and its index score never move back, and the index never falls behind the session: a
+// stale decision may only touch early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_touches_and_stale_saves_never_move_the_deadline_back() {
+    let server = RedisServer::start();
+    let stores = [store(&server).await, store(&server).await];
+    let pol = Policy { idle_ms: 3_000, touch_after_ms: 60, ..policy() };
+    let who = principal();
+    let k = key(who.user().tag());
+    let (session, index) = (stores[0].session_key(&k), stores[0].index_key(who.user()));
+    create(&stores[0], &k, &record(Some(&who), &[]), &pol).await;
+    let member = live(stores[0].load(&k, now(), &pol).await.unwrap()).record.index_member(&k.id());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The watcher reads the key's TTL and the member's score in one pipeline, many times.
+    let watcher = {
+        let (url, stop) = (server.url(), stop.clone());
+        let (session, index, member) = (session.clone(), index.clone(), member.clone());
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let (mut latest, mut score_seen, mut samples) = (0i64, 0i64, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let before = now() as i64;
+                let (ttl, score): (i64, Option<i64>) = redis::pipe()
+                    .cmd("PTTL")
+                    .arg(&session)
+                    .cmd("ZSCORE")
+                    .arg(&index)
+                    .arg(&member)
+                    .query(&mut c)
+                    .unwrap();
+                let after = now() as i64;
+                assert!(ttl > 0, "the session lost its TTL or expired: {ttl}");
+                let score = score.expect("the member left the index");
+                // The deadline lies between before + ttl and after + ttl (PTTL is in ms).
+                assert!(
+                    after + ttl + 2 >= latest,
+                    "the idle deadline moved back: {} after {latest}",
+                    after + ttl
+                );
+                assert!(
+                    score >= score_seen,
+                    "the index score moved back: {score} after {score_seen}"
+                );
+                // The score is the deadline as the client computed it, a round trip before Redis
+                // set the TTL: within the slack.
+                assert!(
+                    score + SLACK_MS >= before + ttl,
+                    "the index score {score} is behind the session's deadline {}",
+                    before + ttl
+                );
+                latest = latest.max(before + ttl);
+                score_seen = score;
+                samples += 1;
+            }
+            samples
+        })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..8u32 {
+        let s = stores[(i % 2) as usize].clone();
+        let pol = pol.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut saves = 0u32;
+            for round in 0..60u32 {
+                let loaded = live(s.load(&k, now(), &pol).await.unwrap());
+                if i % 4 == 0 {
+                    // A reader: its loads touch once touch_after has passed.
+                    tokio::time::sleep(Duration::from_millis(u64::from(round % 7))).await;
+                    continue;
+                }
+                // A writer whose load goes stale while others touch and save.
+                tokio::time::sleep(Duration::from_millis(u64::from((round * 13 + i) % 90))).await;
+                let (name, value) = (format!("w{i}"), round.to_string());
+                let d = set(&[(name.as_str(), value.as_bytes())]);
+                let saved = s.save(&k, &loaded, &d, now(), &pol).await.unwrap();
+                assert!(matches!(saved, SaveOutcome::Saved(_)), "{saved:?}");
+                saves += 1;
+            }
+            saves
+        }));
+    }
+    let mut saves = 0;
+    for t in tasks {
+        saves += t.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = watcher.join().unwrap();
+    assert_eq!(saves, 6 * 60);
+    assert!(samples > 100, "the watcher sampled {samples} times");
+    // Every write landed: each writer's last value is there.
+    let last = live(stores[1].load(&k, now(), &pol).await.unwrap()).record;
+    for i in (0..8u32).filter(|i| i % 4 != 0) {
+        assert_eq!(last.attrs[&format!("w{i}")], b"59".to_vec(), "writer {i}");
+    }
+}
+
 // A touch (a load once touch_after has passed) and a save push the session's idle deadline,
 // its member's score in the index (the score is the idle deadline) and the index's TTL with
 // it; neither ever shortens the index below another member's TTL.
