@@ -12,6 +12,8 @@ and the medians: req/s, p99, Redis CPU and app CPU per request, Redis commands p
 
 SERVER defaults to sesame-cache, ENDPOINT to /me, ROUNDS to 4 (10 s of wrk each, after a 2 s
 warm-up). On a shared machine, only a difference that holds in every round means anything.
+wrk runs the benchmark's own script, which the NEW build's `--serve` leaves beside its tokens
+(so NEW must be a build of this script's commit or later; OLD may be any).
 Needs wrk, redis-cli and ss (Debian: wrk, redis-tools, iproute2).
 """
 
@@ -25,27 +27,6 @@ import tempfile
 import time
 
 SECONDS = 10
-
-# Rotates the session cookie over the tokens file given after `--`.
-ROTATE = """
-local prepared, count, cursor = {}, 0, 0
-function init(args)
-  local headers = {}
-  for name, value in pairs(wrk.headers) do headers[name] = value end
-  for token in io.lines(args[1]) do
-    if #token > 0 then
-      count = count + 1
-      headers["Cookie"] = "sid=" .. token
-      prepared[count] = wrk.format(nil, nil, headers)
-    end
-  end
-end
-function request()
-  cursor = cursor % count + 1
-  return prepared[cursor]
-end
-"""
-
 
 def cli(port, *args):
     return subprocess.run(["redis-cli", "-p", port, *args], capture_output=True, text=True,
@@ -106,13 +87,13 @@ def main():
     endpoint = sys.argv[4] if len(sys.argv) > 4 else "/me"
     rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 4
     work = tempfile.mkdtemp(prefix="sesame-compare-")
-    script = os.path.join(work, "rotate.lua")
-    with open(script, "w") as f:
-        f.write(ROTATE)
     builds = {}
     try:
         for name, binary in (("old", old), ("new", new)):
             builds[name] = start(binary, server, os.path.join(work, f"{name}.serving"))
+        script = os.path.join(os.path.dirname(builds["new"][2]), "rotate_cookies.lua")
+        if not os.path.exists(script):
+            sys.exit(f"{new} --serve left no rotate_cookies.lua: NEW is older than this script")
         for proc, url, tokens, _ in builds.values():
             wrk(script, url + endpoint, tokens, 2)
         rows = {name: [] for name in builds}

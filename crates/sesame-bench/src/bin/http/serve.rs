@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use sesame_bench::{BenchError, BenchResult};
 
-use crate::bench;
+use crate::{bench, wrk};
 
 /// Starts `server` and the ceiling with 1000 logged-in sessions, prints one line per server
 /// (`serving NAME http://ADDR TOKENS_FILE`) on stdout, serves for `seconds` (or until SIGINT),
-/// then returns.
+/// then returns. The benchmark's wrk script (`rotate_cookies.lua`, which rotates the cookie
+/// over a tokens file) is left beside the tokens files for a load generator outside.
 pub(crate) fn run(server: &str, seconds: u64) -> BenchResult<()> {
     let dir = tempfile::Builder::new()
         .prefix("sesame-http-serve-")
@@ -19,6 +20,7 @@ pub(crate) fn run(server: &str, seconds: u64) -> BenchResult<()> {
         .enable_all()
         .build()
         .map_err(|e| BenchError::new(format!("tokio runtime: {e}")))?;
+    wrk::write_script(dir.path())?;
     let sessions = bench::Sessions { total: 1000, used: 1000 };
     let targets = runtime.block_on(bench::start_targets(dir.path(), &[server], sessions))?;
     for t in &targets {
