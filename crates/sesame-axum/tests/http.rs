@@ -488,3 +488,18 @@ async fn login_overtaken_by_revocation_is_a_401_redis() {
     let redis = RedisServer::start();
     check_login_overtaken_by_revocation(redis_stores(&redis).await).await;
 }
+
+/// The layer's future, boxed once per request around an axum router, stays within glibc's
+/// per-thread cache of freed blocks (up to 1032 bytes; docs/BENCHMARKS.md, "Futures and the
+/// allocator"): the session's commit inside it is boxed on its own.
+#[tokio::test]
+async fn the_layers_future_fits_the_allocators_thread_cache() {
+    use tower_layer::Layer;
+    use tower_service::Service;
+    let manager = SessionManager::new(Arc::new(MemoryStore::new()), short_config());
+    let mut service = SessionLayer::new(manager).layer(Router::new().route("/get", get(dump)));
+    let future = service.call(axum::http::Request::new(axum::body::Body::empty()));
+    let size = std::mem::size_of_val(&*future);
+    assert!(size <= 1032, "the layer's future takes {size} bytes");
+    future.await.unwrap();
+}

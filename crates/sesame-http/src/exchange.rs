@@ -134,7 +134,9 @@ impl Exchange {
     /// commit is an error answer that must replace the handler's response, which may say
     /// "saved" while nothing was written.
     pub async fn finish(self) -> Result<Vec<HeaderOut>, ErrorReply> {
-        let action = match self.session.commit().await {
+        // Boxed, like the rarer paths within it, so that no future of a request outgrows the
+        // allocator's per-thread cache (see `Session::commit`).
+        let action = match Box::pin(self.session.commit()).await {
             Ok(a) => a,
             Err(e) => {
                 let reply = ErrorReply::new(&e);
@@ -152,7 +154,7 @@ impl Exchange {
         match action {
             TokenAction::Keep => {
                 if let Some(token) = &self.refresh {
-                    if let Some(max_age) = self.refreshed_max_age(token).await {
+                    if let Some(max_age) = Box::pin(self.refreshed_max_age(token)).await {
                         out.push(HeaderOut::token("set-cookie", cookie.set(token, max_age)));
                     }
                 }

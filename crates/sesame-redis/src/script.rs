@@ -145,7 +145,7 @@ pub(crate) async fn run(
     let mut redirected = false;
     loop {
         let result = match durability {
-            Some(d) => waited(&mut conn, &cmd, d).await?,
+            Some(d) => Box::pin(waited(&mut conn, &cmd, d)).await?,
             None => cmd.query_async::<Value>(&mut conn).await,
         };
         match result {
@@ -153,7 +153,7 @@ pub(crate) async fn run(
                 // A restarted or promoted server has an empty script cache. On a cluster this
                 // loads the script on every node.
                 reloaded = true;
-                call.script.load_async(&mut conn).await.map_err(map_err)?;
+                Box::pin(call.script.load_async(&mut conn)).await.map_err(map_err)?;
             }
             Err(e) if !resent && call.retry_safe && is_broken_connection(&e) => {
                 // The connection was found broken (a restarted server): the client reconnects,

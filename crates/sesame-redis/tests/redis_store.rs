@@ -239,3 +239,21 @@ async fn scripts_reload_after_noscript() {
     assert_eq!(stats.get("script|load").copied(), Some(1 + 1 + 1 + 1 + 1 + 2 + 2), "{stats:?}");
     assert_eq!(stats.get("script|flush").copied(), Some(8), "{stats:?}");
 }
+
+/// glibc's allocator keeps freed blocks of up to 1032 bytes in a per-thread cache; larger ones
+/// go back to a shared arena under its lock, which threads of a multi-threaded runtime contend
+/// for. A load's and a save's futures (each boxed, once per request) stay within that cache:
+/// the rarer paths inside them (following a lineage, a touch, a script reload, a durable
+/// write's `WAIT`) are boxed on their own (docs/BENCHMARKS.md, "Futures and the allocator").
+#[tokio::test]
+async fn a_requests_store_futures_fit_the_allocators_thread_cache() {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    let (p, k, delta) = (policy(), key(Tag::random().unwrap()), Delta::default());
+    let base = base_of(&record(None, &[]));
+    let load = s.load(&k, now(), &p);
+    let save = s.save(&k, &base, &delta, now(), &p);
+    let (load, save) = (std::mem::size_of_val(&*load), std::mem::size_of_val(&*save));
+    assert!(load <= 1032, "a load's future takes {load} bytes");
+    assert!(save <= 1032, "a save's future takes {save} bytes");
+}

@@ -754,3 +754,16 @@ async fn modify_and_attributes() {
     assert_eq!(names, ["a", "z"], "the stored client record (sesame.client) is not listed");
     assert!(s.get::<u64>("b").await.unwrap().is_none());
 }
+
+/// The transport layers box a session's commit once per request. Like the store futures, it
+/// stays within glibc's per-thread cache of freed blocks (up to 1032 bytes): each branch's
+/// store call inside it is boxed on its own (docs/BENCHMARKS.md, "Futures and the allocator").
+#[tokio::test]
+async fn a_commit_future_fits_the_allocators_thread_cache() {
+    let m = with_grace(Duration::from_secs(5));
+    let s = m.open(None);
+    let commit = s.commit();
+    let size = std::mem::size_of_val(&commit);
+    assert!(size <= 1032, "a commit's future takes {size} bytes");
+    commit.await.unwrap();
+}

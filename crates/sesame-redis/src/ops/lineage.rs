@@ -150,7 +150,7 @@ impl RedisStore {
                     }
                     sealed.push(pointer.sealed);
                     at = pointer.successor;
-                    found = self.read(&at, now).await?;
+                    found = Box::pin(self.read(&at, now)).await?;
                 }
             }
         }
@@ -190,7 +190,7 @@ impl RedisStore {
                 .arg("GT")
                 .ignore();
         }
-        let touched = crate::script::read(&self.conn, &p).await;
+        let touched = Box::pin(crate::script::read(&self.conn, &p)).await;
         self.wrote(&k);
         let (set,): (i64,) = match touched {
             // A master that refuses writes for want of replicas (`min-replicas-to-write`) still

@@ -4,7 +4,7 @@
 
 use sesame::{Lookup, Policy, SessionKey, StoreError};
 
-use crate::ops::lineage::{Follow, Resolved};
+use crate::ops::lineage::{Follow, Found, Resolved};
 use crate::store::RedisStore;
 
 pub(crate) async fn load(
@@ -13,8 +13,13 @@ pub(crate) async fn load(
     now: u64,
     policy: &Policy,
 ) -> Result<Lookup, StoreError> {
-    let found = store.read_cached(key, now).await?;
-    Ok(match store.resolve_from(key, found, now, Follow::Request).await? {
+    // A live record (the usual case) needs no following: the lineage walk, and the ending of
+    // a lineage presented past its grace, are boxed so that this future stays small.
+    let resolved = match store.read_cached(key, now).await? {
+        Found::Record(read) => Resolved::Own(read),
+        found => Box::pin(store.resolve_from(key, found, now, Follow::Request)).await?,
+    };
+    Ok(match resolved {
         Resolved::Own(read) => match store.touch(key, read, now, policy).await? {
             Some(loaded) => Lookup::Live(loaded),
             None => Lookup::Missing,
@@ -24,7 +29,7 @@ pub(crate) async fn load(
             None => Lookup::Missing,
         },
         Resolved::PastGrace => {
-            crate::ops::end::end_lineage(store, key, now).await?;
+            Box::pin(crate::ops::end::end_lineage(store, key, now)).await?;
             Lookup::Reused
         }
         Resolved::Claimed { .. } | Resolved::Missing => Lookup::Missing,

@@ -117,13 +117,15 @@ pub(crate) async fn save(
         check_not_rolled_back(&current, &found)?;
         let read = match found {
             Found::Record(read) => read,
-            found => match store.resolve_from(&target, found, now, Follow::Request).await? {
-                Resolved::Head(head, read, _) => {
-                    target = head;
-                    read
+            found => {
+                match Box::pin(store.resolve_from(&target, found, now, Follow::Request)).await? {
+                    Resolved::Head(head, read, _) => {
+                        target = head;
+                        read
+                    }
+                    _ => return Ok(SaveOutcome::Missing),
                 }
-                _ => return Ok(SaveOutcome::Missing),
-            },
+            }
         };
         expected = read.raw;
         current = read.record;

@@ -23,6 +23,12 @@ impl Session {
     ///
     /// A save that finds its session ended meanwhile (logged out, revoked or expired on another
     /// request) fails with [`Error::SessionEnded`]: the changes were not written.
+    ///
+    /// Each branch's store call is boxed. An `async fn` that awaited them all inline would be as
+    /// large as the largest branch (several kilobytes), and glibc's allocator serves blocks
+    /// over 1 KiB from its shared arenas under a lock instead of from a per-thread cache: on a
+    /// multi-threaded runtime, that lock is what costs (see docs/BENCHMARKS.md, "Futures and
+    /// the allocator").
     pub async fn commit(&self) -> Result<TokenAction, Error> {
         let mut st = self.inner.state.lock().await;
         let m = self.inner.manager.clone();
@@ -31,7 +37,7 @@ impl Session {
             let had = st.incoming.is_some();
             match (&st.current, &st.incoming) {
                 (Current::Present { key, .. }, _) => {
-                    store_op(Op::Destroy, Some(&key.id()), m.store().destroy(key, now)).await?;
+                    Box::pin(destroy(&m, key, now)).await?;
                     m.note_destroyed();
                     m.emit(|| SessionEvent::Destroyed { id: key.id() });
                 }
@@ -40,7 +46,7 @@ impl Session {
                 // Ending the lineage follows the pointer and ends that session too.
                 (_, Some(token)) if !st.ended_by_hook => {
                     let key = token.key();
-                    if store_op(Op::Destroy, Some(&key.id()), m.store().destroy(&key, now)).await? {
+                    if Box::pin(destroy(&m, &key, now)).await? {
                         m.note_destroyed();
                         m.emit(|| SessionEvent::Destroyed { id: key.id() });
                     }
@@ -69,28 +75,31 @@ impl Session {
                         if before.is_some() || !m.config().keep_data_on_login() {
                             // A different principal (or a login told not to keep anonymous
                             // data) starts clean: the old session ends first.
-                            store_op(Op::Destroy, Some(&key.id()), m.store().destroy(&key, now))
-                                .await?;
+                            Box::pin(destroy(&m, &key, now)).await?;
                             m.emit(|| SessionEvent::Destroyed { id: key.id() });
-                            return self.create_fresh(&mut st, &delta, login, now).await;
+                            return Box::pin(self.create_fresh(&mut st, &delta, login, now)).await;
                         }
                         let kind = RotationKind::Elevate;
-                        self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
+                        Box::pin(self.rotate(&mut st, key, token, loaded, &delta, login, kind, now))
+                            .await
                     }
                     // The presented token was superseded moments ago (within its grace window)
                     // and this request continues at the head: the head's token is itself fresh,
                     // and rotating again would hand parallel requests different tokens. Its
                     // client is sent the head's token; the changes are saved there.
-                    _ if st.send_token => self.save(&mut st, key, token, loaded, &delta, now).await,
+                    _ if st.send_token => {
+                        Box::pin(self.save(&mut st, key, token, loaded, &delta, now)).await
+                    }
                     _ if rotate || login.is_some() => {
                         let kind = RotationKind::Renew { grace_ms: m.config().policy().grace_ms };
-                        self.rotate(&mut st, key, token, loaded, &delta, login, kind, now).await
+                        Box::pin(self.rotate(&mut st, key, token, loaded, &delta, login, kind, now))
+                            .await
                     }
-                    _ => self.save(&mut st, key, token, loaded, &delta, now).await,
+                    _ => Box::pin(self.save(&mut st, key, token, loaded, &delta, now)).await,
                 }
             }
             _ if delta.is_empty() && login.is_none() => Ok(TokenAction::Keep),
-            _ => self.create_fresh(&mut st, &delta, login, now).await,
+            _ => Box::pin(self.create_fresh(&mut st, &delta, login, now)).await,
         }
     }
 
@@ -199,8 +208,7 @@ impl Session {
                         }
                         // The head belongs to someone else: a login as another principal.
                         (Some(_), Some(_)) => {
-                            store_op(Op::Destroy, Some(&head.id()), m.store().destroy(&head, now))
-                                .await?;
+                            destroy(&m, &head, now).await?;
                             m.emit(|| SessionEvent::Destroyed { id: head.id() });
                             return self.create_fresh(st, delta, login, now).await;
                         }
@@ -386,4 +394,9 @@ impl State {
             _ => TokenAction::Keep,
         }
     }
+}
+
+/// Ends `key`'s lineage in the store (boxed by its callers: see [`Session::commit`]).
+async fn destroy(m: &SessionManager, key: &SessionKey, now: u64) -> Result<bool, StoreError> {
+    store_op(Op::Destroy, Some(&key.id()), m.store().destroy(key, now)).await
 }
