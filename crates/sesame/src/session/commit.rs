@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::{Change, Current, Session, State, TokenAction, CLIENT_ATTR};
+use super::{Change, Current, PendingUpdate, Session, State, TokenAction, CLIENT_ATTR};
 use crate::crypt::{new_sid, seal_delta, PRINCIPAL_SLOT};
 use crate::error::{Error, StoreError};
 use crate::events::SessionEvent;
@@ -369,7 +369,8 @@ impl State {
             match change {
                 Change::Set(v) => delta.set.push((name, v)),
                 Change::Remove => delta.remove.push(name),
-                Change::Update { seen, result, steps } => {
+                Change::Update(u) => {
+                    let PendingUpdate { seen, result, steps } = *u;
                     let apply: UpdateFn = Arc::new(move |stored: Option<&[u8]>| {
                         let mut v = stored.map(<[u8]>::to_vec);
                         for step in &steps {

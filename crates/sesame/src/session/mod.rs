@@ -73,12 +73,24 @@ enum Current {
     },
 }
 
-/// A pending change of one attribute.
+/// A pending change of one attribute. An exact update's state is boxed: this is the value type
+/// of the pending changes' `BTreeMap`, whose first node would otherwise be a block over 1 KiB
+/// (which glibc's allocator takes from a shared arena under its lock, not from its per-thread
+/// cache; see docs/BENCHMARKS.md, "Futures and the allocator").
 #[derive(Clone)]
 enum Change {
     Set(Vec<u8>),
     Remove,
-    Update { seen: Option<Vec<u8>>, result: Option<Vec<u8>>, steps: Vec<UpdateFn> },
+    Update(Box<PendingUpdate>),
+}
+
+/// An exact update not yet written: the stored bytes it started from, its result so far, and
+/// its steps, to run again on the stored value should another write come first.
+#[derive(Clone)]
+struct PendingUpdate {
+    seen: Option<Vec<u8>>,
+    result: Option<Vec<u8>>,
+    steps: Vec<UpdateFn>,
 }
 
 impl std::fmt::Debug for Change {
@@ -86,7 +98,7 @@ impl std::fmt::Debug for Change {
         f.write_str(match self {
             Change::Set(_) => "Set(..)",
             Change::Remove => "Remove",
-            Change::Update { .. } => "Update(..)",
+            Change::Update(_) => "Update(..)",
         })
     }
 }
@@ -96,7 +108,7 @@ impl Change {
         match self {
             Change::Set(v) => Some(v),
             Change::Remove => None,
-            Change::Update { result, .. } => result.as_ref(),
+            Change::Update(u) => u.result.as_ref(),
         }
     }
 }
@@ -442,10 +454,10 @@ impl Session {
                     None => Change::Remove,
                 }
             }
-            Some(Change::Update { seen, result, mut steps }) => {
-                let result = step(result.as_deref()).map_err(value_error)?;
-                steps.push(step);
-                Change::Update { seen, result, steps }
+            Some(Change::Update(mut u)) => {
+                u.result = step(u.result.as_deref()).map_err(value_error)?;
+                u.steps.push(step);
+                Change::Update(u)
             }
             None => {
                 // `seen` is the stored bytes (sealed while encryption is on): the store compares
@@ -453,7 +465,7 @@ impl Session {
                 let seen = st.stored(name).cloned();
                 let plain = st.stored_plain(name, self.keyring()).map_err(value_error)?;
                 let result = step(plain.as_deref()).map_err(value_error)?;
-                Change::Update { seen, result, steps: vec![step] }
+                Change::Update(Box::new(PendingUpdate { seen, result, steps: vec![step] }))
             }
         };
         let out = change.value().map(|b| value::decode(b)).transpose().map_err(value_error)?;
@@ -739,5 +751,19 @@ impl State {
             Some(c) => c.value(),
             None => self.stored(name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Change;
+
+    // A B-tree node holds up to 11 entries (the standard library's B = 6) and two small
+    // indices besides its parent pointer. The pending changes' first node must stay within
+    // glibc's per-thread cache of freed blocks (up to 1032 bytes).
+    #[test]
+    fn a_node_of_pending_changes_fits_the_allocators_thread_cache() {
+        let node = 11 * (std::mem::size_of::<String>() + std::mem::size_of::<Change>()) + 16;
+        assert!(node <= 1032, "a node of pending changes takes {node} bytes");
     }
 }
