@@ -117,8 +117,11 @@ impl<'a> Call<'a> {
     }
 
     fn cmd(&self) -> redis::Cmd {
-        let mut c = redis::cmd("EVALSHA");
-        c.arg(self.script.get_hash()).arg(self.keys.len());
+        // Sized once: the name, the hash, the key count (at most 20 digits), keys and args.
+        let all = self.keys.iter().chain(&self.args);
+        let data = all.clone().map(Vec::len).sum::<usize>() + 7 + 40 + 20;
+        let mut c = redis::Cmd::with_capacity(3 + all.count(), data);
+        c.arg("EVALSHA").arg(self.script.get_hash()).arg(self.keys.len());
         for k in &self.keys {
             c.arg(k.as_slice());
         }

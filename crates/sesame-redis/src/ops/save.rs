@@ -72,7 +72,8 @@ pub(crate) async fn save(
 ) -> Result<SaveOutcome, StoreError> {
     let mut target = *key;
     let mut expected = record::encode(&base.record);
-    let mut current = base.record.clone();
+    // Borrowed until a conflict brings another state of the record.
+    let mut current = std::borrow::Cow::Borrowed(&base.record);
     let mut deadline = Some(base.idle_deadline_ms);
     for _ in 0..MAX_SAVE_ATTEMPTS {
         if current.absolute_ms <= now {
@@ -128,7 +129,7 @@ pub(crate) async fn save(
             }
         };
         expected = read.raw;
-        current = read.record;
+        current = std::borrow::Cow::Owned(read.record);
         deadline = read.ttl.map(|t| now.saturating_add(t));
     }
     Err(backend(&format!(
