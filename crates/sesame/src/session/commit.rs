@@ -87,6 +87,10 @@ impl Session {
                     // and this request continues at the head: the head's token is itself fresh,
                     // and rotating again would hand parallel requests different tokens. Its
                     // client is sent the head's token; the changes are saved there.
+                    // Nothing to write (a read-only request) needs no store call, nor its box.
+                    _ if (st.send_token || !(rotate || login.is_some())) && delta.is_empty() => {
+                        Ok(st.keep(key, token, loaded))
+                    }
                     _ if st.send_token => {
                         Box::pin(self.save(&mut st, key, token, loaded, &delta, now)).await
                     }
@@ -115,9 +119,7 @@ impl Session {
         let m = &self.inner.manager;
         let policy = m.config().policy();
         if delta.is_empty() {
-            let action = st.action_for(token.as_ref(), &loaded);
-            st.current = Current::Present { key, token, loaded };
-            return Ok(action);
+            return Ok(st.keep(key, token, loaded));
         }
         let sealed = seal_for(m, &loaded.record, delta, false)?;
         let saving = m.store().save(&key, &loaded, &sealed, now, policy);
@@ -383,6 +385,18 @@ impl State {
             }
         }
         delta
+    }
+
+    /// Keeps the loaded session as it is, with nothing written, and says what to tell the client.
+    fn keep(
+        &mut self,
+        key: SessionKey,
+        token: Option<SessionToken>,
+        loaded: Loaded,
+    ) -> TokenAction {
+        let action = self.action_for(token.as_ref(), &loaded);
+        self.current = Current::Present { key, token, loaded };
+        action
     }
 
     /// What to tell the client when no new token was made by this request: the lineage's
