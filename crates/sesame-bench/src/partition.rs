@@ -11,7 +11,8 @@
 //!
 //! Each writer owns one session at a time. It loads it, checks the principal, saves the
 //! counter plus one, and every [`LOGIN_EVERY`] rounds logs in again (a new session with a
-//! fresh counter). It remembers every acknowledged value; a later read that shows less means
+//! fresh counter). On a cluster, half the writers keep every session of theirs on node 0's
+//! slots and half elsewhere, so that every cut strands some writers and spares others. It remembers every acknowledged value; a later read that shows less means
 //! those writes were lost. At the end a fresh store reads every session back.
 //!
 //! [`run`] does one cut; the tests in `tests/partition.rs` assert on short cuts, and the
@@ -28,7 +29,8 @@ use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{key, login, named, policy, record, set};
 use sesame_testkit::fixtures::now;
 use sesame_testkit::{
-    Cluster, ClusterOptions, Partition, RedisServer, RunAs, SentinelGroup, SentinelOptions,
+    key_slot, Cluster, ClusterOptions, Partition, RedisServer, RunAs, SentinelGroup,
+    SentinelOptions,
 };
 
 use crate::BenchError;
@@ -128,6 +130,26 @@ pub struct Deployment {
     partition: Partition,
     side_a: Vec<u16>,
     side_b: Vec<u16>,
+    old_slots: OldSlots,
+}
+
+/// The slot ranges node 0 served when the deployment started (`None` for Sentinel, where
+/// every key is on the old master). Read once, so that writers can place sessions during the
+/// cut without asking a node.
+#[derive(Debug, Clone)]
+pub struct OldSlots(Option<Arc<[(u16, u16)]>>);
+
+impl OldSlots {
+    /// Whether the Redis key `redis_key` lives on the old master's slots.
+    pub fn holds(&self, redis_key: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(ranges) => {
+                let slot = key_slot(redis_key.as_bytes());
+                ranges.iter().any(|&(from, to)| (from..=to).contains(&slot))
+            }
+        }
+    }
 }
 
 impl Deployment {
@@ -160,6 +182,7 @@ impl Deployment {
         let first = nodes[0].port();
         let mut side_a = vec![first];
         let mut side_b: Vec<u16> = nodes[1..].iter().map(RedisServer::port).collect();
+        let mut old_slots = OldSlots(None);
         match &group {
             Group::Sentinel(g) => side_b.extend(g.sentinel_ports()),
             Group::Cluster(c) => {
@@ -168,6 +191,7 @@ impl Deployment {
                 if c.nodes()[0].cli(&["ROLE"]).map_err(err)?.lines().next() != Some("master") {
                     return Err(BenchError::new("cluster node 0 is not a master"));
                 }
+                old_slots = OldSlots(Some(c.slots_of(0).map_err(err)?.into()));
                 // The cluster bus: client port + 10000.
                 side_a.push(bus(first)?);
                 for p in nodes[1..].iter().map(RedisServer::port) {
@@ -175,7 +199,7 @@ impl Deployment {
                 }
             }
         }
-        Ok(Deployment { group, partition, side_a, side_b })
+        Ok(Deployment { group, partition, side_a, side_b, old_slots })
     }
 
     /// The store URL.
@@ -213,15 +237,14 @@ impl Deployment {
     }
 
     /// Whether the Redis key `redis_key` lives on the old master: always
-    /// for Sentinel; for a cluster, when its slot is one of node 0's.
-    pub fn on_old_master(&self, redis_key: &str) -> Result<bool, BenchError> {
-        match &self.group {
-            Group::Sentinel(_) => Ok(true),
-            Group::Cluster(c) => {
-                let slot = c.keyslot(redis_key).map_err(err)?;
-                Ok(c.master_for_slot(slot).map_err(err)? == 0)
-            }
-        }
+    /// for Sentinel; for a cluster, when its slot was one of node 0's at the start.
+    pub fn on_old_master(&self, redis_key: &str) -> bool {
+        self.old_slots.holds(redis_key)
+    }
+
+    /// Node 0's slots at the start, to place sessions with.
+    pub fn old_slots(&self) -> OldSlots {
+        self.old_slots.clone()
     }
 
     /// Sets the write guard (`min-replicas-to-write 1`, lag [`GUARD_LAG_S`]) on every node, so
@@ -430,14 +453,11 @@ async fn new_session(
     name: &str,
     on_old: Option<bool>,
 ) -> Result<(SessionKey, Principal), BenchError> {
+    let old = d.old_slots();
     for attempt in 0..64 {
-        let p = named(&format!("{name}-{}-{attempt}", now()));
-        let k = key(p.user().tag());
-        if let Some(want) = on_old {
-            if d.on_old_master(&s.session_key(&k))? != want {
-                continue;
-            }
-        }
+        let Some((k, p)) = placed(s, &old, &format!("{name}-{attempt}"), on_old) else {
+            continue;
+        };
         let r = record(Some(&p), &[("n", b"0")]);
         match s.create(&k, &r, Some(&login(&p, 0)), now(), &policy()).await {
             Ok(sesame::CreateOutcome::Created) => return Ok((k, p)),
@@ -450,12 +470,30 @@ async fn new_session(
     Err(BenchError::new("no session created on the wanted master in 64 tries"))
 }
 
+/// A fresh principal, and a session key for it, on the old master's slots when `on_old` is
+/// `Some(true)`, elsewhere when `Some(false)` (a cluster places a user's sessions by the user's
+/// tag; about a third of the slots are node 0's). `None` when 64 tries found no such key.
+fn placed(
+    s: &RedisStore,
+    old: &OldSlots,
+    name: &str,
+    on_old: Option<bool>,
+) -> Option<(SessionKey, Principal)> {
+    (0..64).find_map(|attempt| {
+        let p = named(&format!("{name}-{}-{attempt}", now()));
+        let k = key(p.user().tag());
+        let fits = on_old.is_none_or(|want| old.holds(&s.session_key(&k)) == want);
+        fits.then_some((k, p))
+    })
+}
+
 /// Loads its session and saves the counter plus one, again and again until told to stop,
 /// logging in again every [`LOGIN_EVERY`] rounds; checks each answer and keeps count.
 async fn writer(
     s: RedisStore,
     first: (SessionKey, Principal),
     name: String,
+    (old, on_old): (OldSlots, Option<bool>),
     tl: Arc<Timeline>,
     durable: bool,
 ) -> Tally {
@@ -470,8 +508,10 @@ async fn writer(
         tokio::time::sleep(Duration::from_millis(5)).await;
         round += 1;
         if needs_login || round % LOGIN_EVERY == 0 {
-            let p = named(&format!("{name}-{round}-{}", now()));
-            let k = key(p.user().tag());
+            let Some((k, p)) = placed(&s, &old, &format!("{name}-{round}"), on_old) else {
+                t.wrong.push(format!("{name}: no session key on the wanted side in 64 tries"));
+                continue;
+            };
             let started = Instant::now();
             let r = record(Some(&p), &[("n", b"0")]);
             let created = s.create(&k, &r, Some(&login(&p, 0)), now(), &pol).await;
@@ -615,19 +655,21 @@ pub async fn run(opts: Options) -> Result<Report, BenchError> {
     let s = store(&d, opts.writes).await?;
     let durable = matches!(opts.writes, Writes::Durable { .. });
     let cluster = d.is_cluster();
-    // On a cluster, half the writers start on node 0's slots and half elsewhere.
+    // On a cluster, half the writers keep their sessions on node 0's slots and half
+    // elsewhere, at every login: the cut always strands some and spares others.
     let mut firsts = Vec::new();
     for i in 0..opts.writers {
         let on_old = cluster.then_some(i % 2 == 0);
-        firsts.push(new_session(&s, &d, &format!("writer-{i}"), on_old).await?);
+        firsts.push((new_session(&s, &d, &format!("writer-{i}"), on_old).await?, on_old));
     }
     let probe = new_session(&s, &d, "probe", cluster.then_some(true)).await?;
     let tl = Arc::new(Timeline::default());
     let tasks: Vec<_> = firsts
         .into_iter()
         .enumerate()
-        .map(|(i, first)| {
-            tokio::spawn(writer(s.clone(), first, format!("writer-{i}"), tl.clone(), durable))
+        .map(|(i, (first, on_old))| {
+            let side = (d.old_slots(), on_old);
+            tokio::spawn(writer(s.clone(), first, format!("writer-{i}"), side, tl.clone(), durable))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;

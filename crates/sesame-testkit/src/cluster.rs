@@ -191,6 +191,23 @@ impl Cluster {
         })
     }
 
+    /// The slot ranges (inclusive) node `index` serves as master, according to the
+    /// `CLUSTER NODES` view of the first running node; empty for a replica.
+    pub fn slots_of(&self, index: usize) -> Result<Vec<(u16, u16)>, TestkitError> {
+        let port = self.nodes.get(index).map(RedisServer::port).ok_or_else(|| {
+            TestkitError::Unexpected {
+                message: format!("no node {index}"),
+                log_tail: String::new(),
+            }
+        })?;
+        let view = parse_cluster_nodes(&self.any_live_node()?.cli(&["CLUSTER", "NODES"])?);
+        Ok(view
+            .into_iter()
+            .filter(|entry| entry.port == port && entry.is_master())
+            .flat_map(|entry| entry.slots)
+            .collect())
+    }
+
     /// Indices of the running nodes whose `ROLE` says `master`.
     pub fn masters(&self) -> Result<Vec<usize>, TestkitError> {
         let mut masters = Vec::new();
@@ -399,6 +416,29 @@ fn create_command(
     cmd
 }
 
+/// The hash slot of `key`, computed here as a cluster node does (`CLUSTER KEYSLOT`): CRC16
+/// (XMODEM) of the key modulo 16384, where a key holding `{tag}` with a non-empty tag hashes
+/// only the tag (the first `{` and the first `}` after it).
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = key.get(open + 1..)?;
+            let close = rest.iter().position(|&b| b == b'}')?;
+            rest.get(..close).filter(|tag| !tag.is_empty())
+        })
+        .unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 == 0 { crc << 1 } else { (crc << 1) ^ 0x1021 };
+        }
+    }
+    crc % 16_384
+}
+
 /// Options for one cluster node.
 fn node_options(opts: &ClusterOptions) -> RedisOptions {
     let mut extra_args: Vec<String> = [
@@ -505,6 +545,18 @@ mod tests {
 e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5461->-67ed]
 6ec2 127.0.0.1:30003@40003 master,fail - 1426238316232 1426238316232 3 connected 10923-16382 16383
 ";
+
+    #[test]
+    fn key_slot_hashes_the_tag_as_redis_does() {
+        // Values from the Redis Cluster specification and CLUSTER KEYSLOT.
+        assert_eq!(key_slot(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        // An empty tag hashes the whole key; only the first tag counts.
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+    }
 
     #[test]
     fn parses_cluster_nodes() {

@@ -81,7 +81,7 @@ mod server;
 mod tls;
 mod wait;
 
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::{key_slot, Cluster, ClusterOptions};
 pub use error::TestkitError;
 pub use partition::Partition;
 pub use port::free_port;

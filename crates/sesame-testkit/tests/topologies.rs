@@ -12,7 +12,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sesame_testkit::{Cluster, ClusterOptions, SentinelGroup, SentinelOptions};
+use sesame_testkit::{key_slot, Cluster, ClusterOptions, SentinelGroup, SentinelOptions};
 
 /// Upper bound for a failover in these tests.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -155,6 +155,19 @@ fn cluster_starts_with_all_slots_served() {
     // CLUSTER KEYSLOT is CRC16 mod 16384; hash tags select what is hashed.
     assert_eq!(ok(cluster.keyslot("foo")), 12182);
     assert_eq!(ok(cluster.keyslot("{user1000}.following")), ok(cluster.keyslot("user1000")));
+    // The local computation agrees with the server, tags and all.
+    for key in ["foo", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap", "a{b}{c}", "s:{x}"] {
+        assert_eq!(key_slot(key.as_bytes()), ok(cluster.keyslot(key)), "{key}");
+    }
+    let served: u32 = ok(cluster.slots_of(masters[0]))
+        .iter()
+        .chain(&ok(cluster.slots_of(masters[1])))
+        .chain(&ok(cluster.slots_of(masters[2])))
+        .map(|&(from, to)| u32::from(to - from) + 1)
+        .sum();
+    assert_eq!(served, 16_384, "{}", logs());
+    let replica = (0..6).find(|i| !masters.contains(i)).unwrap();
+    assert!(ok(cluster.slots_of(replica)).is_empty());
 
     let key_master = &cluster.nodes()[ok(cluster.master_for_slot(12182))];
     assert_eq!(ok(key_master.cli(&["SET", "foo", "bar"])), "OK");
