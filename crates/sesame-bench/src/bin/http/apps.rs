@@ -41,22 +41,31 @@ pub(crate) fn ceiling_router() -> Router {
         .route("/me_ro", get(|| async { Json(json!({ "user_id": CEILING_USER })) }))
 }
 
-/// The session app on `store` with the default session configuration.
-pub(crate) fn session_router(store: Arc<dyn Store>) -> BenchResult<(Router, SessionManager)> {
-    let manager = SessionManager::new(
+/// A session manager on `store` with the default session configuration.
+pub(crate) fn manager(store: Arc<dyn Store>) -> SessionManager {
+    SessionManager::new(
         store,
         SessionConfig::builder().insecure_development_secret().build().unwrap(),
-    );
-    let cookie = CookieConfig::builder()
+    )
+}
+
+/// The session cookie: default settings but for its name and `Secure` (plain HTTP here).
+pub(crate) fn cookie() -> BenchResult<CookieConfig> {
+    CookieConfig::builder()
         .name(COOKIE_NAME)
         .secure(false)
         .build()
-        .map_err(|e| BenchError::new(format!("cookie config: {e}")))?;
+        .map_err(|e| BenchError::new(format!("cookie config: {e}")))
+}
+
+/// The session app on `store` with the default session configuration.
+pub(crate) fn session_router(store: Arc<dyn Store>) -> BenchResult<(Router, SessionManager)> {
+    let manager = manager(store);
     let router = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/me_ro", get(me_ro))
-        .layer(SessionLayer::new(manager.clone()).with_cookie(cookie));
+        .layer(SessionLayer::new(manager.clone()).with_cookie(cookie()?));
     Ok((router, manager))
 }
 
@@ -80,39 +89,57 @@ async fn login(session: Session, Json(body): Json<Login>) -> Response {
     let Some(n) = user_number(&body.user) else {
         return (StatusCode::BAD_REQUEST, "the user must be user-NNNNNN").into_response();
     };
-    let result: Result<(), sesame::Error> = async {
-        session.login(&body.user).await?;
-        session.insert("user_id", &body.user).await?;
-        session.insert("profile", &content::profile(n)).await?;
-        session.insert("hits", &0u64).await?;
-        Ok(())
-    }
-    .await;
-    match result {
-        Ok(()) => Json(json!({ "user_id": body.user })).into_response(),
+    match log_in(&session, &body.user, n).await {
+        Ok(body) => Json(body).into_response(),
         Err(e) => SessionError(e).into_response(),
     }
 }
 
+/// `GET /me`: see [`read_and_count`].
+async fn me(session: Session) -> Result<Json<Value>, SessionError> {
+    Ok(Json(read_and_count(&session).await?))
+}
+
+/// `GET /me_ro`: see [`read_only`].
+async fn me_ro(session: Session) -> Result<Json<Value>, SessionError> {
+    Ok(Json(read_only(&session).await?))
+}
+
+/// What `POST /login` does on any framework: logs `user` (user number `n`) in, rotating the
+/// token, and stores `user_id`, `profile` and `hits` = 0; answers the body.
+pub(crate) async fn log_in(
+    session: &sesame::Session,
+    user: &str,
+    n: u32,
+) -> Result<Value, sesame::Error> {
+    session.login(user).await?;
+    session.insert("user_id", &user).await?;
+    session.insert("profile", &content::profile(n)).await?;
+    session.insert("hits", &0u64).await?;
+    Ok(json!({ "user_id": user }))
+}
+
 /// Reads the logged-in user's `user_id` and `profile`; a missing attribute is a 401.
-async fn read_user(session: &Session) -> Result<(String, Value), SessionError> {
+async fn read_user(session: &sesame::Session) -> Result<(String, Value), sesame::Error> {
     let user: String = session.get("user_id").await?.ok_or(sesame::Error::NotLoggedIn)?;
     let profile: Value = session.get("profile").await?.ok_or(sesame::Error::NotLoggedIn)?;
     Ok((user, profile))
 }
 
-/// `GET /me`: reads `user_id`, `profile` and `hits`, stores `hits + 1`.
-async fn me(session: Session) -> Result<Json<Value>, SessionError> {
-    let (user, _profile) = read_user(&session).await?;
+/// What `GET /me` does on any framework: reads `user_id`, `profile` and `hits`, stores
+/// `hits + 1`; answers the body.
+pub(crate) async fn read_and_count(session: &sesame::Session) -> Result<Value, sesame::Error> {
+    let (user, _profile) = read_user(session).await?;
     let hits: u64 = session.get("hits").await?.ok_or(sesame::Error::NotLoggedIn)?;
     session.insert("hits", &(hits + 1)).await?;
-    Ok(Json(json!({ "user_id": user, "hits": hits + 1 })))
+    Ok(json!({ "user_id": user, "hits": hits + 1 }))
 }
 
-/// `GET /me_ro`: reads `user_id` and `profile` and changes nothing, so nothing is written.
-async fn me_ro(session: Session) -> Result<Json<Value>, SessionError> {
-    let (user, _profile) = read_user(&session).await?;
-    Ok(Json(json!({ "user_id": user })))
+/// What `GET /me_ro` does on any framework: reads `user_id` and `profile` and changes nothing,
+/// so nothing is written; answers the body.
+pub(crate) async fn read_only(session: &sesame::Session) -> Result<Value, sesame::Error> {
+    let (user, _profile) = read_user(session).await?;
+    Ok(json!({ "user_id": user }))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use sesame_testkit::{RedisOptions, RedisServer};
 use crate::redis_figures;
 use crate::table::Run;
 use crate::wrk::{self, WrkResult};
-use crate::{apps, cpu, peers, setup, KEYS_MEASURED};
+use crate::{actix_app, apps, cpu, peers, setup, KEYS_MEASURED};
 
 /// Name of the server without sessions.
 pub(crate) const CEILING: &str = "ceiling";
@@ -21,6 +21,8 @@ pub(crate) const CEILING: &str = "ceiling";
 const SESAME: &str = "sesame";
 /// Name of the sesame server on Redis with the near cache.
 const SESAME_CACHE: &str = "sesame-cache";
+/// Name of the sesame server on actix-web (sesame-actix), on Redis.
+const SESAME_ACTIX: &str = "sesame-actix";
 /// Name of the sesame server on the in-memory store.
 const SESAME_MEMORY: &str = "sesame-memory";
 /// Name of the tower-sessions server.
@@ -81,7 +83,8 @@ struct Started {
 }
 
 /// The session servers, in table order.
-pub(crate) const SESSION_SERVERS: [&str; 5] = [SESAME, SESAME_CACHE, SESAME_MEMORY, TOWER, ACTIX];
+pub(crate) const SESSION_SERVERS: [&str; 6] =
+    [SESAME, SESAME_CACHE, SESAME_MEMORY, TOWER, ACTIX, SESAME_ACTIX];
 
 /// Starts the session server `name` on the current runtime (the actix one on its own thread),
 /// on its own Redis server when it keeps sessions in Redis.
@@ -120,6 +123,11 @@ async fn start_server(name: &str) -> BenchResult<Started> {
             let addr = peers::start_actix(&redis.url())?;
             Started { name: ACTIX, addr, manager: None, redis: Some(redis) }
         }
+        SESAME_ACTIX => {
+            let redis = redis()?;
+            let (addr, manager) = actix_app::start_sesame(&redis.url())?;
+            Started { name: SESAME_ACTIX, addr, manager: Some(manager), redis: Some(redis) }
+        }
         other => return Err(BenchError::new(format!("no session server is called {other}"))),
     })
 }
@@ -153,7 +161,7 @@ pub(crate) async fn start_targets(
             addr: s.addr,
             tokens,
             tokens_path,
-            sesame_protocol: s.name == SESAME,
+            sesame_protocol: s.name == SESAME || s.name == SESAME_ACTIX,
             manager: s.manager,
             redis: s.redis,
             memory,
@@ -193,7 +201,7 @@ impl Target {
 /// `used_memory` before them.
 fn memory_of(redis: &RedisServer, server: &str, sessions: u32, before: u64) -> BenchResult<Memory> {
     let after = redis_figures::used_memory(redis)?;
-    let (session_pattern, index_key) = if server == SESAME || server == SESAME_CACHE {
+    let (session_pattern, index_key) = if [SESAME, SESAME_CACHE, SESAME_ACTIX].contains(&server) {
         let (index, _) =
             redis_figures::mean_key_bytes(redis, redis_figures::INDEX_PATTERN, KEYS_MEASURED)?;
         (redis_figures::SESSION_PATTERN, Some(index))

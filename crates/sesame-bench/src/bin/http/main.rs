@@ -1,11 +1,12 @@
 //! `http`: sesame side by side with its peers and a no-session ceiling, in one run, on the
 //! workload of the field's published session benchmark, printed as Markdown tables.
 //!
-//! Six servers run in this process on their own loopback ports: the **ceiling** (axum, the
+//! Seven servers run in this process on their own loopback ports: the **ceiling** (axum, the
 //! same routes without sessions), **sesame** (sesame-axum over a `RedisStore`),
-//! **sesame-cache** (the same with the store's near cache), **sesame-memory** (the same app on `MemoryStore`), **tower-sessions** (0.14, with
-//! tower-sessions-redis-store 0.16 on one fred connection) and **actix-session** (0.11,
-//! `RedisSessionStore`). Each Redis-backed server has its own private `redis-server`. Every
+//! **sesame-cache** (the same with the store's near cache), **sesame-memory** (the same app
+//! on `MemoryStore`), **tower-sessions** (0.14, with tower-sessions-redis-store 0.16 on one
+//! fred connection), **actix-session** (0.11, `RedisSessionStore`) and **sesame-actix** (the
+//! sesame app on actix-web over a `RedisStore`, run as actix-session is). Each Redis-backed server has its own private `redis-server`. Every
 //! session server gets its sessions through real `POST /login` requests; then `wrk` loads
 //! `GET /me` (read and write the session) and `GET /me_ro` (a pure read) with the session
 //! cookie rotating over 1000 tokens, in interleaved rounds. Any error response fails the run.
@@ -17,6 +18,7 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
+mod actix_app;
 mod apps;
 mod bench;
 mod cpu;
@@ -73,8 +75,8 @@ const SMOKE: Scale = Scale {
 const USAGE: &str = "usage: http [--smoke] [--write-docs] | http --serve SERVER SECONDS\n  \
     --smoke       a seconds-long run of every server and check; figures are meaningless\n  \
     --write-docs  also replace the measured section of docs/BENCHMARKS.md\n  \
-    --serve       start SERVER (sesame, sesame-cache, sesame-memory, tower-sessions, actix-session) and the\n                \
-    ceiling with 1000 sessions, print where they listen and where the tokens are, serve\n                \
+    --serve       start SERVER (sesame, sesame-cache, sesame-memory, tower-sessions, actix-session,\n                \
+    sesame-actix) and the ceiling with 1000 sessions, print where they listen and where the tokens are, serve\n                \
     for SECONDS, then exit (for a profiler: see docs/BENCHMARKS.md)";
 
 fn main() -> ExitCode {
@@ -216,8 +218,10 @@ fn notes(scale: &Scale, redis_version: &str) -> String {
          `SessionConfig` (JSON values); `sesame-cache` is `sesame` with the store's near \
          cache (default settings: 10,000 entries, 5 s); `tower-sessions` is tower-sessions 0.14 with \
          tower-sessions-redis-store 0.16 on one fred connection; `actix-session` is \
-         actix-session 0.11 with its `RedisSessionStore` on actix-web 4 (one worker per core). \
-         The axum servers share one tokio runtime (one worker per core), all in one process; \
+         actix-session 0.11 with its `RedisSessionStore` on actix-web 4 (one worker per core); \
+         `sesame-actix` is the sesame app (same handlers, default configuration) on \
+         sesame-actix's middleware, run as actix-session is (its own actix system, one worker \
+         per core, the store connected inside it). The axum servers share one tokio runtime (one worker per core), all in one process; \
          each Redis-backed server has its own private `redis-server` {redis_version} on \
          loopback.\n\
          - Sessions: {total} logins per session server through real `POST /login` requests; \
@@ -232,7 +236,7 @@ fn notes(scale: &Scale, redis_version: &str) -> String {
          runs a save as one `EVALSHA` (the commands inside it are counted in the commands \
          column); the peers send one command per round trip. App CPU: this process's user + \
          system time during the run (only the server being loaded is busy), per request.\n\
-         - Every sesame run is checked against its store protocol, after each `/me` run every \
+         - Every `sesame` and `sesame-actix` run is checked against its store protocol, after each `/me` run every \
          session server must still answer a read as the right user, and any error response \
          fails the whole run.\n\
          - Reproduce: `{REPRODUCE}`\n",

@@ -6,7 +6,7 @@
 //! stores `user_id`, `profile` and `hits` = 0; `GET /me` reads the three and stores
 //! `hits + 1`; `GET /me_ro` reads `user_id` and `profile`. A missing attribute is a 401.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,13 +16,8 @@ use serde_json::{json, Value};
 use sesame_bench::{content, BenchError, BenchResult};
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config};
 
+use crate::actix_app;
 use crate::apps::{user_number, Login, COOKIE_NAME};
-
-/// Worker threads of the actix-web server: as many as tokio's runtime has for the axum
-/// servers (one per core).
-fn workers() -> usize {
-    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
-}
 
 /// What a handler answers when a session attribute is missing or the store failed.
 fn refused(status: StatusCode, what: impl std::fmt::Display) -> Response {
@@ -142,54 +137,26 @@ pub(crate) fn start_actix(url: &str) -> BenchResult<SocketAddr> {
         }
     }
 
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| BenchError::new(format!("cannot bind a loopback port: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| BenchError::new(format!("local address: {e}")))?;
     let url = url.to_string();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    std::thread::Builder::new()
-        .name("actix-session".into())
-        .spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let store = match RedisSessionStore::new(url).await {
-                    Ok(store) => store,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("actix-session store: {e}")));
-                        return;
-                    }
-                };
-                let key = Key::generate();
-                let server = HttpServer::new(move || {
-                    let sessions = SessionMiddleware::builder(store.clone(), key.clone())
-                        .cookie_name(COOKIE_NAME.to_string())
-                        .cookie_secure(false)
-                        .build();
-                    App::new()
-                        .wrap(sessions)
-                        .route("/login", web::post().to(login))
-                        .route("/me", web::get().to(me))
-                        .route("/me_ro", web::get().to(me_ro))
-                })
-                .workers(workers())
-                .disable_signals()
-                .listen(listener);
-                match server {
-                    Ok(server) => {
-                        let _ = ready_tx.send(Ok(()));
-                        if let Err(e) = server.run().await {
-                            eprintln!("error: actix-session server on {addr} stopped: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("actix-web listen: {e}")));
-                    }
-                }
-            });
+    actix_app::spawn_system("actix-session", move |listener| async move {
+        let store =
+            RedisSessionStore::new(url).await.map_err(|e| format!("actix-session store: {e}"))?;
+        let key = Key::generate();
+        let server = HttpServer::new(move || {
+            let sessions = SessionMiddleware::builder(store.clone(), key.clone())
+                .cookie_name(COOKIE_NAME.to_string())
+                .cookie_secure(false)
+                .build();
+            App::new()
+                .wrap(sessions)
+                .route("/login", web::post().to(login))
+                .route("/me", web::get().to(me))
+                .route("/me_ro", web::get().to(me_ro))
         })
-        .map_err(|e| BenchError::new(format!("actix thread: {e}")))?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(addr),
-        Ok(Err(e)) => Err(BenchError::new(e)),
-        Err(_) => Err(BenchError::new("the actix-session server thread ended before listening")),
-    }
+        .workers(actix_app::workers())
+        .disable_signals()
+        .listen(listener)
+        .map_err(|e| format!("actix-web listen: {e}"))?;
+        Ok(server.run())
+    })
 }
