@@ -244,7 +244,7 @@ impl SessionManager {
     pub async fn revoke_session(&self, principal: &str, id: &str) -> Result<bool, Error> {
         check_principal(principal)?;
         let user = self.config.naming().user(principal);
-        let done = store_op(Op::Revoke, Some(id), self.store.revoke(user, id, now_ms())).await?;
+        let done = store_op(Op::Revoke, Some(&id), self.store.revoke(user, id, now_ms())).await?;
         if done {
             metrics::count_revocation("one");
             self.emit(|| SessionEvent::Revoked { id: id.to_string() });

@@ -10,6 +10,7 @@
 //! an `op` field and, when the operation concerns one session, its public `id` (a digest of
 //! its token, never the token).
 
+use std::fmt;
 use std::future::Future;
 use std::time::Instant;
 
@@ -82,8 +83,13 @@ impl Op {
 }
 
 /// Runs a store operation inside its span, recording its duration and, if it fails, its
-/// error kind. `id` is the public id of the session concerned, if there is one.
-pub(crate) async fn store_op<T, F>(op: Op, id: Option<&str>, fut: F) -> Result<T, StoreError>
+/// error kind. `id` is the public id of the session concerned, if there is one; it is written
+/// out only when a subscriber records the span (so a request allocates nothing for it).
+pub(crate) fn store_op<T, F>(
+    op: Op,
+    id: Option<&dyn fmt::Display>,
+    fut: F,
+) -> impl Future<Output = Result<T, StoreError>>
 where
     F: Future<Output = Result<T, StoreError>>,
 {
@@ -94,14 +100,16 @@ where
     if op == Op::Load {
         ::metrics::counter!(LOADS).increment(1);
     }
-    let start = Instant::now();
-    let out = fut.instrument(span).await;
-    ::metrics::histogram!(STORE_OP_SECONDS, "op" => op.name())
-        .record(start.elapsed().as_secs_f64());
-    if let Err(e) = &out {
-        ::metrics::counter!(STORE_ERRORS, "kind" => e.kind()).increment(1);
+    async move {
+        let start = Instant::now();
+        let out = fut.instrument(span).await;
+        ::metrics::histogram!(STORE_OP_SECONDS, "op" => op.name())
+            .record(start.elapsed().as_secs_f64());
+        if let Err(e) = &out {
+            ::metrics::counter!(STORE_ERRORS, "kind" => e.kind()).increment(1);
+        }
+        out
     }
-    out
 }
 
 /// Adds one to a counter without labels.

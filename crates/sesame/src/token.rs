@@ -488,6 +488,21 @@ impl SessionKey {
         URL_SAFE_NO_PAD.encode_string(self.digest, out);
     }
 
+    /// [`SessionKey::id`]'s text, encoded only when displayed (no allocation), for spans.
+    pub(crate) fn id_display(&self) -> impl fmt::Display {
+        /// The digest, displayed as its 22 base64url characters.
+        struct Id([u8; 16]);
+        impl fmt::Display for Id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut text = [0u8; 22];
+                let n = URL_SAFE_NO_PAD.encode_slice(self.0, &mut text).map_err(|_| fmt::Error)?;
+                let text = text.get(..n).ok_or(fmt::Error)?;
+                f.write_str(std::str::from_utf8(text).map_err(|_| fmt::Error)?)
+            }
+        }
+        Id(self.digest)
+    }
+
     /// Rebuilds a key from a tag and an id as returned by [`SessionKey::id`].
     pub fn from_parts(tag: Tag, id: &str) -> Option<SessionKey> {
         let mut digest = [0u8; 16];

@@ -123,7 +123,7 @@ impl Session {
         }
         let sealed = seal_for(m, &loaded.record, delta, false)?;
         let saving = m.store().save(&key, &loaded, &sealed, now, policy);
-        let saved = store_op(Op::Save, Some(&key.id()), saving).await;
+        let saved = store_op(Op::Save, Some(&key.id_display()), saving).await;
         match saved.map_err(|e| rollback_noted(m, &key, e))? {
             SaveOutcome::Saved(record) => {
                 metrics::count(metrics::SAVES);
@@ -181,7 +181,7 @@ impl Session {
                 kind,
             };
             let rotating = m.store().rotate(&rotation, now, policy);
-            let rotated = store_op(Op::Rotate, Some(&old.id()), rotating).await;
+            let rotated = store_op(Op::Rotate, Some(&old.id_display()), rotating).await;
             match rotated.map_err(|e| rollback_noted(&m, &old, e))? {
                 RotateOutcome::Rotated(record) => {
                     metrics::count(metrics::ROTATIONS);
@@ -290,7 +290,7 @@ impl Session {
             let token = m.config().tokens().generate(tag)?;
             let key = token.key();
             let creating = m.store().create(&key, &record, login.as_ref(), now, policy);
-            let created = match store_op(Op::Create, Some(&key.id()), creating).await {
+            let created = match store_op(Op::Create, Some(&key.id_display()), creating).await {
                 Ok(c) => c,
                 Err(e) => {
                     if e.is_outcome_unknown() && login.is_some() {
@@ -413,5 +413,5 @@ impl State {
 
 /// Ends `key`'s lineage in the store (boxed by its callers: see [`Session::commit`]).
 async fn destroy(m: &SessionManager, key: &SessionKey, now: u64) -> Result<bool, StoreError> {
-    store_op(Op::Destroy, Some(&key.id()), m.store().destroy(key, now)).await
+    store_op(Op::Destroy, Some(&key.id_display()), m.store().destroy(key, now)).await
 }

@@ -224,7 +224,7 @@ impl Session {
             let mut current = match st.incoming.clone() {
                 Some(token) => {
                     let key = token.key();
-                    match store_op(Op::Load, Some(&key.id()), m.store().load(&key, now, policy))
+                    match store_op(Op::Load, Some(&key.id_display()), m.store().load(&key, now, policy))
                         .await
                     {
                         Err(e) => {
@@ -309,7 +309,7 @@ impl Session {
             }
             Verdict::End => {
                 let key = *key;
-                store_op(Op::Destroy, Some(&key.id()), m.store().destroy(&key, now)).await?;
+                store_op(Op::Destroy, Some(&key.id_display()), m.store().destroy(&key, now)).await?;
                 m.emit(|| SessionEvent::EndedByHook { id });
                 st.current = Current::Absent;
                 st.destroyed = true;
@@ -655,7 +655,7 @@ impl Session {
     pub async fn revoke_session(&self, id: &str) -> Result<bool, Error> {
         let (p, _) = self.stored_principal().await?;
         let m = &self.inner.manager;
-        let done = store_op(Op::Revoke, Some(id), m.store().revoke(p, id, now_ms())).await?;
+        let done = store_op(Op::Revoke, Some(&id), m.store().revoke(p, id, now_ms())).await?;
         if done {
             metrics::count_revocation("one");
             m.emit(|| SessionEvent::Revoked { id: id.to_string() });
