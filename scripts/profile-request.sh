@@ -5,7 +5,8 @@
 #
 #   scripts/profile-request.sh [SERVER] [ENDPOINT] [REQUESTS] [SESSIONS]
 #
-# SERVER is sesame-memory (default), sesame, sesame-cache, tower-sessions or actix-session;
+# SERVER is sesame-memory (default), sesame, sesame-cache, tower-sessions, actix-session or
+# sesame-actix;
 # ENDPOINT is /me_ro (default) or /me; REQUESTS defaults to 2000. One keep-alive client sends
 # the requests one after another, rotating the cookie over the first SESSIONS sessions (all
 # 1000 by default), after one unmeasured request per session (so a near cache starts warm).
