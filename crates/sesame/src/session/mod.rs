@@ -224,8 +224,12 @@ impl Session {
             let mut current = match st.incoming.clone() {
                 Some(token) => {
                     let key = token.key();
-                    match store_op(Op::Load, Some(&key.id_display()), m.store().load(&key, now, policy))
-                        .await
+                    match store_op(
+                        Op::Load,
+                        Some(&key.id_display()),
+                        m.store().load(&key, now, policy),
+                    )
+                    .await
                     {
                         Err(e) => {
                             tracing::warn!(id = %key.id(), error = %e, kind = e.kind(), "session load failed");
@@ -309,7 +313,8 @@ impl Session {
             }
             Verdict::End => {
                 let key = *key;
-                store_op(Op::Destroy, Some(&key.id_display()), m.store().destroy(&key, now)).await?;
+                store_op(Op::Destroy, Some(&key.id_display()), m.store().destroy(&key, now))
+                    .await?;
                 m.emit(|| SessionEvent::EndedByHook { id });
                 st.current = Current::Absent;
                 st.destroyed = true;
