@@ -12,8 +12,9 @@
 //! Each writer owns one session at a time. It loads it, checks the principal, saves the
 //! counter plus one, and every [`LOGIN_EVERY`] rounds logs in again (a new session with a
 //! fresh counter). On a cluster, half the writers keep every session of theirs on node 0's
-//! slots and half elsewhere, so that every cut strands some writers and spares others. It remembers every acknowledged value; a later read that shows less means
-//! those writes were lost. At the end a fresh store reads every session back.
+//! slots and half elsewhere, so that every cut strands some writers and spares others. It
+//! remembers every acknowledged value; a later read that shows less means those writes were
+//! lost. At the end a fresh store reads every session back.
 //!
 //! [`run`] does one cut; the tests in `tests/partition.rs` assert on short cuts, and the
 //! `partition` binary (`cargo run --release -p sesame-bench --bin partition`) prints the

@@ -6,10 +6,11 @@
 //! **sesame-cache** (the same with the store's near cache), **sesame-memory** (the same app
 //! on `MemoryStore`), **tower-sessions** (0.14, with tower-sessions-redis-store 0.16 on one
 //! fred connection), **actix-session** (0.11, `RedisSessionStore`) and **sesame-actix** (the
-//! sesame app on actix-web over a `RedisStore`, run as actix-session is). Each Redis-backed server has its own private `redis-server`. Every
-//! session server gets its sessions through real `POST /login` requests; then `wrk` loads
-//! `GET /me` (read and write the session) and `GET /me_ro` (a pure read) with the session
-//! cookie rotating over 1000 tokens, in interleaved rounds. Any error response fails the run.
+//! sesame app on actix-web over a `RedisStore`, run as actix-session is). Each Redis-backed
+//! server has its own private `redis-server`. Every session server gets its sessions through
+//! real `POST /login` requests; then `wrk` loads `GET /me` (read and write the session) and
+//! `GET /me_ro` (a pure read) with the session cookie rotating over 1000 tokens, in
+//! interleaved rounds. Any error response fails the run.
 //!
 //! Run with `cargo run --release -p sesame-bench --bin http` (needs `wrk` and
 //! `redis-server`); `--write-docs` also replaces the measured section of
@@ -75,9 +76,10 @@ const SMOKE: Scale = Scale {
 const USAGE: &str = "usage: http [--smoke] [--write-docs] | http --serve SERVER SECONDS\n  \
     --smoke       a seconds-long run of every server and check; figures are meaningless\n  \
     --write-docs  also replace the measured section of docs/BENCHMARKS.md\n  \
-    --serve       start SERVER (sesame, sesame-cache, sesame-memory, tower-sessions, actix-session,\n                \
-    sesame-actix) and the ceiling with 1000 sessions, print where they listen and where the tokens are, serve\n                \
-    for SECONDS, then exit (for a profiler: see docs/BENCHMARKS.md)";
+    --serve       start SERVER (sesame, sesame-cache, sesame-memory, tower-sessions,\n                \
+    actix-session, sesame-actix) and the ceiling with 1000 sessions, print where they\n                \
+    listen and where the tokens are, serve for SECONDS, then exit (for a profiler: see\n                \
+    docs/BENCHMARKS.md)";
 
 fn main() -> ExitCode {
     let mut scale = FULL;
