@@ -223,7 +223,8 @@ fn notes(scale: &Scale, redis_version: &str) -> String {
          actix-session 0.11 with its `RedisSessionStore` on actix-web 4 (one worker per core); \
          `sesame-actix` is the sesame app (same handlers, default configuration) on \
          sesame-actix's middleware, run as actix-session is (its own actix system, one worker \
-         per core, the store connected inside it). The axum servers share one tokio runtime (one worker per core), all in one process; \
+         per core, the store connected inside it). The axum servers share one tokio runtime \
+         (one worker per core), all in one process; \
          each Redis-backed server has its own private `redis-server` {redis_version} on \
          loopback.\n\
          - Sessions: {total} logins per session server through real `POST /login` requests; \
@@ -238,7 +239,8 @@ fn notes(scale: &Scale, redis_version: &str) -> String {
          runs a save as one `EVALSHA` (the commands inside it are counted in the commands \
          column); the peers send one command per round trip. App CPU: this process's user + \
          system time during the run (only the server being loaded is busy), per request.\n\
-         - Every `sesame` and `sesame-actix` run is checked against its store protocol, after each `/me` run every \
+         - Every `sesame` and `sesame-actix` run is checked against its store protocol, \
+         after each `/me` run every \
          session server must still answer a read as the right user, and any error response \
          fails the whole run.\n\
          - Reproduce: `{REPRODUCE}`\n",
