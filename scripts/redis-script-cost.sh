@@ -17,7 +17,20 @@ redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$d
 trap 'kill $(cat "$dir/pid"); rm -rf "$dir"' EXIT
 sleep 0.3
 cli() { redis-cli -p "$port" "$@"; }
-src=$(cat crates/sesame-redis/src/lua/lib.lua; echo; cat crates/sesame-redis/src/ops/save.lua)
+# The save script as the store sends it: the paragraphs of lua/lib.lua whose `local` name
+# save.lua names (none of those names another helper), then save.lua.
+src=$(python3 - <<'PY'
+import re
+lib = open("crates/sesame-redis/src/lua/lib.lua").read()
+body = open("crates/sesame-redis/src/ops/save.lua").read()
+out = []
+for para in lib.split("\n\n"):
+    m = re.search(r"^local (?:function )?([A-Za-z_][A-Za-z0-9_]*)", para, re.M)
+    if m and re.search(r"(?<![A-Za-z0-9_])" + m.group(1) + r"(?![A-Za-z0-9_])", body):
+        out.append(para.rstrip())
+print("\n".join(out + [body]), end="")
+PY
+)
 sha=$(cli SCRIPT LOAD "$src")
 val=$(python3 -c 'print("x"*300)')
 cli SET k "$val" PX 600000 >/dev/null

@@ -47,7 +47,7 @@
 //!   rotation leaves for a superseded token.
 //! - `script`: the script registry and runner (`EVALSHA`, reload on `NOSCRIPT`, `WAIT` for
 //!   durability, one resend after a broken connection where that is safe); `lua/lib.lua`
-//!   holds the helpers every script shares.
+//!   holds the helpers the scripts share (each script is sent with those it names).
 //! - `ops/`: one module per operation, its Lua script beside it — `load`, `save`, `create`,
 //!   `rotate` (one slot, or three single-slot steps for a login into another slot), `end`
 //!   (logout, reuse, revoke one), `users` (list, revoke all, epoch), and `lineage` (reading a

@@ -1,5 +1,7 @@
--- Helpers shared by every script; this file is prepended to each of them, so each helper is
--- defined once.
+-- Helpers shared by the scripts, each defined once. A script is sent with the paragraphs
+-- below that it names, directly or through another helper (`source` in script.rs): keep one
+-- `local` definition per paragraph, paragraphs separated by blank lines, each naming only
+-- earlier ones.
 
 -- How long an index outlives its latest member's idle deadline (ms): the deadlines come from
 -- the app instances' clocks, Redis expires keys by its own, and an index must never expire
