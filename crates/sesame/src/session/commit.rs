@@ -411,7 +411,12 @@ impl State {
     }
 }
 
-/// Ends `key`'s lineage in the store (boxed by its callers: see [`Session::commit`]).
-async fn destroy(m: &SessionManager, key: &SessionKey, now: u64) -> Result<bool, StoreError> {
+/// Ends `key`'s lineage in the store, inside its span (boxed by [`Session::commit`]'s
+/// branches, which must stay small).
+pub(super) async fn destroy(
+    m: &SessionManager,
+    key: &SessionKey,
+    now: u64,
+) -> Result<bool, StoreError> {
     store_op(Op::Destroy, Some(&key.id_display()), m.store().destroy(key, now)).await
 }

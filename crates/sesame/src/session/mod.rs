@@ -313,8 +313,7 @@ impl Session {
             }
             Verdict::End => {
                 let key = *key;
-                store_op(Op::Destroy, Some(&key.id_display()), m.store().destroy(&key, now))
-                    .await?;
+                commit::destroy(m, &key, now).await?;
                 m.emit(|| SessionEvent::EndedByHook { id });
                 st.current = Current::Absent;
                 st.destroyed = true;
