@@ -53,6 +53,14 @@ if [ "${SESAME_SKIP_BROWSER:-}" != 1 ]; then
   fi
 fi
 
+# Tests that run on Valkey (8.1 and later: the store's native compare-and-set) spawn the server
+# SESAME_VALKEY_SERVER names; scripts/valkey.sh fetches Valkey 9.1 when it is not set.
+if [ -z "${SESAME_VALKEY_SERVER:-}" ]; then
+  echo "== fetching a Valkey server (scripts/valkey.sh)"
+  SESAME_VALKEY_SERVER=$(scripts/valkey.sh)
+  export SESAME_VALKEY_SERVER
+fi
+
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
     echo "== installing the $component component with rustup"
@@ -61,6 +69,7 @@ for component in rustfmt clippy; do
 done
 
 echo "== redis: $(redis-server --version)"
+echo "== valkey: $("$SESAME_VALKEY_SERVER" --version)"
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy (warnings are errors)"

@@ -211,9 +211,11 @@ impl RedisStoreBuilder {
             scripts: std::sync::Arc::new(Scripts::new()),
             durability: self.durability,
             near,
+            native_cas: std::sync::Arc::default(),
         };
         store.load_scripts().await?;
         let report = store.server_report().await;
+        store.native_cas.store(report.native_compare_and_set, std::sync::atomic::Ordering::Relaxed);
         report.log_warnings(store.conn.kind(), &shown);
         Ok(store)
     }

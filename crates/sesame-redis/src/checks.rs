@@ -23,6 +23,9 @@ pub struct ServerReport {
     pub replicas: Option<u64>,
     /// `min-replicas-to-write` (the least, when several nodes answered).
     pub min_replicas_to_write: Option<u64>,
+    /// Whether every node that answered is Valkey 8.1 or later, whose `SET … IFEQ` (a native
+    /// compare-and-set) the store uses for a save that is not due a touch, instead of a script.
+    pub native_compare_and_set: bool,
     /// Settings that can lose or evict live sessions, in plain words.
     pub warnings: Vec<String>,
 }
@@ -85,6 +88,21 @@ fn version_tuple(v: &str) -> (u32, u32, u32) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
+/// Whether every server whose `INFO server` is among `texts` (one per node on a cluster) is
+/// Valkey 8.1 or later (`server_name:valkey`, `valkey_version`). Redis 8.4 has the same
+/// `SET … IFEQ`, but no Redis 8.4 could be tested here, so Redis keeps the script.
+fn has_set_if_equal(texts: &[String]) -> bool {
+    let servers: Vec<&String> = texts.iter().filter(|t| t.contains("redis_version:")).collect();
+    !servers.is_empty()
+        && servers.iter().all(|t| {
+            let one = std::slice::from_ref(*t);
+            info_fields(one, "server_name").first() == Some(&"valkey")
+                && info_fields(one, "valkey_version")
+                    .first()
+                    .is_some_and(|v| version_tuple(v) >= (8, 1, 0))
+        })
+}
+
 async fn texts(conn: &mut Conn, cmd: &redis::Cmd) -> Option<Vec<String>> {
     match cmd.query_async::<Value>(conn).await {
         Ok(v) => {
@@ -107,6 +125,7 @@ pub(crate) async fn report(conn: &mut Conn) -> ServerReport {
             .into_iter()
             .min_by_key(|v| version_tuple(v))
             .map(str::to_owned);
+        r.native_compare_and_set = has_set_if_equal(&t);
     }
     if let Some(t) = texts(conn, redis::cmd("INFO").arg("persistence")).await {
         let aof = info_fields(&t, "aof_enabled");
@@ -192,6 +211,7 @@ mod tests {
             rdb_save: Some(String::new()),
             replicas: Some(1),
             min_replicas_to_write: Some(0),
+            native_compare_and_set: false,
             warnings: vec![],
         };
         let w = warnings(&r);
@@ -212,6 +232,25 @@ mod tests {
         assert!(warnings(&r).is_empty(), "no replicas, nothing to guard");
         r.version = Some("6.2.14".into());
         assert!(warnings(&r)[0].contains("6.2.14"));
+    }
+
+    #[test]
+    fn native_compare_and_set_needs_valkey_8_1_on_every_node() {
+        let node = |name: &str, version: &str| {
+            format!("# Server\r\nredis_version:7.2.4\r\nserver_name:{name}\r\nvalkey_version:{version}\r\n")
+        };
+        let redis = "# Server\r\nredis_version:8.4.0\r\n".to_string();
+        assert!(has_set_if_equal(&[node("valkey", "9.1.2")]));
+        assert!(has_set_if_equal(&[node("valkey", "8.1.0")]));
+        assert!(!has_set_if_equal(&[node("valkey", "8.0.2")]));
+        assert!(!has_set_if_equal(std::slice::from_ref(&redis)), "Redis is not relied on for IFEQ");
+        assert!(!has_set_if_equal(&[]));
+        // A cluster answers one text per node, with the nodes' addresses as other strings.
+        let addr = "127.0.0.1:7000".to_string();
+        let nodes = [addr.clone(), node("valkey", "9.1.2"), addr, node("valkey", "8.1.1")];
+        assert!(has_set_if_equal(&nodes));
+        assert!(!has_set_if_equal(&[node("valkey", "9.1.2"), node("valkey", "7.2.5")]));
+        assert!(!has_set_if_equal(&[node("valkey", "9.1.2"), redis]));
     }
 
     #[test]

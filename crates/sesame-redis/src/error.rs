@@ -62,6 +62,19 @@ pub(crate) fn map_err(e: RedisError) -> StoreError {
     }
 }
 
+/// Whether the server refused a command's syntax (`ERR syntax error`): an option it does not
+/// know, such as `SET … IFEQ` before Valkey 8.1.
+pub(crate) fn is_syntax_error(e: &StoreError) -> bool {
+    let source = match e {
+        StoreError::Backend { source, .. } | StoreError::Unavailable { source, .. } => source,
+        _ => return false,
+    };
+    source.as_deref().and_then(|s| s.downcast_ref::<RedisError>()).is_some_and(|e| {
+        e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+            && e.to_string().to_ascii_lowercase().contains("syntax error")
+    })
+}
+
 /// Whether a failed command may be sent again on a fresh connection: the connection was found
 /// broken (a restarted server, a dropped socket). Used once per call: for reads always, for
 /// writes only where the script recognizes its own earlier write (see `docs/STORAGE.md`).

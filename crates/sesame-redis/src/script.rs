@@ -130,9 +130,19 @@ pub struct Durability {
     pub timeout: std::time::Duration,
 }
 
-/// One script call: its keys and arguments.
+/// What a [`Call`] sends.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    /// `EVALSHA` of this script, with the call's keys and arguments.
+    Script(&'a Script),
+    /// The native compare-and-set of Valkey 8.1 and later: `SET key new IFEQ expected
+    /// KEEPTTL`, with the call's one key and its two arguments (expected, new).
+    SetIfEqual,
+}
+
+/// One write: a script call, or the native compare-and-set, with its keys and arguments.
 pub(crate) struct Call<'a> {
-    script: &'a Script,
+    op: Op<'a>,
     keys: Vec<Vec<u8>>,
     args: Vec<Vec<u8>>,
     /// Whether sending the call again after a broken connection is safe (the script
@@ -147,12 +157,19 @@ impl<'a> Call<'a> {
     }
 
     pub(crate) fn new(script: &'a Script) -> Call<'a> {
-        Call {
-            script,
-            keys: Vec::with_capacity(4),
-            args: Vec::with_capacity(10),
-            retry_safe: false,
-        }
+        Call::with_op(Op::Script(script))
+    }
+
+    /// `SET key new IFEQ expected KEEPTTL`: give it one key, then the expected value and the
+    /// new one as arguments. Answers `OK` when it wrote, nil when the key is missing or holds
+    /// something else; a server without `IFEQ` answers a syntax error
+    /// ([`crate::error::is_syntax_error`]).
+    pub(crate) fn set_if_equal() -> Call<'a> {
+        Call::with_op(Op::SetIfEqual)
+    }
+
+    fn with_op(op: Op<'a>) -> Call<'a> {
+        Call { op, keys: Vec::with_capacity(4), args: Vec::with_capacity(10), retry_safe: false }
     }
 
     pub(crate) fn key(&mut self, k: impl redis::ToRedisArgs) -> &mut Self {
@@ -175,7 +192,16 @@ impl<'a> Call<'a> {
         let all = self.keys.iter().chain(&self.args);
         let data = all.clone().map(Vec::len).sum::<usize>() + 7 + 40 + 20;
         let mut c = redis::Cmd::with_capacity(3 + all.count(), data);
-        c.arg("EVALSHA").arg(self.script.get_hash()).arg(self.keys.len());
+        let script = match self.op {
+            Op::Script(script) => script,
+            Op::SetIfEqual => {
+                let key = self.keys.first().map_or(&[][..], Vec::as_slice);
+                let arg = |i: usize| self.args.get(i).map_or(&[][..], Vec::as_slice);
+                c.arg("SET").arg(key).arg(arg(1)).arg("IFEQ").arg(arg(0)).arg("KEEPTTL");
+                return c;
+            }
+        };
+        c.arg("EVALSHA").arg(script.get_hash()).arg(self.keys.len());
         for k in &self.keys {
             c.arg(k.as_slice());
         }
@@ -210,7 +236,9 @@ pub(crate) async fn run(
                 // A restarted or promoted server has an empty script cache. On a cluster this
                 // loads the script on every node.
                 reloaded = true;
-                Box::pin(call.script.load_async(&mut conn)).await.map_err(map_err)?;
+                if let Op::Script(script) = call.op {
+                    Box::pin(script.load_async(&mut conn)).await.map_err(map_err)?;
+                }
             }
             Err(e) if !resent && call.retry_safe && is_broken_connection(&e) => {
                 // The connection was found broken (a restarted server): the client reconnects,

@@ -23,6 +23,10 @@ pub struct RedisStore {
     pub(crate) durability: Option<Durability>,
     /// The near cache, when configured.
     pub(crate) near: Option<Arc<Near>>,
+    /// Whether a save not due a touch is the server's own compare-and-set (`SET … IFEQ`)
+    /// rather than the save script: on when every node is Valkey 8.1 or later at connect, off
+    /// for good once a server refuses the option (a failover to an older one).
+    pub(crate) native_cas: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -77,6 +81,23 @@ impl RedisStore {
     /// evict live sessions. On a cluster, one node answers.
     pub async fn server_report(&self) -> ServerReport {
         crate::checks::report(&mut self.conn.clone()).await
+    }
+
+    /// Whether saves use the server's own compare-and-set (`SET … IFEQ`, Valkey 8.1 and later)
+    /// when no touch is due, instead of the save script. Decided at connect from `INFO server`
+    /// ([`ServerReport::native_compare_and_set`]); turned off for good if a server later
+    /// refuses the option.
+    pub fn uses_native_compare_and_set(&self) -> bool {
+        self.native_cas.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops using the native compare-and-set: a server refused `SET … IFEQ`.
+    pub(crate) fn native_cas_refused(&self) {
+        if self.native_cas.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "the server refused SET … IFEQ (an older server after a failover?): saves use the script from now on"
+            );
+        }
     }
 
     /// The near cache's counters (`None` when the store has no near cache; see

@@ -11,7 +11,7 @@ use crate::proc::run_with_timeout;
 use crate::server::{preferred_credentials, replication_auth_args, url_userinfo};
 use crate::tls::{SharedTls, TlsFiles};
 use crate::wait::{first_line, info_field, remaining, wait_until};
-use crate::{RedisOptions, RedisServer, RunAs, TestkitError};
+use crate::{Flavor, RedisOptions, RedisServer, RunAs, TestkitError};
 
 /// Number of nodes: three masters and three replicas.
 const NODES: usize = 6;
@@ -55,6 +55,8 @@ pub struct ClusterOptions {
     /// process's user and the other five as [`RunAs::NOBODY`](crate::RunAs::NOBODY), node 0
     /// and this process form side A. Needs root; cannot be combined with `tls`.
     pub run_as: Vec<Option<RunAs>>,
+    /// The server program of every node (Redis by default).
+    pub flavor: Flavor,
 }
 
 /// A Redis Cluster of six nodes, each a child process with its own free port
@@ -470,6 +472,7 @@ fn node_options(opts: &ClusterOptions) -> RedisOptions {
         tls: opts.tls,
         extra_args,
         run_as: None,
+        flavor: opts.flavor,
     }
 }
 

@@ -86,7 +86,7 @@ pub use error::TestkitError;
 pub use partition::Partition;
 pub use port::free_port;
 pub use sentinel::{SentinelGroup, SentinelOptions};
-pub use server::{RedisOptions, RedisServer, RunAs};
+pub use server::{Flavor, RedisOptions, RedisServer, RunAs};
 
 /// The core crate, re-exported for the conformance macro.
 pub use sesame;

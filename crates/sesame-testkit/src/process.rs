@@ -51,6 +51,8 @@ pub(crate) type ProbeFn<'a> = &'a dyn Fn(u16) -> Result<u32, String>;
 #[derive(Debug)]
 pub(crate) struct RedisProcess {
     port: u16,
+    /// The server program (`redis-server` unless [`RedisProcess::use_program`] chose another).
+    program: OsString,
     run_as: Option<RunAs>,
     log_path: PathBuf,
     console_path: PathBuf,
@@ -72,6 +74,7 @@ impl RedisProcess {
         })?;
         let process = Self {
             port: 0,
+            program: OsString::from("redis-server"),
             run_as,
             log_path: dir.path().join("redis.log"),
             console_path: dir.path().join("console.log"),
@@ -80,6 +83,11 @@ impl RedisProcess {
         };
         process.hand_over(process.dir())?;
         Ok(process)
+    }
+
+    /// Runs `program` instead of `redis-server` (a Valkey server, see [`crate::Flavor`]).
+    pub(crate) fn use_program(&mut self, program: OsString) {
+        self.program = program;
     }
 
     /// Gives `path` (the directory, or a file put in it before the start) to
@@ -217,7 +225,7 @@ impl RedisProcess {
         let child = File::create(&self.console_path)
             .and_then(|console| Ok((console.try_clone()?, console)))
             .and_then(|(out, err)| {
-                let mut cmd = Command::new("redis-server");
+                let mut cmd = Command::new(&self.program);
                 cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
                 if let Some(user) = self.run_as {
                     user.apply(&mut cmd);
@@ -225,7 +233,11 @@ impl RedisProcess {
                 cmd.spawn()
             })
             .map_err(|source| TestkitError::Io {
-                context: "cannot spawn redis-server (is it on PATH?)".to_owned(),
+                context: format!(
+                    "cannot spawn {} (is it on PATH?{})",
+                    self.program.to_string_lossy(),
+                    if self.program == "redis-server" { "" } else { crate::server::VALKEY_HINT }
+                ),
                 source,
                 log_tail: self.diagnostics(),
             })?;

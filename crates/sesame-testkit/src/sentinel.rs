@@ -490,6 +490,7 @@ fn data_node_options(opts: &SentinelOptions, replica_of: Option<u16>) -> RedisOp
         tls: opts.tls,
         extra_args,
         run_as: None,
+        flavor: crate::Flavor::Redis,
     }
 }
 

@@ -36,6 +36,38 @@ pub struct RedisOptions {
     /// still reach the server while a [`Partition`](crate::Partition) cuts
     /// that user off from the test process's own.
     pub run_as: Option<RunAs>,
+    /// Which server program runs: Redis (the default) or Valkey.
+    pub flavor: Flavor,
+}
+
+/// Which server program a [`RedisServer`] (or every node of a [`Cluster`](crate::Cluster))
+/// runs. Both speak the same protocol; Valkey 8.1 and later also have `SET … IFEQ`, which the
+/// store uses for its common save instead of a script.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavor {
+    /// `redis-server` from `PATH`.
+    #[default]
+    Redis,
+    /// The program named by the `SESAME_VALKEY_SERVER` environment variable, else
+    /// `valkey-server` from `PATH`. `scripts/test.sh` fetches one (Valkey 9.1) and sets the
+    /// variable.
+    Valkey,
+}
+
+/// What to do when no Valkey server can be spawned.
+pub(crate) const VALKEY_HINT: &str = "; set SESAME_VALKEY_SERVER to a valkey-server binary, \
+    or run scripts/test.sh, which fetches Valkey 9.1";
+
+impl Flavor {
+    /// The program to spawn.
+    pub(crate) fn program(self) -> OsString {
+        match self {
+            Flavor::Redis => OsString::from("redis-server"),
+            Flavor::Valkey => std::env::var_os("SESAME_VALKEY_SERVER")
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| OsString::from("valkey-server")),
+        }
+    }
 }
 
 /// A user and group to run a process as, e.g. to put it on the other side of a
@@ -101,7 +133,8 @@ impl RedisServer {
         opts: RedisOptions,
         shared: Option<&TlsFiles>,
     ) -> Result<RedisServer, TestkitError> {
-        let process = RedisProcess::new("sesame-redis-", opts.run_as)?;
+        let mut process = RedisProcess::new("sesame-redis-", opts.run_as)?;
+        process.use_program(opts.flavor.program());
         let tls = match (opts.tls, shared) {
             (false, _) => None,
             (true, Some(files)) => Some(files.clone()),
@@ -164,6 +197,16 @@ impl RedisServer {
         let args = |process: &RedisProcess, port| server_args(opts, tls.as_ref(), process, port);
         let probe = |port| probe_pid(port, credentials(opts), tls.as_ref());
         process.restart(&args, &probe)
+    }
+
+    /// Like [`start_again`](Self::start_again), but running the other program of `flavor` on
+    /// the same port and directory: an upgrade, or a failover to an older server, as clients
+    /// see it. Without `appendonly` the new server starts empty.
+    pub fn start_again_as(&mut self, flavor: Flavor) -> Result<(), TestkitError> {
+        self.process.stop();
+        self.opts.flavor = flavor;
+        self.process.use_program(flavor.program());
+        self.start_again()
     }
 
     /// Whether the child process is still alive.

@@ -1,5 +1,7 @@
 //! Saving a delta (`save.lua`): merged on the client into the record as read, written with
-//! compare-and-set, merged again from the stored record when another write came first. Like a
+//! compare-and-set, merged again from the stored record when another write came first. On
+//! Valkey 8.1 and later a save not due a touch is the server's own compare-and-set
+//! (`SET … IFEQ … KEEPTTL`), and the script runs only when that did not write. Like a
 //! load, a save pushes the idle deadline only when a touch is due ([`sesame::store::touch_due`]),
 //! decided here from the idle deadline the caller loaded, so that the script need not ask for
 //! the key's TTL. A save that meets a token superseded within its grace window goes on at the
@@ -9,7 +11,7 @@ use redis::Value;
 use sesame::store::{touch_due, write_ttl};
 use sesame::{Delta, Loaded, Policy, Record, SaveOutcome, SessionKey, StoreError};
 
-use crate::error::{backend, unexpected};
+use crate::error::{backend, is_syntax_error, unexpected};
 use crate::ops::lineage::{check_not_rolled_back, code, Follow, Found, Read, Resolved};
 use crate::record;
 use crate::script::Call;
@@ -81,22 +83,44 @@ pub(crate) async fn save(
         }
         let next = current.next(delta, policy)?;
         let touch = new_ttl(policy, deadline, &next, now);
-        let mut call = Call::new(&store.scripts.save);
         let session_key = store.keys.session(&target);
-        call.key(session_key.as_str());
         let written = record::encode(&next);
-        call.arg(expected.as_slice()).arg(written.as_slice());
-        if let Some(ttl) = touch {
-            if let Some(p) = &next.principal {
-                call.key(store.keys.index(p.user()));
-            }
-            call.arg(ttl).arg(next.index_member(&target.id())).arg(now.saturating_add(ttl));
-        }
         // Sets and removals give the same record when applied twice; exact updates do not, so
         // a save carrying one is not sent again after a broken connection.
-        call.retry_safe(delta.update.is_empty());
+        let retry_safe = delta.update.is_empty();
         let ticket = store.near_ticket();
-        let reply = store.run_unmarked(&call).await.and_then(|v| Reply::parse(&v, now));
+        let mut reply = None;
+        let mut call = Call::set_if_equal();
+        if touch.is_none() && store.uses_native_compare_and_set() {
+            // The server's own compare-and-set; when it did not write (the key is missing or
+            // holds something else), the script below says which and what it holds.
+            call.key(session_key.as_str()).arg(expected.as_slice()).arg(written.as_slice());
+            call.retry_safe(retry_safe);
+            match store.run_unmarked(&call).await {
+                Ok(Value::Okay) => reply = Some(Ok(Reply::Saved(None))),
+                Ok(Value::Nil) => {}
+                Ok(other) => reply = Some(Err(unexpected("save", &other))),
+                Err(e) if is_syntax_error(&e) => store.native_cas_refused(),
+                Err(e) => reply = Some(Err(e)),
+            }
+        }
+        let reply = match reply {
+            Some(reply) => reply,
+            None => {
+                call = Call::new(&store.scripts.save);
+                call.key(session_key.as_str());
+                call.arg(expected.as_slice()).arg(written.as_slice());
+                if let Some(ttl) = touch {
+                    if let Some(p) = &next.principal {
+                        call.key(store.keys.index(p.user()));
+                    }
+                    let member = next.index_member(&target.id());
+                    call.arg(ttl).arg(member).arg(now.saturating_add(ttl));
+                }
+                call.retry_safe(retry_safe);
+                store.run_unmarked(&call).await.and_then(|v| Reply::parse(&v, now))
+            }
+        };
         match (&reply, ticket) {
             (Ok(Reply::Saved(ttl)), Some(ticket)) => {
                 // The near cache keeps what was written (the index, if any, is dropped). A

@@ -1,0 +1,226 @@
+//! The store on Valkey: the whole conformance suite on a real Valkey server (standalone and a
+//! 3-master/3-replica cluster), with saves through Valkey's own compare-and-set
+//! (`SET … IFEQ … KEEPTTL`, Valkey 8.1 and later) instead of the save script; the exact
+//! commands of each kind of save; no lost update between two app instances; and the fall-back
+//! to the script when the server turns out not to know `IFEQ`.
+//!
+//! The Valkey server is the one `SESAME_VALKEY_SERVER` names (`scripts/test.sh` fetches
+//! Valkey 9.1 and sets it), else `valkey-server` from `PATH`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use sesame::{Delta, Lookup, Policy, SaveOutcome, SessionKey, Store, Tag};
+use sesame_redis::RedisStore;
+use sesame_testkit::conformance::{self, key, policy, record, DynStore};
+use sesame_testkit::fixtures::now;
+use sesame_testkit::{Cluster, ClusterOptions, Flavor, RedisOptions, RedisServer};
+
+fn valkey() -> RedisServer {
+    RedisServer::start_with(RedisOptions { flavor: Flavor::Valkey, ..RedisOptions::default() })
+        .unwrap_or_else(|e| panic!("cannot start Valkey: {e}"))
+}
+
+async fn make() -> (DynStore, RedisServer) {
+    let server = valkey();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    assert!(store.uses_native_compare_and_set(), "Valkey 8.1+ saves natively");
+    (Arc::new(store), server)
+}
+
+sesame_testkit::conformance_tests!(make);
+
+/// Commands the server ran while `f` ran, by name (the measuring commands left out).
+async fn commands<Fut: std::future::Future<Output = T>, T>(
+    server: &RedisServer,
+    f: impl FnOnce() -> Fut,
+) -> (BTreeMap<String, u64>, T) {
+    server.reset_stats().unwrap();
+    let out = f().await;
+    let mut stats = server.info_commandstats().unwrap();
+    stats.retain(|name, _| !name.starts_with("config") && name != "info");
+    (stats, out)
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|&(n, c)| (n.to_string(), c)).collect()
+}
+
+async fn live(store: &RedisStore, k: &SessionKey, pol: &Policy) -> sesame::Loaded {
+    match store.load(k, now(), pol).await.unwrap() {
+        Lookup::Live(l) => l,
+        other => panic!("not live: {other:?}"),
+    }
+}
+
+fn set_n(n: u64) -> Delta {
+    Delta { set: vec![("n".into(), n.to_be_bytes().to_vec())], ..Delta::default() }
+}
+
+// A save that is not due a touch is one `SET … IFEQ`; one that meets another write first runs
+// the script to learn what is stored, and merges; one due a touch is the script (it also moves
+// the index). On Redis 7 the same save is the script.
+#[tokio::test]
+async fn each_kind_of_save_sends_its_commands() {
+    let server = valkey();
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    let pol = policy();
+    let k = key(Tag::random().unwrap());
+    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
+    let base = live(&s, &k, &pol).await;
+
+    let (cmds, out) =
+        commands(&server, || async { s.save(&k, &base, &set_n(1), now(), &pol).await }).await;
+    assert!(matches!(out.unwrap(), SaveOutcome::Saved(_)));
+    assert_eq!(cmds, counts(&[("set", 1)]), "a plain save is one native compare-and-set");
+
+    // The same stale base again: the native write does not apply, the script finds the record
+    // changed, and the save merges into it and writes natively.
+    let (cmds, out) =
+        commands(&server, || async { s.save(&k, &base, &set_n(2), now(), &pol).await }).await;
+    let SaveOutcome::Saved(r) = out.unwrap() else { panic!("not saved") };
+    assert_eq!(r.version, 3, "merged on top of the first save");
+    assert_eq!(cmds, counts(&[("set", 2), ("evalsha", 1), ("get", 1), ("pttl", 1)]));
+
+    // Past the touch interval: the script, which also sets the TTL.
+    let later = now() + pol.touch_after_ms + 1;
+    let fresh = match s.load(&k, now(), &pol).await.unwrap() {
+        Lookup::Live(l) => l,
+        other => panic!("{other:?}"),
+    };
+    let (cmds, out) =
+        commands(&server, || async { s.save(&k, &fresh, &set_n(3), later, &pol).await }).await;
+    assert!(matches!(out.unwrap(), SaveOutcome::Saved(_)));
+    assert_eq!(cmds, counts(&[("evalsha", 1), ("get", 1), ("set", 1)]));
+
+    // A session that is gone: nothing written.
+    s.destroy(&k, now()).await.unwrap();
+    let (cmds, out) =
+        commands(&server, || async { s.save(&k, &fresh, &set_n(4), now(), &pol).await }).await;
+    assert!(matches!(out.unwrap(), SaveOutcome::Missing));
+    assert_eq!(cmds, counts(&[("set", 1), ("evalsha", 1), ("get", 1)]));
+    assert!(raw_get(&server, &s, &k).is_empty(), "nothing created");
+
+    let redis = RedisServer::start();
+    let r = RedisStore::connect(&redis.url()).await.unwrap();
+    assert!(!r.uses_native_compare_and_set(), "Redis 7 has no SET IFEQ");
+    let k = key(Tag::random().unwrap());
+    r.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
+    let base = live(&r, &k, &pol).await;
+    let (cmds, out) =
+        commands(&redis, || async { r.save(&k, &base, &set_n(1), now(), &pol).await }).await;
+    assert!(matches!(out.unwrap(), SaveOutcome::Saved(_)));
+    assert_eq!(cmds, counts(&[("evalsha", 1), ("get", 1), ("set", 1)]));
+}
+
+fn raw_get(server: &RedisServer, s: &RedisStore, k: &SessionKey) -> String {
+    server.cli(&["GET", &s.session_key(k)]).unwrap()
+}
+
+// Two app instances, each with 20 concurrent requests that loaded the same record, append to
+// one attribute, 5 rounds: every append is there exactly once, and every set of another
+// attribute too. The native compare-and-set refuses every stale write, as the script does.
+#[tokio::test]
+async fn two_instances_lose_no_update_under_the_native_compare_and_set() {
+    let server = valkey();
+    let instances = [
+        RedisStore::connect(&server.url()).await.unwrap(),
+        RedisStore::connect(&server.url()).await.unwrap(),
+    ];
+    let pol = policy();
+    for round in 0..5u64 {
+        let k = key(Tag::random().unwrap());
+        let empty = sesame::value::encode(&Vec::<u64>::new(), usize::MAX).unwrap();
+        instances[0]
+            .create(&k, &record(None, &[("list", &empty)]), None, now(), &pol)
+            .await
+            .unwrap();
+        let base = live(&instances[0], &k, &pol).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(40));
+        let mut tasks = Vec::new();
+        for i in 0..40u64 {
+            let s = instances[(i % 2) as usize].clone();
+            let (base, barrier, pol) = (base.clone(), barrier.clone(), pol.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let d = Delta {
+                    set: vec![(format!("a{i}"), vec![1])],
+                    update: vec![conformance::append(
+                        "list",
+                        base.record.attrs.get("list").cloned(),
+                        round * 100 + i,
+                    )],
+                    ..Delta::default()
+                };
+                s.save(&k, &base, &d, now(), &pol).await.unwrap()
+            }));
+        }
+        let mut versions = BTreeSet::new();
+        for t in tasks {
+            let SaveOutcome::Saved(r) = t.await.unwrap() else { panic!("not saved") };
+            assert!(versions.insert(r.version), "every write has its own version");
+        }
+        let got = live(&instances[1], &k, &pol).await.record;
+        let mut list: Vec<u64> = sesame::value::decode(&got.attrs["list"]).unwrap();
+        list.sort_unstable();
+        assert_eq!(list, (0..40).map(|i| round * 100 + i).collect::<Vec<_>>(), "round {round}");
+        assert_eq!(got.attrs.len(), 41, "every set kept");
+        assert_eq!(got.version, 41);
+    }
+}
+
+// A store that connected to Valkey and then meets a server without `SET … IFEQ` (here Redis 7
+// started in its place on the same port) falls back to the script at the first save: that
+// save gets its true answer (the session is gone with the old server's memory), and later
+// saves work.
+#[tokio::test]
+async fn a_server_without_ifeq_turns_the_native_save_off() {
+    let mut server = valkey();
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    assert!(s.uses_native_compare_and_set());
+    let pol = policy();
+    let k = key(Tag::random().unwrap());
+    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
+    let base = live(&s, &k, &pol).await;
+    server.start_again_as(Flavor::Redis).unwrap();
+    // The first command after the switch may meet the dropped connection; reads are retried.
+    let mut first = s.save(&k, &base, &set_n(1), now(), &pol).await;
+    if first.is_err() {
+        first = s.save(&k, &base, &set_n(1), now(), &pol).await;
+    }
+    assert!(matches!(first, Ok(SaveOutcome::Missing)), "{first:?}");
+    assert!(!s.uses_native_compare_and_set(), "turned off by the syntax error");
+    let k = key(Tag::random().unwrap());
+    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
+    let base = live(&s, &k, &pol).await;
+    let (cmds, out) =
+        commands(&server, || async { s.save(&k, &base, &set_n(2), now(), &pol).await }).await;
+    assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
+    assert_eq!(cmds, counts(&[("evalsha", 1), ("get", 1), ("set", 1)]));
+}
+
+// The conformance suite on a Valkey cluster (3 masters, 3 replicas): every master saves
+// natively.
+#[tokio::test]
+async fn conformance_on_a_valkey_cluster() {
+    let cluster =
+        Cluster::start_with(ClusterOptions { flavor: Flavor::Valkey, ..Default::default() })
+            .unwrap_or_else(|e| panic!("cannot start a Valkey cluster: {e}"));
+    let url = cluster.url();
+    let probe = RedisStore::connect(&url).await.unwrap();
+    assert!(probe.uses_native_compare_and_set(), "every master is Valkey 9.1");
+    conformance::run_all(|| {
+        let url = url.clone();
+        async move { Arc::new(RedisStore::connect(&url).await.unwrap()) as DynStore }
+    })
+    .await;
+    // The native saves did run on the masters.
+    let sets: u64 = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| n.info_commandstats().ok())
+        .filter_map(|s| s.get("set").copied())
+        .sum();
+    assert!(sets > 0, "no SET reached the masters");
+}
