@@ -7,13 +7,17 @@
 # (no touch due: GET, SET KEEPTTL).
 #
 #   scripts/redis-script-cost.sh
+#   REDIS_SERVER=$(scripts/valkey.sh) scripts/redis-script-cost.sh
 #
+# REDIS_SERVER names the server program (redis-server by default). On a server with
+# `SET … IFEQ` (Valkey 8.1 and later) it also measures the native compare-and-set the store
+# sends instead of the script for a save not due a touch.
 # Needs redis-server, redis-cli and redis-benchmark (Debian: redis-server, redis-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 dir=$(mktemp -d)
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes --pidfile "$dir/pid" >/dev/null
+"${REDIS_SERVER:-redis-server}" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" --daemonize yes --pidfile "$dir/pid" >/dev/null
 trap 'kill $(cat "$dir/pid"); rm -rf "$dir"' EXIT
 sleep 0.3
 cli() { redis-cli -p "$port" "$@"; }
@@ -42,3 +46,7 @@ run() { cli CONFIG RESETSTAT >/dev/null; local c0; c0=$(cli INFO cpu | awk -F: '
 run GET k
 run SET k "$val" KEEPTTL
 run EVALSHA "$sha" 1 k "$val" "$val"
+if [ "$(cli SET k "$val" IFEQ "$val" KEEPTTL 2>&1)" = OK ]; then
+  echo "native compare-and-set (SET … IFEQ … KEEPTTL):"
+  run SET k "$val" IFEQ "$val" KEEPTTL
+fi

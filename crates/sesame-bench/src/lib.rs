@@ -93,7 +93,7 @@ impl From<sesame::Error> for BenchError {
 
 impl From<sesame_testkit::TestkitError> for BenchError {
     fn from(e: sesame_testkit::TestkitError) -> Self {
-        BenchError(format!("redis-server: {e}"))
+        BenchError(format!("private server: {e}"))
     }
 }
 

@@ -183,6 +183,8 @@ async fn a_server_without_ifeq_turns_the_native_save_off() {
     let k = key(Tag::random().unwrap());
     s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
     let base = live(&s, &k, &pol).await;
+    let logs = sesame_testkit::logs::Captured::default();
+    let _guard = logs.install(tracing::Level::WARN);
     server.start_again_as(Flavor::Redis).unwrap();
     // The first command after the switch may meet the dropped connection; reads are retried.
     let mut first = s.save(&k, &base, &set_n(1), now(), &pol).await;
@@ -191,6 +193,8 @@ async fn a_server_without_ifeq_turns_the_native_save_off() {
     }
     assert!(matches!(first, Ok(SaveOutcome::Missing)), "{first:?}");
     assert!(!s.uses_native_compare_and_set(), "turned off by the syntax error");
+    let warned = logs.text().matches("refused SET … IFEQ").count();
+    assert_eq!(warned, 1, "one warning: {}", logs.text());
     let k = key(Tag::random().unwrap());
     s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
     let base = live(&s, &k, &pol).await;
@@ -198,6 +202,7 @@ async fn a_server_without_ifeq_turns_the_native_save_off() {
         commands(&server, || async { s.save(&k, &base, &set_n(2), now(), &pol).await }).await;
     assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
     assert_eq!(cmds, counts(&[("evalsha", 1), ("get", 1), ("set", 1)]));
+    assert_eq!(logs.text().matches("refused SET … IFEQ").count(), 1, "warned once only");
 }
 
 // The conformance suite on a Valkey cluster (3 masters, 3 replicas): every master saves

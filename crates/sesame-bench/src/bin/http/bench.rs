@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sesame::{MemoryStore, SessionManager};
 use sesame_bench::{content, BenchError, BenchResult};
 use sesame_redis::{NearCacheConfig, RedisStore};
-use sesame_testkit::{RedisOptions, RedisServer};
+use sesame_testkit::{Flavor, RedisOptions, RedisServer};
 
 use crate::redis_figures;
 use crate::table::Run;
@@ -86,10 +86,23 @@ struct Started {
 pub(crate) const SESSION_SERVERS: [&str; 6] =
     [SESAME, SESAME_CACHE, SESAME_MEMORY, TOWER, ACTIX, SESAME_ACTIX];
 
+/// The server program of every private Redis (set once, before any server starts).
+static FLAVOR: std::sync::OnceLock<Flavor> = std::sync::OnceLock::new();
+
+/// Runs every Redis-backed server on `flavor` instead of Redis.
+pub(crate) fn use_flavor(flavor: Flavor) {
+    let _ = FLAVOR.set(flavor);
+}
+
+/// The server program of every private Redis.
+pub(crate) fn flavor() -> Flavor {
+    FLAVOR.get().copied().unwrap_or_default()
+}
+
 /// Starts the session server `name` on the current runtime (the actix one on its own thread),
 /// on its own Redis server when it keeps sessions in Redis.
 async fn start_server(name: &str) -> BenchResult<Started> {
-    let redis = || RedisServer::start_with(RedisOptions::default());
+    let redis = || RedisServer::start_with(RedisOptions { flavor: flavor(), ..Default::default() });
     Ok(match name {
         SESAME => {
             let redis = redis()?;

@@ -11,16 +11,21 @@ pub(crate) const PATH: &str = "docs/BENCHMARKS.md";
 const BEGIN: &str = "<!-- measured by the http benchmark: begin -->";
 /// The line that closes it.
 const END: &str = "<!-- measured by the http benchmark: end -->";
+/// The markers of the section measured on Valkey (`--valkey`).
+const VALKEY_BEGIN: &str = "<!-- measured by the http benchmark on Valkey: begin -->";
+const VALKEY_END: &str = "<!-- measured by the http benchmark on Valkey: end -->";
 
-/// Replaces the section between the markers of `docs/BENCHMARKS.md` with `report`, headed by
-/// today's date (UTC) and a description of this machine.
-pub(crate) fn write_section(report: &str) -> BenchResult<()> {
+/// Replaces the section between the markers of `docs/BENCHMARKS.md` (the Valkey section's
+/// with `valkey`) with `report`, headed by today's date (UTC) and a description of this
+/// machine.
+pub(crate) fn write_section(report: &str, valkey: bool) -> BenchResult<()> {
     let path = workspace_root().join(PATH);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| BenchError::new(format!("cannot read {}: {e}", path.display())))?;
     let section = format!("Measured on {} on {}.\n\n{report}", today(), machine());
-    let replaced = replace_between(&text, &section).ok_or_else(|| {
-        BenchError::new(format!("{} has no `{BEGIN}` … `{END}` section", path.display()))
+    let (begin, end) = if valkey { (VALKEY_BEGIN, VALKEY_END) } else { (BEGIN, END) };
+    let replaced = replace_between(&text, &section, begin, end).ok_or_else(|| {
+        BenchError::new(format!("{} has no `{begin}` … `{end}` section", path.display()))
     })?;
     std::fs::write(&path, replaced)
         .map_err(|e| BenchError::new(format!("cannot write {}: {e}", path.display())))
@@ -32,9 +37,9 @@ fn workspace_root() -> PathBuf {
 }
 
 /// `text` with what lies between the marker lines replaced by `section`; `None` without them.
-fn replace_between(text: &str, section: &str) -> Option<String> {
-    let start = text.find(BEGIN)? + BEGIN.len();
-    let end = start + text[start..].find(END)?;
+fn replace_between(text: &str, section: &str, begin: &str, end: &str) -> Option<String> {
+    let start = text.find(begin)? + begin.len();
+    let end = start + text[start..].find(end)?;
     Some(format!("{}\n{}\n{}", &text[..start], section.trim_end(), &text[end..]))
 }
 
@@ -102,9 +107,11 @@ mod tests {
     // Only the text between the markers changes; no markers, no change.
     #[test]
     fn replaces_between_markers() {
-        let text = format!("head\n{BEGIN}\nold\n{END}\ntail\n");
-        let out = replace_between(&text, "new\n").unwrap();
-        assert_eq!(out, format!("head\n{BEGIN}\nnew\n{END}\ntail\n"));
-        assert_eq!(replace_between("nothing here", "new"), None);
+        let text = format!("head\n{BEGIN}\nold\n{END}\n{VALKEY_BEGIN}\nv\n{VALKEY_END}\n");
+        let out = replace_between(&text, "new\n", BEGIN, END).unwrap();
+        assert_eq!(out, format!("head\n{BEGIN}\nnew\n{END}\n{VALKEY_BEGIN}\nv\n{VALKEY_END}\n"));
+        let out = replace_between(&text, "w\n", VALKEY_BEGIN, VALKEY_END).unwrap();
+        assert_eq!(out, format!("head\n{BEGIN}\nold\n{END}\n{VALKEY_BEGIN}\nw\n{VALKEY_END}\n"));
+        assert_eq!(replace_between("nothing here", "new", BEGIN, END), None);
     }
 }

@@ -15,6 +15,9 @@
 //! Run with `cargo run --release -p sesame-bench --bin http` (needs `wrk` and
 //! `redis-server`); `--write-docs` also replaces the measured section of
 //! `docs/BENCHMARKS.md`, and `--smoke` makes a seconds-long run whose figures mean nothing.
+//! `--valkey` runs every Redis-backed server on its own Valkey instead (the server
+//! `SESAME_VALKEY_SERVER` names, as `scripts/valkey.sh` prints), where sesame saves with
+//! Valkey's own compare-and-set, and writes its own section of the file.
 // A command-line measurement tool: printing its report is its whole purpose.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
@@ -39,7 +42,8 @@ use sesame_bench::{BenchError, BenchResult};
 pub(crate) const KEYS_MEASURED: usize = 100;
 /// The endpoints measured, in order.
 const ENDPOINTS: [&str; 2] = ["/me", "/me_ro"];
-/// The command that reproduces the table.
+/// The command that reproduces the table (on Valkey: with `--valkey`, after
+/// `export SESAME_VALKEY_SERVER=$(scripts/valkey.sh)`).
 const REPRODUCE: &str = "cargo run --release -p sesame-bench --bin http -- --write-docs";
 
 /// How much to measure.
@@ -73,9 +77,12 @@ const SMOKE: Scale = Scale {
     warmup_seconds: 1,
 };
 
-const USAGE: &str = "usage: http [--smoke] [--write-docs] | http --serve SERVER SECONDS\n  \
+const USAGE: &str = "usage: http [--valkey] [--smoke] [--write-docs] | http [--valkey] --serve SERVER SECONDS\n  \
+    --valkey      every Redis-backed server on its own Valkey (SESAME_VALKEY_SERVER, else\n                \
+    valkey-server from PATH; scripts/valkey.sh fetches one) instead of redis-server\n  \
     --smoke       a seconds-long run of every server and check; figures are meaningless\n  \
-    --write-docs  also replace the measured section of docs/BENCHMARKS.md\n  \
+    --write-docs  also replace the measured section of docs/BENCHMARKS.md (its Valkey\n                \
+    section with --valkey)\n  \
     --serve       start SERVER (sesame, sesame-cache, sesame-memory, tower-sessions,\n                \
     actix-session, sesame-actix) and the ceiling with 1000 sessions, print where they\n                \
     listen and where the tokens are, serve for SECONDS, then exit (for a profiler: see\n                \
@@ -84,7 +91,12 @@ const USAGE: &str = "usage: http [--smoke] [--write-docs] | http --serve SERVER 
 fn main() -> ExitCode {
     let mut scale = FULL;
     let mut write_docs = false;
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let valkey = args.iter().any(|a| a == "--valkey");
+    args.retain(|a| a != "--valkey");
+    if valkey {
+        bench::use_flavor(sesame_testkit::Flavor::Valkey);
+    }
     if let [flag, server, seconds] = args.as_slice() {
         if flag == "--serve" {
             return match seconds.parse() {
@@ -118,7 +130,7 @@ fn main() -> ExitCode {
     }
     let result = run(scale).and_then(|report| {
         if write_docs {
-            docs::write_section(&report)?;
+            docs::write_section(&report, valkey)?;
             eprintln!("wrote the measured section of {}", docs::PATH);
         }
         Ok(report)
@@ -182,7 +194,7 @@ fn run(scale: Scale) -> BenchResult<String> {
         Some(r) => redis_figures::version(r)?,
         None => "?".into(),
     };
-    report.push_str(&notes(&scale, &version));
+    report.push_str(&notes(&scale, &version, bench::flavor()));
     // Stop the servers before the Redis servers and the temporary directory go away.
     drop(runtime);
     drop(targets);
@@ -211,9 +223,24 @@ fn memory_table(targets: &[bench::Target]) -> String {
 }
 
 /// How the figures were made.
-fn notes(scale: &Scale, redis_version: &str) -> String {
+fn notes(scale: &Scale, server_version: &str, flavor: sesame_testkit::Flavor) -> String {
     let options = wrk::options(scale.seconds).join(" ");
     let bench::Sessions { total, used } = scale.sessions;
+    let (server, saves, reproduce) = match flavor {
+        sesame_testkit::Flavor::Redis => (
+            format!("`redis-server` {server_version}"),
+            "runs a save as one `EVALSHA` (the commands inside it are counted in the commands \
+             column)",
+            REPRODUCE.to_string(),
+        ),
+        sesame_testkit::Flavor::Valkey => (
+            format!("`valkey-server` {server_version} (the build `scripts/valkey.sh` fetches)"),
+            "runs a save not due a touch as one `SET … IFEQ … KEEPTTL`, Valkey's own \
+             compare-and-set, and one due a touch as one `EVALSHA` (the commands inside it are \
+             counted in the commands column)",
+            format!("export SESAME_VALKEY_SERVER=$(scripts/valkey.sh); {REPRODUCE} --valkey"),
+        ),
+    };
     format!(
         "\n- Servers: `ceiling` is axum with the same routes and no sessions; `sesame` and \
          `sesame-memory` are sesame-axum on a `RedisStore` and on the `MemoryStore`, default \
@@ -225,8 +252,7 @@ fn notes(scale: &Scale, redis_version: &str) -> String {
          sesame-actix's middleware, run as actix-session is (its own actix system, one worker \
          per core, the store connected inside it). The axum servers share one tokio runtime \
          (one worker per core), all in one process; \
-         each Redis-backed server has its own private `redis-server` {redis_version} on \
-         loopback.\n\
+         each Redis-backed server has its own private {server} on loopback.\n\
          - Sessions: {total} logins per session server through real `POST /login` requests; \
          the load rotates the cookie over the first {used}. Bytes per session: \
          `used_memory` after the logins minus before, divided by the logins (sesame's \
@@ -236,14 +262,13 @@ fn notes(scale: &Scale, redis_version: &str) -> String {
          server; medians. `vs ceiling` = median req/s / the ceiling's for the same endpoint.\n\
          - Redis figures from `INFO commandstats` and `INFO cpu` of the server's own Redis, \
          per completed request. Round trips: sesame pipelines a load's `GET` + `PTTL` and \
-         runs a save as one `EVALSHA` (the commands inside it are counted in the commands \
-         column); the peers send one command per round trip. App CPU: this process's user + \
+         {saves}; the peers send one command per round trip. App CPU: this process's user + \
          system time during the run (only the server being loaded is busy), per request.\n\
          - Every `sesame` and `sesame-actix` run is checked against its store protocol, \
          after each `/me` run every \
          session server must still answer a read as the right user, and any error response \
          fails the whole run.\n\
-         - Reproduce: `{REPRODUCE}`\n",
+         - Reproduce: `{reproduce}`\n",
         scale.rounds, scale.warmup_seconds,
     )
 }
