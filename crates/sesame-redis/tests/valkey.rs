@@ -15,7 +15,9 @@ use sesame::{Delta, Lookup, Policy, SaveOutcome, SessionKey, Store, Tag};
 use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{self, key, policy, record, DynStore};
 use sesame_testkit::fixtures::now;
-use sesame_testkit::{Cluster, ClusterOptions, Flavor, RedisOptions, RedisServer};
+use sesame_testkit::{
+    Cluster, ClusterOptions, Flavor, RedisOptions, RedisServer, SentinelGroup, SentinelOptions,
+};
 
 fn valkey() -> RedisServer {
     RedisServer::start_with(RedisOptions { flavor: Flavor::Valkey, ..RedisOptions::default() })
@@ -228,4 +230,64 @@ async fn conformance_on_a_valkey_cluster() {
         .filter_map(|s| s.get("set").copied())
         .sum();
     assert!(sets > 0, "no SET reached the masters");
+}
+
+// The conformance suite on a Valkey Sentinel group (a master, two replicas, three Valkey
+// sentinels); then a switchover, after which a session written before it saves natively on the
+// new master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_and_a_switchover_on_a_valkey_sentinel_group() {
+    let group = tokio::task::spawn_blocking(|| {
+        SentinelGroup::start_with(SentinelOptions {
+            flavor: Flavor::Valkey,
+            replicas: 2,
+            ..SentinelOptions::default()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("cannot start a Valkey Sentinel group: {e}"));
+    let url = group.url();
+    let s = RedisStore::connect(&url).await.unwrap();
+    assert!(s.uses_native_compare_and_set());
+    conformance::run_all(|| {
+        let url = url.clone();
+        async move { Arc::new(RedisStore::connect(&url).await.unwrap()) as DynStore }
+    })
+    .await;
+
+    let pol = policy();
+    let k = key(Tag::random().unwrap());
+    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
+    let first = group.current_master_port().unwrap();
+    let master = group.data_nodes().iter().find(|n| n.port() == first).unwrap();
+    master.cli(&["WAIT", "2", "5000"]).unwrap();
+    group.sentinel_cli(0, &["SENTINEL", "FAILOVER", group.master_name()]).unwrap();
+    let second = tokio::task::block_in_place(|| {
+        group.wait_for_failover(first, std::time::Duration::from_secs(30)).unwrap()
+    });
+    let new_master = group.data_nodes().iter().find(|n| n.port() == second).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let saved = loop {
+        let attempt = async {
+            let base = match s.load(&k, now(), &pol).await? {
+                Lookup::Live(l) => l,
+                other => panic!("the session did not survive the switchover: {other:?}"),
+            };
+            new_master.reset_stats().unwrap();
+            s.save(&k, &base, &set_n(7), now(), &pol).await
+        };
+        match attempt.await {
+            Ok(out) => break out,
+            Err(sesame::StoreError::Unavailable { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no save after the switchover: {e}"),
+        }
+    };
+    assert!(matches!(saved, SaveOutcome::Saved(_)), "{saved:?}");
+    let stats = new_master.info_commandstats().unwrap();
+    assert_eq!(stats.get("set"), Some(&1), "a native save on the new master: {stats:?}");
+    assert_eq!(stats.get("evalsha"), None, "{stats:?}");
+    assert!(s.uses_native_compare_and_set());
 }

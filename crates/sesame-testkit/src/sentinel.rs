@@ -14,7 +14,7 @@ use crate::process::RedisProcess;
 use crate::server::{percent_encode, preferred_credentials, replication_auth_args, url_userinfo};
 use crate::tls::{SharedTls, TlsFiles};
 use crate::wait::{first_line, info_field, remaining, wait_until};
-use crate::{RedisOptions, RedisServer, RunAs, TestkitError};
+use crate::{Flavor, RedisOptions, RedisServer, RunAs, TestkitError};
 
 /// Number of sentinels in a group.
 const SENTINELS: usize = 3;
@@ -71,6 +71,8 @@ pub struct SentinelOptions {
     /// query, so the test sees both sides during a cut. Not with
     /// [`tls`](Self::tls).
     pub run_as: Option<RunAs>,
+    /// The server program of the data nodes and the sentinels (Redis by default).
+    pub flavor: Flavor,
 }
 
 impl Default for SentinelOptions {
@@ -84,6 +86,7 @@ impl Default for SentinelOptions {
             tls: false,
             sentinel_password: None,
             run_as: None,
+            flavor: Flavor::Redis,
         }
     }
 }
@@ -490,7 +493,7 @@ fn data_node_options(opts: &SentinelOptions, replica_of: Option<u16>) -> RedisOp
         tls: opts.tls,
         extra_args,
         run_as: None,
-        flavor: crate::Flavor::Redis,
+        flavor: opts.flavor,
     }
 }
 
@@ -525,6 +528,7 @@ fn start_sentinel(
     tls: Option<&TlsFiles>,
 ) -> Result<RedisProcess, TestkitError> {
     let mut process = RedisProcess::new("sesame-sentinel-", opts.run_as)?;
+    process.use_program(opts.flavor.program());
     // Sentinels rewrite their configuration file, so each needs its own.
     let conf_path = process.dir().join("sentinel.conf");
     fs::write(&conf_path, sentinel_conf(opts, master_port)).map_err(|source| TestkitError::Io {
