@@ -182,6 +182,16 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// The call's first key (empty when it has none).
+    pub(crate) fn session_key(&self) -> &[u8] {
+        self.keys.first().map_or(&[][..], Vec::as_slice)
+    }
+
+    /// Whether this is the native compare-and-set rather than a script.
+    pub(crate) fn is_native(&self) -> bool {
+        matches!(self.op, Op::SetIfEqual)
+    }
+
     pub(crate) fn retry_safe(&mut self, safe: bool) -> &mut Self {
         self.retry_safe = safe;
         self

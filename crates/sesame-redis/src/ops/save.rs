@@ -54,6 +54,28 @@ impl Reply {
     }
 }
 
+/// The call of `save.lua` for writing `written` over `expected` under `session_key`; with
+/// `index` (a touch is due: the new TTL, the record, the session's id), the script also sets
+/// the TTL and moves the principal's index.
+fn script_call<'a>(
+    store: &'a RedisStore,
+    session_key: &str,
+    expected: &[u8],
+    written: &[u8],
+    index: Option<(u64, &Record, String)>,
+    now: u64,
+) -> Call<'a> {
+    let mut call = Call::new(&store.scripts.save);
+    call.key(session_key).arg(expected).arg(written);
+    if let Some((ttl, next, id)) = index {
+        if let Some(p) = &next.principal {
+            call.key(store.keys.index(p.user()));
+        }
+        call.arg(ttl).arg(next.index_member(&id)).arg(now.saturating_add(ttl));
+    }
+    call
+}
+
 /// The TTL a save of `next` at `now` sets, or `None` when the key keeps its own: set when a
 /// touch is due by the idle deadline as loaded (`None`: the key had no TTL), or when that
 /// deadline lies further than the session may now live.
@@ -83,43 +105,42 @@ pub(crate) async fn save(
         }
         let next = current.next(delta, policy)?;
         let touch = new_ttl(policy, deadline, &next, now);
-        let session_key = store.keys.session(&target);
         let written = record::encode(&next);
+        let ticket = store.near_ticket();
+        // The session key lives in the call only (not beside it across the await below), which
+        // keeps this future within the allocator's thread cache.
+        let mut call = {
+            let session_key = store.keys.session(&target);
+            if touch.is_none() && store.uses_native_compare_and_set() {
+                // The server's own compare-and-set; when it did not write (the key is missing
+                // or holds something else), the script runs next and says which, and what.
+                let mut c = Call::set_if_equal();
+                c.key(session_key.as_str()).arg(expected.as_slice()).arg(written.as_slice());
+                c
+            } else {
+                let index = touch.map(|ttl| (ttl, &next, target.id()));
+                script_call(store, &session_key, &expected, &written, index, now)
+            }
+        };
         // Sets and removals give the same record when applied twice; exact updates do not, so
         // a save carrying one is not sent again after a broken connection.
-        let retry_safe = delta.update.is_empty();
-        let ticket = store.near_ticket();
-        let mut reply = None;
-        let mut call = Call::set_if_equal();
-        if touch.is_none() && store.uses_native_compare_and_set() {
-            // The server's own compare-and-set; when it did not write (the key is missing or
-            // holds something else), the script below says which and what it holds.
-            call.key(session_key.as_str()).arg(expected.as_slice()).arg(written.as_slice());
-            call.retry_safe(retry_safe);
-            match store.run_unmarked(&call).await {
-                Ok(Value::Okay) => reply = Some(Ok(Reply::Saved(None))),
+        call.retry_safe(delta.update.is_empty());
+        // One await point for both calls keeps this future small too.
+        let reply = loop {
+            let result = store.run_unmarked(&call).await;
+            if !call.is_native() {
+                break result.and_then(|v| Reply::parse(&v, now));
+            }
+            match result {
+                Ok(Value::Okay) => break Ok(Reply::Saved(None)),
                 Ok(Value::Nil) => {}
-                Ok(other) => reply = Some(Err(unexpected("save", &other))),
+                Ok(other) => break Err(unexpected("save", &other)),
                 Err(e) if is_syntax_error(&e) => store.native_cas_refused(),
-                Err(e) => reply = Some(Err(e)),
+                Err(e) => break Err(e),
             }
-        }
-        let reply = match reply {
-            Some(reply) => reply,
-            None => {
-                call = Call::new(&store.scripts.save);
-                call.key(session_key.as_str());
-                call.arg(expected.as_slice()).arg(written.as_slice());
-                if let Some(ttl) = touch {
-                    if let Some(p) = &next.principal {
-                        call.key(store.keys.index(p.user()));
-                    }
-                    let member = next.index_member(&target.id());
-                    call.arg(ttl).arg(member).arg(now.saturating_add(ttl));
-                }
-                call.retry_safe(retry_safe);
-                store.run_unmarked(&call).await.and_then(|v| Reply::parse(&v, now))
-            }
+            let session_key = String::from_utf8_lossy(call.session_key()).into_owned();
+            call = script_call(store, &session_key, &expected, &written, None, now);
+            call.retry_safe(delta.update.is_empty());
         };
         match (&reply, ticket) {
             (Ok(Reply::Saved(ttl)), Some(ticket)) => {
@@ -130,7 +151,7 @@ pub(crate) async fn save(
                 }
                 let ttl = ttl.or_else(|| deadline.map(|d| d.saturating_sub(now)));
                 let read = Read { raw: written, record: next.clone(), ttl };
-                store.wrote_own(&session_key, read, ticket, now);
+                store.wrote_own(&String::from_utf8_lossy(call.session_key()), read, ticket, now);
             }
             _ => store.wrote_keys(&call),
         }
