@@ -1,4 +1,4 @@
-//! The near cache on real Redis, standalone, Sentinel and Cluster, with two store instances ("A" and
+//! The near cache on real Redis, standalone, Sentinel and Cluster (and on Valkey), with two store instances ("A" and
 //! "B", each with its own connections and listeners) as two app instances would have:
 //! reads served from the cache, a revocation or a write on A reaching B within a bounded
 //! wait, a write on A then a read on B from the same client seeing the write, own writes
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sesame::{SessionConfig, SessionManager, TokenAction};
 use sesame_redis::{NearCacheConfig, RedisStore};
-use sesame_testkit::{Cluster, RedisServer, SentinelGroup};
+use sesame_testkit::{Cluster, Flavor, RedisOptions, RedisServer, SentinelGroup};
 
 /// How long another instance may keep serving a changed session (far above what is
 /// measured, see docs/BENCHMARKS.md: the test must not depend on the machine's speed).
@@ -146,6 +146,18 @@ async fn across_instances_cluster() {
     across_instances(&cluster.url()).await;
     let nodes: Vec<&RedisServer> = cluster.nodes().iter().collect();
     own_saves(&cluster.url(), &nodes).await;
+}
+
+// The same on Valkey 9.1 (its tracking, its invalidations, and saves through its own
+// compare-and-set): across instances, a killed listener, own saves staying cached.
+#[tokio::test]
+async fn on_valkey() {
+    let server =
+        RedisServer::start_with(RedisOptions { flavor: Flavor::Valkey, ..RedisOptions::default() })
+            .unwrap_or_else(|e| panic!("cannot start Valkey: {e}"));
+    across_instances(&server.url()).await;
+    killed_listener(&server.url(), &[&server]).await;
+    own_saves(&server.url(), &[&server]).await;
 }
 
 /// Kills every tracking connection on `node`; returns how many.

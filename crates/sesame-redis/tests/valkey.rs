@@ -291,3 +291,60 @@ async fn conformance_and_a_switchover_on_a_valkey_sentinel_group() {
     assert_eq!(stats.get("evalsha"), None, "{stats:?}");
     assert!(s.uses_native_compare_and_set());
 }
+
+// After Valkey restarts (with AOF), the first native save of each of two instances (sent on a
+// connection the restart broke, then once more on the fresh one: a delta of sets is safe to
+// send twice) succeeds, and nothing is lost.
+#[tokio::test]
+async fn first_native_save_after_a_restart_succeeds() {
+    let mut server = RedisServer::start_with(RedisOptions {
+        flavor: Flavor::Valkey,
+        appendonly: true,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let instances = [
+        RedisStore::connect(&server.url()).await.unwrap(),
+        RedisStore::connect(&server.url()).await.unwrap(),
+    ];
+    let pol = policy();
+    let mut keys = Vec::new();
+    let mut bases = Vec::new();
+    for s in &instances {
+        let k = key(Tag::random().unwrap());
+        s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
+        bases.push(live(s, &k, &pol).await);
+        keys.push(k);
+    }
+    server.stop();
+    server.start_again().unwrap();
+    for (i, s) in instances.iter().enumerate() {
+        let out = s.save(&keys[i], &bases[i], &set_n(5), now(), &pol).await;
+        assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "first save on instance {i}: {out:?}");
+        assert!(s.uses_native_compare_and_set());
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let got = live(&instances[1 - i], k, &pol).await.record;
+        assert_eq!(got.attrs["n"], 5u64.to_be_bytes().to_vec(), "instance {i}'s save is there");
+        assert_eq!(got.version, 2);
+    }
+}
+
+/// The store conformance suite with the near cache on, on Valkey (its `CLIENT TRACKING`
+/// broadcast invalidations and the native saves together).
+mod near_cache {
+    use super::*;
+
+    async fn make() -> (DynStore, RedisServer) {
+        let server = valkey();
+        let store = RedisStore::builder(server.url())
+            .near_cache(sesame_redis::NearCacheConfig::default())
+            .connect()
+            .await
+            .unwrap();
+        assert!(store.near_cache_stats().unwrap().live && store.uses_native_compare_and_set());
+        (Arc::new(store), server)
+    }
+
+    sesame_testkit::conformance_tests!(make);
+}
