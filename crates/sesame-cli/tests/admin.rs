@@ -765,6 +765,19 @@ async fn doctor_flags_risky_settings_and_passes_a_good_server() {
     );
     assert_eq!(find(&report, "persistence")[0]["level"], "ok");
     assert_eq!(find(&report, "maxmemory-policy")[0]["level"], "ok");
+
+    // A good Valkey passes too, and the report says its saves are native.
+    let valkey = RedisServer::start_with(RedisOptions {
+        appendonly: true,
+        flavor: sesame_testkit::Flavor::Valkey,
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let report = expect(0, &["doctor", "--store", &valkey.url(), "--json"]).json();
+    let version = &find(&report, "version")[0];
+    assert_eq!(version["level"], "ok");
+    let message = version["message"].as_str().unwrap();
+    assert!(message.starts_with("Valkey 9.") && message.contains("SET … IFEQ"), "{message}");
 }
 
 // Through the sentinels, the commands reach the group's master, and `doctor` reports its

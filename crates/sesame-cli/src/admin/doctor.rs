@@ -72,6 +72,19 @@ fn info_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
 }
 
 fn check_version(text: &str) -> Finding {
+    // Valkey reports `redis_version:7.2.4` (the Redis it forked) and its own version apart.
+    if info_field(text, "server_name").map(str::trim) == Some("valkey") {
+        if let Some(v) = info_field(text, "valkey_version").map(str::trim) {
+            let message = if version(v).is_some_and(|t| t >= (8, 1)) {
+                format!(
+                    "Valkey {v}: saves not due a touch use its own compare-and-set (SET … IFEQ)"
+                )
+            } else {
+                format!("Valkey {v}: saves use the script (from 8.1 on they use SET … IFEQ)")
+            };
+            return finding(Level::Ok, "version", message);
+        }
+    }
     match info_field(text, "redis_version") {
         Some(v) if version(v).is_some_and(|t| t >= (7, 0)) => {
             finding(Level::Ok, "version", format!("Redis {v}"))
@@ -559,6 +572,14 @@ mod tests {
         assert_eq!(check_version("redis_version:7.0.15\r\n").level, Level::Ok);
         assert_eq!(check_version("redis_version:6.2.14\r\n").level, Level::Error);
         assert_eq!(check_version("nothing").level, Level::Warning);
+        let valkey = |v: &str| {
+            check_version(&format!(
+                "redis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:{v}\r\n"
+            ))
+        };
+        assert_eq!(valkey("9.1.2").level, Level::Ok);
+        assert!(valkey("9.1.2").message.contains("Valkey 9.1.2: saves not due a touch use"));
+        assert!(valkey("8.0.1").message.contains("saves use the script"));
     }
 
     // A replicated master without min-replicas-to-write is a warning; with more required
