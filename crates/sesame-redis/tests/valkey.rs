@@ -348,3 +348,55 @@ mod near_cache {
 
     sesame_testkit::conformance_tests!(make);
 }
+
+// With the durability option, a native save travels with its `WAIT` too: acknowledged once the
+// replica has it (a lost race included: the script's answer waits as well); with the replica
+// gone, the save fails as unavailable, its outcome unknown.
+#[tokio::test]
+async fn native_saves_wait_for_replicas_or_fail() {
+    let master = valkey();
+    let mut replica = RedisServer::start_with(RedisOptions {
+        flavor: Flavor::Valkey,
+        extra_args: vec!["--replicaof".into(), "127.0.0.1".into(), master.port().to_string()],
+        ..RedisOptions::default()
+    })
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while master.cli(&["WAIT", "1", "200"]).unwrap() != "1" {
+        assert!(std::time::Instant::now() < deadline, "replica never synced: {}", replica.log());
+    }
+    let s = RedisStore::builder(master.url())
+        .durability(1, std::time::Duration::from_millis(1000))
+        .connect()
+        .await
+        .unwrap();
+    assert!(s.uses_native_compare_and_set());
+    let pol = policy();
+    let k = key(Tag::random().unwrap());
+    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
+    let base = live(&s, &k, &pol).await;
+    let (cmds, out) =
+        commands(&master, || async { s.save(&k, &base, &set_n(1), now(), &pol).await }).await;
+    assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
+    assert_eq!((cmds.get("set"), cmds.get("evalsha")), (Some(&1), None), "{cmds:?}");
+    assert_eq!(cmds.get("wait"), Some(&1), "{cmds:?}");
+    let on_replica = replica.cli(&["GET", &s.session_key(&k)]).unwrap();
+    assert_eq!(on_replica, master.cli(&["GET", &s.session_key(&k)]).unwrap(), "replicated");
+    // A stale base: native SET + WAIT, the script + WAIT, native SET + WAIT.
+    let (cmds, out) =
+        commands(&master, || async { s.save(&k, &base, &set_n(2), now(), &pol).await }).await;
+    assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
+    assert_eq!(
+        (cmds.get("set"), cmds.get("evalsha"), cmds.get("wait")),
+        (Some(&2), Some(&1), Some(&3))
+    );
+
+    replica.stop();
+    let base = live(&s, &k, &pol).await;
+    let e = s.save(&k, &base, &set_n(3), now(), &pol).await.unwrap_err();
+    assert!(
+        matches!(&e, sesame::StoreError::Unavailable { message, .. }
+            if message.contains("not confirmed by 1 replica") && message.contains("outcome unknown")),
+        "{e}"
+    );
+}
