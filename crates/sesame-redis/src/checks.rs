@@ -23,7 +23,7 @@ pub struct ServerReport {
     pub replicas: Option<u64>,
     /// `min-replicas-to-write` (the least, when several nodes answered).
     pub min_replicas_to_write: Option<u64>,
-    /// Whether every node that answered is Valkey 8.1 or later, whose `SET … IFEQ` (a native
+    /// Whether every server that answered (every master, on a cluster) is Valkey 8.1 or later, whose `SET … IFEQ` (a native
     /// compare-and-set) the store uses for a save that is not due a touch, instead of a script.
     pub native_compare_and_set: bool,
     /// Settings that can lose or evict live sessions, in plain words.

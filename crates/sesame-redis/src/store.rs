@@ -24,7 +24,7 @@ pub struct RedisStore {
     /// The near cache, when configured.
     pub(crate) near: Option<Arc<Near>>,
     /// Whether a save not due a touch is the server's own compare-and-set (`SET … IFEQ`)
-    /// rather than the save script: on when every node is Valkey 8.1 or later at connect, off
+    /// rather than the save script: on when the server (every master of a cluster) is Valkey 8.1 or later at connect, off
     /// for good once a server refuses the option (a failover to an older one).
     pub(crate) native_cas: Arc<std::sync::atomic::AtomicBool>,
 }
