@@ -56,6 +56,13 @@ async fn live(store: &RedisStore, k: &SessionKey, pol: &Policy) -> sesame::Loade
     }
 }
 
+/// A new anonymous session on `store`, and its first load (the base of a save).
+async fn new_session(store: &RedisStore, pol: &Policy) -> (SessionKey, sesame::Loaded) {
+    let k = key(Tag::random().unwrap());
+    store.create(&k, &record(None, &[]), None, now(), pol).await.unwrap();
+    (k, live(store, &k, pol).await)
+}
+
 fn set_n(n: u64) -> Delta {
     Delta { set: vec![("n".into(), n.to_be_bytes().to_vec())], ..Delta::default() }
 }
@@ -68,9 +75,7 @@ async fn each_kind_of_save_sends_its_commands() {
     let server = valkey();
     let s = RedisStore::connect(&server.url()).await.unwrap();
     let pol = policy();
-    let k = key(Tag::random().unwrap());
-    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
-    let base = live(&s, &k, &pol).await;
+    let (k, base) = new_session(&s, &pol).await;
 
     let (cmds, out) =
         commands(&server, || async { s.save(&k, &base, &set_n(1), now(), &pol).await }).await;
@@ -87,10 +92,7 @@ async fn each_kind_of_save_sends_its_commands() {
 
     // Past the touch interval: the script, which also sets the TTL.
     let later = now() + pol.touch_after_ms + 1;
-    let fresh = match s.load(&k, now(), &pol).await.unwrap() {
-        Lookup::Live(l) => l,
-        other => panic!("{other:?}"),
-    };
+    let fresh = live(&s, &k, &pol).await;
     let (cmds, out) =
         commands(&server, || async { s.save(&k, &fresh, &set_n(3), later, &pol).await }).await;
     assert!(matches!(out.unwrap(), SaveOutcome::Saved(_)));
@@ -107,9 +109,7 @@ async fn each_kind_of_save_sends_its_commands() {
     let redis = RedisServer::start();
     let r = RedisStore::connect(&redis.url()).await.unwrap();
     assert!(!r.uses_native_compare_and_set(), "Redis 7 has no SET IFEQ");
-    let k = key(Tag::random().unwrap());
-    r.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
-    let base = live(&r, &k, &pol).await;
+    let (k, base) = new_session(&r, &pol).await;
     let (cmds, out) =
         commands(&redis, || async { r.save(&k, &base, &set_n(1), now(), &pol).await }).await;
     assert!(matches!(out.unwrap(), SaveOutcome::Saved(_)));
@@ -182,9 +182,7 @@ async fn a_server_without_ifeq_turns_the_native_save_off() {
     let s = RedisStore::connect(&server.url()).await.unwrap();
     assert!(s.uses_native_compare_and_set());
     let pol = policy();
-    let k = key(Tag::random().unwrap());
-    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
-    let base = live(&s, &k, &pol).await;
+    let (k, base) = new_session(&s, &pol).await;
     let logs = sesame_testkit::logs::Captured::default();
     let _guard = logs.install(tracing::Level::WARN);
     server.start_again_as(Flavor::Redis).unwrap();
@@ -197,9 +195,7 @@ async fn a_server_without_ifeq_turns_the_native_save_off() {
     assert!(!s.uses_native_compare_and_set(), "turned off by the syntax error");
     let warned = logs.text().matches("refused SET … IFEQ").count();
     assert_eq!(warned, 1, "one warning: {}", logs.text());
-    let k = key(Tag::random().unwrap());
-    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
-    let base = live(&s, &k, &pol).await;
+    let (k, base) = new_session(&s, &pol).await;
     let (cmds, out) =
         commands(&server, || async { s.save(&k, &base, &set_n(2), now(), &pol).await }).await;
     assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");
@@ -311,9 +307,8 @@ async fn first_native_save_after_a_restart_succeeds() {
     let mut keys = Vec::new();
     let mut bases = Vec::new();
     for s in &instances {
-        let k = key(Tag::random().unwrap());
-        s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
-        bases.push(live(s, &k, &pol).await);
+        let (k, base) = new_session(s, &pol).await;
+        bases.push(base);
         keys.push(k);
     }
     server.stop();
@@ -372,9 +367,7 @@ async fn native_saves_wait_for_replicas_or_fail() {
         .unwrap();
     assert!(s.uses_native_compare_and_set());
     let pol = policy();
-    let k = key(Tag::random().unwrap());
-    s.create(&k, &record(None, &[]), None, now(), &pol).await.unwrap();
-    let base = live(&s, &k, &pol).await;
+    let (k, base) = new_session(&s, &pol).await;
     let (cmds, out) =
         commands(&master, || async { s.save(&k, &base, &set_n(1), now(), &pol).await }).await;
     assert!(matches!(out, Ok(SaveOutcome::Saved(_))), "{out:?}");

@@ -130,7 +130,7 @@ fn main() -> ExitCode {
     }
     let result = run(scale).and_then(|report| {
         if write_docs {
-            docs::write_section(&report, valkey)?;
+            docs::write_section(&report, bench::flavor() == sesame_testkit::Flavor::Valkey)?;
             eprintln!("wrote the measured section of {}", docs::PATH);
         }
         Ok(report)
