@@ -572,7 +572,7 @@ impl Admin {
         let (raw, pttl): (Option<Vec<u8>>, i64) = crate::script::read(&self.store.conn, &p).await?;
         let Some(raw) = raw else { return Ok(None) };
         let content = match decode_stored(&raw) {
-            Ok(Stored::Record(r)) => {
+            Ok(Stored::Record(r, _)) => {
                 let attributes = r
                     .attrs
                     .iter()

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! [ version, created_ms, absolute_ms, principal | false, auth_ms | false, { name: value, ... },
-//!   rotated_ms, sid? ]
+//!   rotated_ms, idle_deadline_ms?, sid? ]
 //! ```
 //!
 //! The principal is written as 20 bytes of its keyed reference (tag and digest, see
@@ -10,8 +10,11 @@
 //! sealed among the attributes).
 //!
 //! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.
-//! `sid`, the session's 16-byte identity, is written only while encryption at rest is on: a
-//! record without it has seven fields.)
+//! `idle_deadline_ms` is the key's expiry as set by the write that last set its TTL (ms since
+//! the Unix epoch), so that a load needs no `PTTL`; records written before it existed lack it,
+//! and a load then asks for the TTL. `sid`, the session's 16-byte identity, is written only
+//! while encryption at rest is on. The two optional fields are told apart by type: a number
+//! is the deadline, a string the identity.)
 //!
 //! A session key can instead hold a [`Pointer`]: what a rotation leaves behind for the
 //! superseded token. Pointers start with the byte `P`, which no record starts with.
@@ -33,12 +36,14 @@ use sesame::{Principal, Record, SessionKey, Tag, UserRef};
 /// Longest possible session life: the configuration caps the absolute timeout at a year.
 const MAX_LIFETIME_MS: u64 = 366 * 24 * 3600 * 1000;
 
-/// Encodes a record.
-pub(crate) fn encode(r: &Record) -> Vec<u8> {
+/// Encodes a record with the idle deadline its write gives the key (`None`: the key keeps a
+/// TTL this write does not know, and a load asks for it).
+pub(crate) fn encode(r: &Record, idle_deadline_ms: Option<u64>) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(32 + r.attrs.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>());
     // Writing into a Vec cannot fail; the results are ignored for that reason.
-    let _ = rmp::encode::write_array_len(&mut out, if r.sid.is_some() { 8 } else { 7 });
+    let fields = 7 + u32::from(idle_deadline_ms.is_some()) + u32::from(r.sid.is_some());
+    let _ = rmp::encode::write_array_len(&mut out, fields);
     let _ = rmp::encode::write_uint(&mut out, r.version);
     let _ = rmp::encode::write_uint(&mut out, r.created_ms);
     let _ = rmp::encode::write_uint(&mut out, r.absolute_ms);
@@ -71,6 +76,9 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
         out.extend_from_slice(v);
     }
     let _ = rmp::encode::write_uint(&mut out, r.rotated_ms);
+    if let Some(deadline) = idle_deadline_ms {
+        let _ = rmp::encode::write_uint(&mut out, deadline);
+    }
     if let Some(sid) = &r.sid {
         // `str` framing with raw bytes, like the values.
         let _ = rmp::encode::write_str_len(&mut out, sesame::crypt::SID_LEN as u32);
@@ -80,11 +88,18 @@ pub(crate) fn encode(r: &Record) -> Vec<u8> {
 }
 
 /// Decodes a record, accepting what both this module and Redis's `cmsgpack` write.
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
+    decode_with_deadline(bytes).map(|(record, _)| record)
+}
+
+/// Decodes a record and the idle deadline it carries (`None`: written before records carried
+/// one, or by a write that did not know the key's TTL).
+pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>), String> {
     let mut c = Cursor { b: bytes, pos: 0 };
     let fields = c.array_len()?.ok_or("record is not an array")?;
-    if !(6..=8).contains(&fields) {
-        return Err(format!("record has {fields} fields, expected 6 to 8"));
+    if !(6..=9).contains(&fields) {
+        return Err(format!("record has {fields} fields, expected 6 to 9"));
     }
     let version = c.uint()?;
     let created_ms = c.uint()?;
@@ -118,7 +133,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
         attrs.insert(k, v);
     }
     let rotated_ms = if fields >= 7 { c.uint()? } else { 0 };
-    let sid = if fields == 8 {
+    // After `rotated_ms`: the deadline (a number), the identity (a string), or both in that
+    // order.
+    let deadline = match fields {
+        9 => Some(c.uint()?),
+        8 if !is_string_marker(c.peek()?) => Some(c.uint()?),
+        _ => None,
+    };
+    let sid = if fields == 9 || (fields == 8 && deadline.is_none()) {
         let b = c.bytes()?;
         Some(
             <sesame::crypt::Sid>::try_from(b)
@@ -133,7 +155,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
     if absolute_ms < created_ms || absolute_ms - created_ms > MAX_LIFETIME_MS {
         return Err("the record's deadlines are impossible".into());
     }
-    Ok(Record { created_ms, absolute_ms, principal, auth_ms, rotated_ms, version, attrs, sid })
+    let record =
+        Record { created_ms, absolute_ms, principal, auth_ms, rotated_ms, version, attrs, sid };
+    Ok((record, deadline))
+}
+
+/// Whether a MessagePack marker starts a `str` or `bin`.
+fn is_string_marker(m: u8) -> bool {
+    matches!(m, 0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)
 }
 
 /// Reads a principal: its 20-byte reference, then its name.
@@ -203,8 +232,8 @@ pub(crate) fn encode_pointer(p: &Pointer) -> Vec<u8> {
 /// What a session key holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stored {
-    /// A live session's record.
-    Record(Record),
+    /// A live session's record, with the idle deadline it carries.
+    Record(Record, Option<u64>),
     /// A superseded token's pointer.
     Pointer(Pointer),
 }
@@ -212,7 +241,7 @@ pub(crate) enum Stored {
 /// Decodes whatever a session key holds.
 pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Stored, String> {
     if bytes.first() != Some(&POINTER_MARK) {
-        return decode(bytes).map(Stored::Record);
+        return decode_with_deadline(bytes).map(|(r, d)| Stored::Record(r, d));
     }
     let head = bytes.get(..POINTER_HEAD).ok_or("pointer is truncated")?;
     let kind = match head.get(1) {
@@ -366,16 +395,19 @@ mod tests {
                 assert!(decode_stored(&bytes[..n]).is_err() || n == 0);
             }
         }
-        assert!(matches!(decode_stored(&encode(&sample())).unwrap(), Stored::Record(_)));
+        assert!(matches!(
+            decode_stored(&encode(&sample(), None)).unwrap(),
+            Stored::Record(_, None)
+        ));
     }
 
     // Records round-trip, with and without optional fields and attributes.
     #[test]
     fn round_trip() {
         let r = sample();
-        assert_eq!(decode(&encode(&r)).unwrap(), r);
+        assert_eq!(decode(&encode(&r, None)).unwrap(), r);
         let empty = Record { created_ms: 1, absolute_ms: 2, ..Record::default() };
-        assert_eq!(decode(&encode(&empty)).unwrap(), empty);
+        assert_eq!(decode(&encode(&empty, None)).unwrap(), empty);
     }
 
     // The session identity is a trailing eighth field, written only when there is one: a
@@ -383,10 +415,10 @@ mod tests {
     // round-trips; an identity of another length is refused.
     #[test]
     fn session_identity_field() {
-        let plain = encode(&sample());
+        let plain = encode(&sample(), None);
         assert_eq!(plain[0], 0x97);
         let with = Record { sid: Some([0xee; 16]), ..sample() };
-        let bytes = encode(&with);
+        let bytes = encode(&with, None);
         assert_eq!(bytes[0], 0x98);
         assert_eq!(&bytes[1..plain.len()], &plain[1..]);
         assert_eq!(&bytes[plain.len()..], [&[0xb0][..], &[0xee; 16]].concat());
@@ -405,6 +437,35 @@ mod tests {
         assert!(decode(&nine).is_err());
     }
 
+    // The idle deadline is an optional number after `rotated_ms`, before the identity: with
+    // and without either, records round-trip; a record without the deadline is encoded
+    // exactly as before; every truncation is an error.
+    #[test]
+    fn idle_deadline_field() {
+        let d = 1_763_690_000_000;
+        for sid in [None, Some([0xee; 16])] {
+            let r = Record { sid, ..sample() };
+            let without = encode(&r, None);
+            let with = encode(&r, Some(d));
+            assert_eq!(with[0], without[0] + 1, "one more field");
+            assert_eq!(decode_with_deadline(&with).unwrap(), (r.clone(), Some(d)));
+            assert_eq!(decode_with_deadline(&without).unwrap(), (r.clone(), None));
+            assert_eq!(decode_stored(&with).unwrap(), Stored::Record(r.clone(), Some(d)));
+            for n in 0..with.len() {
+                assert!(decode_with_deadline(&with[..n]).is_err(), "truncated at {n}");
+            }
+        }
+        // A deadline beyond the absolute one (no write makes it) is read as it is: a load
+        // caps the remaining time by the absolute deadline.
+        let r = sample();
+        let far = encode(&r, Some(u64::MAX));
+        assert_eq!(decode_with_deadline(&far).unwrap(), (r, Some(u64::MAX)));
+        // Nine fields need both; a string where the deadline belongs is refused.
+        let mut bad = encode(&Record { sid: Some([1; 16]), ..sample() }, None);
+        bad[0] = 0x99;
+        assert!(decode_with_deadline(&bad).is_err());
+    }
+
     // The cmsgpack forms (empty attributes as an empty array, nil for absent) decode too.
     #[test]
     fn accepts_lua_forms() {
@@ -417,7 +478,7 @@ mod tests {
     // Every truncation and random garbage give an error, never a panic.
     #[test]
     fn hostile_bytes() {
-        let full = encode(&sample());
+        let full = encode(&sample(), None);
         for n in 0..full.len() {
             assert!(decode(&full[..n]).is_err(), "truncated at {n}");
         }

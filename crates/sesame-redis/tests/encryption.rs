@@ -238,8 +238,9 @@ async fn value_copied_by_hand_does_not_open() {
     assert_fails_authentication(s.get::<String>("secret").await, "secret");
 }
 
-// With encryption off the record is written as before: seven fields, no session identity, no
-// sealed principal entry; with it on, an eighth field holds the 16-byte identity.
+// With encryption off the record has no session identity and no sealed principal entry:
+// eight fields, the eighth its idle deadline; with it on, a ninth field holds the 16-byte
+// identity.
 #[tokio::test]
 async fn records_without_encryption_are_unchanged() {
     let server = RedisServer::start();
@@ -248,11 +249,11 @@ async fn records_without_encryption_are_unchanged() {
     let who = principal();
     let plain = marked_session(&manager(&store, &[]), &who).await;
     let bytes = raw(&server, &redis.session_key(&plain.key())).unwrap();
-    assert_eq!(bytes[0], 0x97, "seven fields");
+    assert_eq!(bytes[0], 0x98, "eight fields");
     assert!(contains(&bytes, who.as_bytes()), "the principal, in clear as before");
     assert!(!contains(&bytes, &[0xa0, 0x40]), "no sealed principal entry");
     let sealed = marked_session(&manager(&store, &[1]), &who).await;
     let bytes = raw(&server, &redis.session_key(&sealed.key())).unwrap();
-    assert_eq!(bytes[0], 0x98, "eight fields");
+    assert_eq!(bytes[0], 0x99, "nine fields");
     assert_eq!(bytes[bytes.len() - 17], 0xb0, "a 16-byte identity at the end");
 }

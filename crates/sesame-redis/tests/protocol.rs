@@ -219,6 +219,7 @@ async fn logout_racing_logins_between_slots() {
                 let rot = Rotation {
                     old,
                     base: &anon,
+                    base_idle_deadline_ms: None,
                     new,
                     sealed_successor: Vec::new(),
                     delta: &delta,

@@ -192,6 +192,7 @@ pub async fn copied_values_do_not_open(store: DynStore) {
     let rotation = Rotation {
         old: a.key(),
         base: &base,
+        base_idle_deadline_ms: None,
         new: moved.key(),
         sealed_successor: Vec::new(),
         delta: &Delta::default(),

@@ -336,6 +336,10 @@ pub struct Rotation<'a> {
     /// The record as this request loaded it (a store may write with compare-and-set against
     /// it and merge again from the stored record when it changed).
     pub base: &'a Record,
+    /// The idle deadline `base` was loaded with ([`Loaded::idle_deadline_ms`]), when known: a
+    /// store that keeps the deadline inside its record needs it to name the bytes it expects
+    /// (without it, the first compare-and-set of such a store misses and costs a round trip).
+    pub base_idle_deadline_ms: Option<u64>,
     /// The successor's key (a fresh token's).
     pub new: SessionKey,
     /// The successor token, sealed for the old token's holder (kept with the old key while it

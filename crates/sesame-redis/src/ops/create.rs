@@ -51,7 +51,7 @@ pub(crate) async fn create(
     if ttl == 0 {
         return Err(backend("refusing to create a session that is already expired"));
     }
-    let encoded = record::encode(record);
+    let encoded = record::encode(record, Some(now.saturating_add(ttl)));
     let member = record.index_member(&key.id());
     // The least recently active live member, read first: at the cap the script evicts it, and
     // on Redis Cluster every key a script touches must be declared. Below the cap it is unused.

@@ -5,15 +5,12 @@ use sesame::store::touch_due;
 use sesame::{Loaded, Policy, Record, SessionKey, StoreError};
 
 use crate::error::unexpected;
-use crate::record::{decode_stored, Pointer, PointerKind, Stored};
+use crate::ops::save::{script_call, Reply as SaveReply};
+use crate::record::{decode_stored, encode, Pointer, PointerKind, Stored};
 use crate::store::RedisStore;
 
 /// The most superseded tokens followed to reach a lineage's head.
 pub(crate) const MAX_HOPS: usize = 32;
-
-/// How long the index outlives its latest member's idle deadline (`INDEX_MARGIN_MS` in
-/// `lua/lib.lua`).
-pub(crate) const INDEX_MARGIN_MS: u64 = 60_000;
 
 /// A live session's record as read, with its raw bytes (for compare-and-set) and TTL.
 #[derive(Debug, Clone)]
@@ -34,27 +31,45 @@ pub(crate) enum Found {
 
 impl Found {
     /// Classifies a value (`None`: absent) read at `now`; a record past its absolute deadline
-    /// counts as missing.
+    /// counts as missing. A record's remaining TTL comes from the idle deadline it carries;
+    /// `ttl` (the key's TTL, when read with it) stands in for a record that carries none.
     pub(crate) fn from_raw(
         raw: Option<Vec<u8>>,
         ttl: Option<u64>,
         now: u64,
     ) -> Result<Found, StoreError> {
-        let Some(raw) = raw else { return Ok(Found::Missing) };
+        let (mut found, carries_deadline) = Found::classify(raw, now)?;
+        if let (Found::Record(read), false) = (&mut found, carries_deadline) {
+            read.ttl = ttl;
+        }
+        Ok(found)
+    }
+
+    /// Like [`Found::from_raw`] without a TTL: also says whether a record found carries its
+    /// idle deadline (`false`: its TTL must be asked for).
+    fn classify(raw: Option<Vec<u8>>, now: u64) -> Result<(Found, bool), StoreError> {
+        let Some(raw) = raw else { return Ok((Found::Missing, true)) };
         match decode_stored(&raw).map_err(|e| StoreError::Corrupt(format!("session key: {e}")))? {
-            Stored::Record(record) if record.absolute_ms > now => {
-                Ok(Found::Record(Read { raw, record, ttl }))
+            Stored::Record(record, deadline) if record.absolute_ms > now => {
+                // A deadline past the absolute one (which no write makes) counts up to it.
+                let ttl = deadline.map(|d| d.min(record.absolute_ms).saturating_sub(now));
+                Ok((Found::Record(Read { raw, record, ttl }), deadline.is_some()))
             }
-            Stored::Record(_) => Ok(Found::Missing),
-            Stored::Pointer(pointer) => Ok(Found::Pointer { raw, pointer }),
+            Stored::Record(..) => Ok((Found::Missing, true)),
+            Stored::Pointer(pointer) => Ok((Found::Pointer { raw, pointer }, true)),
         }
     }
 
-    /// From a script's `current` reply element.
-    pub(crate) fn from_reply(v: Option<&Value>, now: u64, what: &str) -> Result<Found, StoreError> {
+    /// From a script's `current` reply element; `ttl` as in [`Found::from_raw`].
+    pub(crate) fn from_reply(
+        v: Option<&Value>,
+        ttl: Option<u64>,
+        now: u64,
+        what: &str,
+    ) -> Result<Found, StoreError> {
         match v {
             None | Some(Value::Nil) => Ok(Found::Missing),
-            Some(Value::BulkString(b)) => Found::from_raw(Some(b.clone()), None, now),
+            Some(Value::BulkString(b)) => Found::from_raw(Some(b.clone()), ttl, now),
             Some(other) => Err(unexpected(what, other)),
         }
     }
@@ -85,7 +100,9 @@ pub(crate) enum Follow {
 }
 
 impl RedisStore {
-    /// Reads a session key and its TTL in one round trip.
+    /// Reads a session key with one `GET`: a record carries its idle deadline. (A record
+    /// written before records carried it costs a second round trip, for its `PTTL`, until its
+    /// next write.)
     pub(crate) async fn read(&self, key: &SessionKey, now: u64) -> Result<Found, StoreError> {
         let k = self.keys.session(key);
         self.read_key(&k, now).await
@@ -93,9 +110,16 @@ impl RedisStore {
 
     async fn read_key(&self, k: &str, now: u64) -> Result<Found, StoreError> {
         let mut p = redis::pipe();
-        p.get(k).pttl(k);
-        let (raw, pttl): (Option<Vec<u8>>, i64) = crate::script::read(&self.conn, &p).await?;
-        Found::from_raw(raw, u64::try_from(pttl).ok(), now)
+        p.get(k);
+        let (raw,): (Option<Vec<u8>>,) = crate::script::read(&self.conn, &p).await?;
+        let (mut found, carries_deadline) = Found::classify(raw, now)?;
+        if let (Found::Record(read), false) = (&mut found, carries_deadline) {
+            let mut p = redis::pipe();
+            p.pttl(k);
+            let (pttl,): (i64,) = Box::pin(crate::script::read(&self.conn, &p)).await?;
+            read.ttl = u64::try_from(pttl).ok();
+        }
+        Ok(found)
     }
 
     /// Like [`RedisStore::read`], answered by the near cache when it holds the key (a live
@@ -159,8 +183,11 @@ impl RedisStore {
     }
 
     /// Pushes a loaded session's idle deadline forward when it is due (see
-    /// [`sesame::touch_due`]), with its index member's score, in one round trip. `None` when
-    /// the key vanished meanwhile.
+    /// [`sesame::touch_due`]): the record is written again, unchanged but for the deadline it
+    /// carries, with compare-and-set against the bytes read (`save.lua`, which also moves the
+    /// index member's score), in one round trip. `None` when the key vanished meanwhile. When
+    /// another write came first, the session is used as read, with the deadline it had: that
+    /// write, or a later read, makes the touch.
     pub(crate) async fn touch(
         &self,
         key: &SessionKey,
@@ -176,23 +203,17 @@ impl RedisStore {
             return Ok(Some(Loaded { record: read.record, idle_deadline_ms: kept }));
         };
         let deadline = now.saturating_add(ttl);
+        let written = encode(&read.record, Some(deadline));
         let k = self.keys.session(key);
-        let mut p = redis::pipe();
-        p.cmd("PEXPIRE").arg(&k).arg(ttl);
-        if let Some(principal) = &read.record.principal {
-            let index = self.keys.index(principal.user());
-            let member = read.record.index_member(&key.id());
-            // Same hash tag: one cluster node takes the whole pipeline. Only ever later (GT).
-            p.cmd("ZADD").arg(&index).arg("XX").arg("GT").arg(deadline).arg(member).ignore();
-            p.cmd("PEXPIREAT")
-                .arg(&index)
-                .arg(deadline.saturating_add(INDEX_MARGIN_MS))
-                .arg("GT")
-                .ignore();
-        }
-        let touched = Box::pin(crate::script::read(&self.conn, &p)).await;
-        self.wrote(&k);
-        let (set,): (i64,) = match touched {
+        let index = Some((ttl, &read.record, key.id()));
+        let mut call = script_call(self, &k, &read.raw, &written, index, now);
+        // Applied twice, the second finds other bytes and changes nothing.
+        call.retry_safe(true);
+        // No wait for replicas, even with durability on: the version stays, so a touch lost in
+        // a failover only moves the deadline back (see `check_not_rolled_back`).
+        let touched = Box::pin(crate::script::run(&self.conn, None, &call)).await;
+        self.wrote_keys(&call);
+        let reply = match touched {
             // A master that refuses writes for want of replicas (`min-replicas-to-write`) still
             // serves reads: the session is used with its deadline unchanged, and the touch is
             // made by a later read once the replicas are back.
@@ -202,7 +223,19 @@ impl RedisStore {
             }
             other => other?,
         };
-        Ok((set == 1).then_some(Loaded { record: read.record, idle_deadline_ms: deadline }))
+        Ok(match SaveReply::parse(&reply, now)? {
+            SaveReply::Saved(_) => Some(Loaded { record: read.record, idle_deadline_ms: deadline }),
+            SaveReply::Missing => None,
+            // Another write came first. The same session as it now stands (with the deadline
+            // that write gave it, so that this request's save expects the right bytes); else
+            // the session as read, its deadline unchanged.
+            SaveReply::Changed(Found::Record(now_read)) => {
+                let left = now_read.record.absolute_ms.saturating_sub(now);
+                let idle = now.saturating_add(now_read.ttl.unwrap_or(left).min(left));
+                Some(Loaded { record: now_read.record, idle_deadline_ms: idle })
+            }
+            SaveReply::Changed(_) => Some(Loaded { record: read.record, idle_deadline_ms: kept }),
+        })
     }
 }
 
@@ -211,10 +244,17 @@ impl RedisStore {
 /// Every write raises the version, so a genuine later write holds a higher one; the same or a
 /// lower version with other bytes comes back only when acknowledged writes were lost (a
 /// failover promoted a replica that had not received them). Merging into it would silently
-/// build on the older state. (A version saturated at `u64::MAX` tells nothing.)
+/// build on the older state. (A version saturated at `u64::MAX` tells nothing. A touch
+/// rewrites the record with the same version and content, and only its idle deadline moved:
+/// the same record under another deadline is no loss.)
 pub(crate) fn check_not_rolled_back(read: &Record, found: &Found) -> Result<(), StoreError> {
     match found {
-        Found::Record(now) if now.record.version <= read.version && read.version < u64::MAX => {
+        // The same record under another deadline is a touch, not a lost write.
+        Found::Record(now)
+            if now.record.version <= read.version
+                && read.version < u64::MAX
+                && now.record != *read =>
+        {
             Err(StoreError::RolledBack {
                 message: format!(
                     "version {} stored, version {} read before",

@@ -46,8 +46,20 @@ pub(crate) async fn rotate(
     now: u64,
     policy: &Policy,
 ) -> Result<RotateOutcome, StoreError> {
-    let base = Read { raw: encode(rot.base), record: rot.base.clone(), ttl: None };
-    let mut found = Found::Record(base);
+    let mut found = match rot.base_idle_deadline_ms {
+        // The bytes as stored if nothing changed since the load: the record with its deadline.
+        Some(deadline) => {
+            let raw = encode(rot.base, Some(deadline));
+            Found::Record(Read { raw, record: rot.base.clone(), ttl: None })
+        }
+        // Without it, the stored bytes are unknown: read them first (one round trip), and go
+        // on from them as from a conflict.
+        None => {
+            let found = store.read(&rot.old, now).await?;
+            check_not_rolled_back(rot.base, &found)?;
+            found
+        }
+    };
     for _ in 0..MAX_ATTEMPTS {
         let read = match found {
             Found::Record(read) => read,
@@ -130,7 +142,7 @@ async fn in_one_slot(
         call.key(store.keys.index(p.user())).key(store.keys.epoch(p.user()));
     }
     call.arg(read.raw.as_slice())
-        .arg(encode(next))
+        .arg(encode(next, Some(now.saturating_add(ttl))))
         .arg(ttl)
         .arg(pointer)
         .arg(pointer_ttl)
@@ -161,7 +173,7 @@ impl Reply {
             (1, _) => Reply::Rotated,
             (0, _) => Reply::NewKeyTaken,
             (-3, _) => Reply::EpochMoved,
-            (2, rest) => Reply::Changed(Found::from_reply(rest.first(), now, "rotate")?),
+            (2, rest) => Reply::Changed(Found::from_reply(rest.first(), None, now, "rotate")?),
             _ => return Err(unexpected("rotate", v)),
         })
     }
@@ -181,7 +193,7 @@ pub(crate) async fn swap(
     let v = store.run(&call).await?;
     match code(&v, "swap")? {
         (1, _) => Ok(None),
-        (0, rest) => Ok(Some(Found::from_reply(rest.first(), now, "swap")?)),
+        (0, rest) => Ok(Some(Found::from_reply(rest.first(), None, now, "swap")?)),
         _ => Err(unexpected("swap", &v)),
     }
 }

@@ -22,7 +22,7 @@ use crate::store::RedisStore;
 pub(crate) const MAX_SAVE_ATTEMPTS: usize = 128;
 
 /// What `save.lua` answered.
-enum Reply {
+pub(crate) enum Reply {
     /// Saved; the key's new time to live (ms), or `None` when it kept its TTL.
     Saved(Option<u64>),
     Missing,
@@ -31,7 +31,7 @@ enum Reply {
 }
 
 impl Reply {
-    fn parse(v: &Value, now: u64) -> Result<Reply, StoreError> {
+    pub(crate) fn parse(v: &Value, now: u64) -> Result<Reply, StoreError> {
         Ok(match code(v, "save")? {
             (1, rest) => Reply::Saved(match rest.first() {
                 Some(Value::Int(ttl)) => u64::try_from(*ttl).ok(),
@@ -39,15 +39,13 @@ impl Reply {
             }),
             (0, _) => Reply::Missing,
             (2, rest) => {
-                let mut found = Found::from_reply(rest.first(), now, "save")?;
-                if let Found::Record(read) = &mut found {
-                    // The key's TTL as the script found it (-1: none, which sesame never writes).
-                    read.ttl = match rest.get(1) {
-                        Some(Value::Int(ttl)) => u64::try_from(*ttl).ok(),
-                        _ => None,
-                    };
-                }
-                Reply::Changed(found)
+                // The key's TTL as the script found it (-1: none, which sesame never writes),
+                // for a record that carries no idle deadline.
+                let ttl = match rest.get(1) {
+                    Some(Value::Int(ttl)) => u64::try_from(*ttl).ok(),
+                    _ => None,
+                };
+                Reply::Changed(Found::from_reply(rest.first(), ttl, now, "save")?)
             }
             _ => return Err(unexpected("save", v)),
         })
@@ -57,7 +55,7 @@ impl Reply {
 /// The call of `save.lua` for writing `written` over `expected` under `session_key`; with
 /// `index` (a touch is due: the new TTL, the record, the session's id), the script also sets
 /// the TTL and moves the principal's index.
-fn script_call<'a>(
+pub(crate) fn script_call<'a>(
     store: &'a RedisStore,
     session_key: &str,
     expected: &[u8],
@@ -95,7 +93,8 @@ pub(crate) async fn save(
     policy: &Policy,
 ) -> Result<SaveOutcome, StoreError> {
     let mut target = *key;
-    let mut expected = record::encode(&base.record);
+    // The bytes as stored, if nothing changed since the load: the record with its deadline.
+    let mut expected = record::encode(&base.record, Some(base.idle_deadline_ms));
     // Borrowed until a conflict brings another state of the record.
     let mut current = std::borrow::Cow::Borrowed(&base.record);
     let mut deadline = Some(base.idle_deadline_ms);
@@ -105,7 +104,8 @@ pub(crate) async fn save(
         }
         let next = current.next(delta, policy)?;
         let touch = new_ttl(policy, deadline, &next, now);
-        let written = record::encode(&next);
+        // The deadline the key has after this write, carried in the record.
+        let written = record::encode(&next, touch.map(|ttl| now.saturating_add(ttl)).or(deadline));
         let ticket = store.near_ticket();
         // The session key lives in the call only (not beside it across the await below), which
         // keeps this future within the allocator's thread cache.

@@ -137,7 +137,7 @@ pub(crate) async fn peek(
     Ok(raw
         .into_iter()
         .map(|bytes| match decode_stored(&bytes?) {
-            Ok(Stored::Record(r)) if r.absolute_ms > now => Some(r),
+            Ok(Stored::Record(r, _)) if r.absolute_ms > now => Some(r),
             _ => None,
         })
         .collect())

@@ -158,6 +158,7 @@ pub fn renew<'a>(
     Rotation {
         old: old.key(),
         base,
+        base_idle_deadline_ms: None,
         new: new.key(),
         sealed_successor: codec().seal_successor(old, new),
         delta,
@@ -177,6 +178,7 @@ pub fn elevate<'a>(
     Rotation {
         old: *old,
         base,
+        base_idle_deadline_ms: None,
         new: *new,
         sealed_successor: Vec::new(),
         delta,

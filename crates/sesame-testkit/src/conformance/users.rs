@@ -125,6 +125,7 @@ pub async fn stale_epoch_login_is_refused(store: DynStore) {
     let relogin = |epoch| Rotation {
         old: k2,
         base: &base2,
+        base_idle_deadline_ms: None,
         new: t2.key(),
         sealed_successor: Vec::new(),
         delta: &d,

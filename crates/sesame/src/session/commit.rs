@@ -174,6 +174,7 @@ impl Session {
             let rotation = Rotation {
                 old,
                 base: &loaded.record,
+                base_idle_deadline_ms: Some(loaded.idle_deadline_ms),
                 new: new_token.key(),
                 sealed_successor,
                 delta: &sealed,
