@@ -13,8 +13,8 @@ use crate::{BenchError, BenchResult};
 /// A way of storing a session in Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layout {
-    /// One string per session holding a MessagePack array (as built): reads are `GET` +
-    /// `PTTL`, saves a compare-and-set script; attribute values in JSON.
+    /// One string per session holding a MessagePack array (as built): reads are one `GET`,
+    /// saves a compare-and-set script; attribute values in JSON.
     Compact,
     /// The same store and record, attribute values in MessagePack (with field names).
     CompactMsgpack,

@@ -117,12 +117,12 @@ fn assert_protocol(layout: Layout, read: &RunFigures, read_write: &RunFigures) {
 // Calls per request of every command a layout's request of `kind` runs.
 fn expected_calls(layout: Layout, kind: RequestKind) -> &'static [(&'static str, u64)] {
     match (layout, kind) {
-        // Load: pipelined GET + PTTL, no script.
-        (Layout::Compact | Layout::CompactMsgpack, RequestKind::Read) => &[("get", 1), ("pttl", 1)],
+        // Load: one GET (the record carries its idle deadline), no script.
+        (Layout::Compact | Layout::CompactMsgpack, RequestKind::Read) => &[("get", 1)],
         // The load, then one compare-and-set script (GET, SET keeping the TTL: the load said
         // no touch is due, so the script asks for no TTL and the user's index is left alone).
         (Layout::Compact | Layout::CompactMsgpack, RequestKind::ReadWrite) => {
-            &[("get", 2), ("pttl", 1), ("evalsha", 1), ("set", 1)]
+            &[("get", 2), ("evalsha", 1), ("set", 1)]
         }
         // Load: one script (HGETALL + PTTL).
         (Layout::Hash, RequestKind::Read) => &[("evalsha", 1), ("hgetall", 1), ("pttl", 1)],

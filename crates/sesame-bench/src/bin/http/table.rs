@@ -190,7 +190,7 @@ mod tests {
     use super::*;
 
     fn run(server: &'static str, endpoint: &'static str, requests: u64, p99_us: u64) -> Run {
-        let calls = [("evalsha", 1), ("get", 2), ("pttl", 1), ("set", 1)]
+        let calls = [("evalsha", 1), ("get", 2), ("set", 1)]
             .into_iter()
             .map(|(name, per)| (name.to_string(), per * requests))
             .collect();
@@ -229,7 +229,7 @@ mod tests {
         assert_eq!(rows[1].ratio, 0.25);
         assert_eq!(rows[1].p99_ms, 5.0);
         assert_eq!(rows[1].scripts_per_req, Some(1.0));
-        assert_eq!(rows[1].commands_per_req, Some(5.0));
+        assert_eq!(rows[1].commands_per_req, Some(4.0));
         assert_eq!(rows[1].redis_cores, Some(0.5));
         assert_eq!(rows[0].scripts_per_req, None);
         let md = markdown(&rows);
