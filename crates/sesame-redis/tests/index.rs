@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sesame::store::write_ttl;
 use sesame::{Delta, Lookup, Policy, RotateOutcome, SaveOutcome, Store, StoreError, Tag};
+use sesame_redis::fuzzing::{decode_stored, encode_record, StoredForm};
 use sesame_redis::RedisStore;
 use sesame_testkit::conformance::{
     elevate, key, login, policy, principal, record, renew, set, token,
@@ -522,6 +523,53 @@ async fn each_operation_runs_exactly_its_commands() {
         ]),
         "revoke all"
     );
+}
+
+// A record written before records carried their idle deadline (seven fields) still loads: its
+// load asks for the TTL (a second round trip), its first save loses one race to the bytes it
+// could not name, merges, and writes the record with its deadline; from then on a load is one
+// GET again. Nothing of the session is lost on the way.
+#[tokio::test]
+async fn a_record_without_its_deadline_is_read_and_upgraded() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let pol = policy();
+    let who = principal();
+    let t = token(who.user().tag());
+    let k = s.session_key(&t.key());
+    create(&s, &t.key(), &record(Some(&who), &[("a", b"1")]), &pol).await;
+    let stored = raw(&server, &k).unwrap();
+    let Ok(StoredForm::Record(r)) = decode_stored(&stored) else { panic!("{stored:?}") };
+    let old = encode_record(&r);
+    assert_eq!(old[0], 0x97, "seven fields: no deadline");
+    let _: () =
+        redis::cmd("SET").arg(&k).arg(&old).arg("KEEPTTL").query(&mut conn(&server)).unwrap();
+    let ttl = pttls(&server, &[&k])[0];
+    let before = now() as i64;
+    server.reset_stats().unwrap();
+    let l = live(s.load(&t.key(), now(), &pol).await.unwrap());
+    assert_eq!(calls(&server), want(&[("get", 1), ("pttl", 1)]), "load of an old record");
+    assert_eq!(l.record, r);
+    let left = l.idle_deadline_ms as i64 - before;
+    assert!((left - ttl).abs() <= SLACK_MS, "the deadline from the TTL: {left} {ttl}");
+    let saved = s.save(&t.key(), &l, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
+    let SaveOutcome::Saved(next) = saved else { panic!("{saved:?}") };
+    assert_eq!(
+        calls(&server),
+        want(&[("evalsha", 2), ("get", 2), ("pttl", 1), ("set", 1)]),
+        "the first save names the bytes with a deadline, misses once, then writes"
+    );
+    let upgraded = raw(&server, &k).unwrap();
+    assert_eq!(upgraded[0], 0x98, "eight fields: the deadline");
+    server.reset_stats().unwrap();
+    let l2 = live(s.load(&t.key(), now(), &pol).await.unwrap());
+    assert_eq!(calls(&server), want(&[("get", 1)]), "load of the upgraded record");
+    assert_eq!(l2.record, next);
+    assert_eq!(
+        (l2.record.attrs["a"].as_slice(), l2.record.attrs["b"].as_slice()),
+        (&b"1"[..], &b"2"[..])
+    );
+    assert!(l2.idle_deadline_ms.abs_diff(l.idle_deadline_ms) <= SLACK_MS as u64);
 }
 
 // On a Redis Cluster, the touch and the save (the save script, with the index as its second
