@@ -261,8 +261,8 @@ fn notes(scale: &Scale, server_version: &str, flavor: sesame_testkit::Flavor) ->
          tokens.txt` per (server, endpoint); {} interleaved rounds after a {} s warm-up per \
          server; medians. `vs ceiling` = median req/s / the ceiling's for the same endpoint.\n\
          - Redis figures from `INFO commandstats` and `INFO cpu` of the server's own Redis, \
-         per completed request. Round trips: sesame pipelines a load's `GET` + `PTTL` and \
-         {saves}; the peers send one command per round trip. App CPU: this process's user + \
+         per completed request. Round trips: sesame sends a load as one `GET` (the record \
+         carries its idle deadline), a touch as one `EVALSHA`, and {saves}; the peers send one command per round trip. App CPU: this process's user + \
          system time during the run (only the server being loaded is busy), per request.\n\
          - Every `sesame` and `sesame-actix` run is checked against its store protocol, \
          after each `/me` run every \
