@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! [ version, created_ms, absolute_ms, principal | false, auth_ms | false, { name: value, ... },
-//!   rotated_ms, idle_deadline_ms?, sid? ]
+//!   rotated_ms, idle_left_ms?, sid? ]
 //! ```
 //!
 //! The principal is written as 20 bytes of its keyed reference (tag and digest, see
@@ -10,11 +10,12 @@
 //! sealed among the attributes).
 //!
 //! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.
-//! `idle_deadline_ms` is the key's expiry as set by the write that last set its TTL (ms since
-//! the Unix epoch), so that a load needs no `PTTL`; records written before it existed lack it,
-//! and a load then asks for the TTL. `sid`, the session's 16-byte identity, is written only
-//! while encryption at rest is on. The two optional fields are told apart by type: a number
-//! is the deadline, a string the identity.)
+//! `idle_left_ms` carries the key's idle deadline, the expiry set by the write that last set
+//! its TTL, as the time from it to `absolute_ms` (5 bytes for any absolute timeout up to 49
+//! days, where the deadline itself would take 9), so that a load needs no `PTTL`; records
+//! written before it existed lack it, and a load then asks for the TTL. `sid`, the session's
+//! 16-byte identity, is written only while encryption at rest is on. The two optional fields
+//! are told apart by type: a number is the deadline, a string the identity.)
 //!
 //! A session key can instead hold a [`Pointer`]: what a rotation leaves behind for the
 //! superseded token. Pointers start with the byte `P`, which no record starts with.
@@ -77,7 +78,9 @@ pub(crate) fn encode(r: &Record, idle_deadline_ms: Option<u64>) -> Vec<u8> {
     }
     let _ = rmp::encode::write_uint(&mut out, r.rotated_ms);
     if let Some(deadline) = idle_deadline_ms {
-        let _ = rmp::encode::write_uint(&mut out, deadline);
+        // Counted back from the absolute deadline; one past it (no write makes it) is written
+        // as the absolute deadline, which caps every TTL anyway.
+        let _ = rmp::encode::write_uint(&mut out, r.absolute_ms.saturating_sub(deadline));
     }
     if let Some(sid) = &r.sid {
         // `str` framing with raw bytes, like the values.
@@ -135,11 +138,13 @@ pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>)
     let rotated_ms = if fields >= 7 { c.uint()? } else { 0 };
     // After `rotated_ms`: the deadline (a number), the identity (a string), or both in that
     // order.
-    let deadline = match fields {
+    let idle_left = match fields {
         9 => Some(c.uint()?),
         8 if !is_string_marker(c.peek()?) => Some(c.uint()?),
         _ => None,
     };
+    // (A hostile distance beyond the absolute deadline gives a deadline at 0: a touch is due.)
+    let deadline = idle_left.map(|left| absolute_ms.saturating_sub(left));
     let sid = if fields == 9 || (fields == 8 && deadline.is_none()) {
         let b = c.bytes()?;
         Some(
@@ -439,7 +444,8 @@ mod tests {
 
     // The idle deadline is an optional number after `rotated_ms`, before the identity: with
     // and without either, records round-trip; a record without the deadline is encoded
-    // exactly as before; every truncation is an error.
+    // exactly as before; counted back from the absolute deadline it takes 5 bytes; every
+    // truncation is an error.
     #[test]
     fn idle_deadline_field() {
         let d = 1_763_690_000_000;
@@ -448,6 +454,7 @@ mod tests {
             let without = encode(&r, None);
             let with = encode(&r, Some(d));
             assert_eq!(with[0], without[0] + 1, "one more field");
+            assert_eq!(with.len(), without.len() + 5, "a 32-bit distance");
             assert_eq!(decode_with_deadline(&with).unwrap(), (r.clone(), Some(d)));
             assert_eq!(decode_with_deadline(&without).unwrap(), (r.clone(), None));
             assert_eq!(decode_stored(&with).unwrap(), Stored::Record(r.clone(), Some(d)));
@@ -455,11 +462,17 @@ mod tests {
                 assert!(decode_with_deadline(&with[..n]).is_err(), "truncated at {n}");
             }
         }
-        // A deadline beyond the absolute one (no write makes it) is read as it is: a load
-        // caps the remaining time by the absolute deadline.
+        // A deadline beyond the absolute one (no write makes it) is stored as the absolute
+        // one, which caps every TTL anyway; a distance beyond the absolute deadline (hostile
+        // bytes) reads as a deadline at 0.
         let r = sample();
         let far = encode(&r, Some(u64::MAX));
-        assert_eq!(decode_with_deadline(&far).unwrap(), (r, Some(u64::MAX)));
+        assert_eq!(decode_with_deadline(&far).unwrap(), (r.clone(), Some(r.absolute_ms)));
+        let mut hostile = encode(&r, None);
+        hostile[0] = 0x98;
+        hostile.push(0xcf);
+        hostile.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(decode_with_deadline(&hostile).unwrap(), (r, Some(0)));
         // Nine fields need both; a string where the deadline belongs is refused.
         let mut bad = encode(&Record { sid: Some([1; 16]), ..sample() }, None);
         bad[0] = 0x99;

@@ -51,8 +51,8 @@ impl Found {
         let Some(raw) = raw else { return Ok((Found::Missing, true)) };
         match decode_stored(&raw).map_err(|e| StoreError::Corrupt(format!("session key: {e}")))? {
             Stored::Record(record, deadline) if record.absolute_ms > now => {
-                // A deadline past the absolute one (which no write makes) counts up to it.
-                let ttl = deadline.map(|d| d.min(record.absolute_ms).saturating_sub(now));
+                // (The decoder never gives a deadline past the absolute one.)
+                let ttl = deadline.map(|d| d.saturating_sub(now));
                 Ok((Found::Record(Read { raw, record, ttl }), deadline.is_some()))
             }
             Stored::Record(..) => Ok((Found::Missing, true)),
