@@ -1199,26 +1199,31 @@ async fn item_18_absolute_timeout_is_never_extended_by_activity() {
 }
 
 /// The first three numbers of a record (a MessagePack array): its version, creation time and
-/// absolute deadline.
+/// absolute deadline (stored as the session's life, negated, or as the time itself).
 fn record_head(bytes: &[u8]) -> [u64; 3] {
     let mut pos = 1;
     let mut out = [0u64; 3];
-    for o in &mut out {
+    for i in 0..3 {
         let m = bytes[pos];
         pos += 1;
-        let n = match m {
+        let (n, signed) = match m {
             0x00..=0x7f => {
-                *o = u64::from(m);
+                out[i] = u64::from(m);
                 continue;
             }
-            0xcc => 1,
-            0xcd => 2,
-            0xce => 4,
-            0xcf => 8,
+            0xcc..=0xcf => (1usize << (m - 0xcc), false),
+            0xd0..=0xd3 if i == 2 => (1usize << (m - 0xd0), true),
             _ => panic!("not a record: marker {m:#x}"),
         };
-        *o = bytes[pos..pos + n].iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+        let raw = bytes[pos..pos + n].iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
         pos += n;
+        out[i] = if signed {
+            let shift = 64 - 8 * n as u32;
+            let life = (((raw << shift) as i64) >> shift).checked_neg().unwrap();
+            out[1] + u64::try_from(life).unwrap()
+        } else {
+            raw
+        };
     }
     out
 }

@@ -9,6 +9,14 @@
 //! `sesame::UserRef`), then its name (empty while encryption at rest is on: the name is then
 //! sealed among the attributes).
 //!
+//! Two times are written relative to `created_ms`, as negative numbers (which no time since
+//! 1970 is), because the time itself takes 9 bytes: `absolute_ms` as `-(absolute - created)`
+//! (5 bytes for a life of up to 24 days), and `auth_ms`, which a login reads just before its
+//! record is made, as `-(created - auth) - 1` (1 to 3 bytes for up to 32 seconds before
+//! creation). A time outside those ranges is
+//! written as itself, and so were both in records written before this form; the decoder reads
+//! both forms.
+//!
 //! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.
 //! `idle_left_ms` carries the key's idle deadline, the expiry set by the write that last set
 //! its TTL, as the time from it to `absolute_ms` (5 bytes for any absolute timeout up to 49
@@ -21,9 +29,9 @@
 //! superseded token. Pointers start with the byte `P`, which no record starts with.
 //!
 //! Values are the attribute bytes made by the core's value codec (header byte + payload),
-//! written with MessagePack `str` framing (raw bytes, not necessarily UTF-8), because Redis's
-//! built-in `cmsgpack`, which the `take` script uses to read the principal, does not read
-//! `bin`. Only this module writes records; the decoder also accepts the forms `cmsgpack`
+//! written with MessagePack `str` framing (raw bytes, not necessarily UTF-8), so that Redis's
+//! built-in `cmsgpack`, which does not read `bin`, can read a record in a script or by hand.
+//! Only this module writes records; the decoder also accepts the forms `cmsgpack`
 //! writes (an empty map as an empty array, `nil`) and `bin`, so records stay readable
 //! whoever wrote them. Absent fields are `false`, never `nil`, because a
 //! `nil` would leave a hole in the Lua table and change how `cmsgpack` re-encodes it.
@@ -47,7 +55,7 @@ pub(crate) fn encode(r: &Record, idle_deadline_ms: Option<u64>) -> Vec<u8> {
     let _ = rmp::encode::write_array_len(&mut out, fields);
     let _ = rmp::encode::write_uint(&mut out, r.version);
     let _ = rmp::encode::write_uint(&mut out, r.created_ms);
-    let _ = rmp::encode::write_uint(&mut out, r.absolute_ms);
+    write_absolute(&mut out, r.created_ms, r.absolute_ms);
     match &r.principal {
         Some(p) => {
             let name = p.name().as_bytes();
@@ -61,9 +69,7 @@ pub(crate) fn encode(r: &Record, idle_deadline_ms: Option<u64>) -> Vec<u8> {
         }
     }
     match r.auth_ms {
-        Some(t) => {
-            let _ = rmp::encode::write_uint(&mut out, t);
-        }
+        Some(t) => write_auth(&mut out, r.created_ms, t),
         None => {
             let _ = rmp::encode::write_bool(&mut out, false);
         }
@@ -90,6 +96,38 @@ pub(crate) fn encode(r: &Record, idle_deadline_ms: Option<u64>) -> Vec<u8> {
     out
 }
 
+/// Writes the absolute deadline as the session's life, negated (`-(absolute - created)`: 5
+/// bytes for a life of up to 24 days, where the time itself takes 9), when that life is 1 ms
+/// to [`MAX_LIFETIME_MS`]; as the time itself otherwise (which the decoder then checks).
+fn write_absolute(out: &mut Vec<u8>, created_ms: u64, absolute_ms: u64) {
+    match absolute_ms.checked_sub(created_ms).filter(|life| (1..=MAX_LIFETIME_MS).contains(life)) {
+        Some(life) => write_negative(out, life),
+        None => {
+            let _ = rmp::encode::write_uint(out, absolute_ms);
+        }
+    }
+}
+
+/// Writes the authentication time as how long before creation it was, negated and less one
+/// (`-(created - auth) - 1`), when it is 0 ms to [`MAX_LIFETIME_MS`] before creation: a login
+/// reads its time just before its record is made, so this takes 1 to 3 bytes where the time
+/// itself takes 9. Any other time is written as itself.
+fn write_auth(out: &mut Vec<u8>, created_ms: u64, auth_ms: u64) {
+    match created_ms.checked_sub(auth_ms).filter(|before| *before < MAX_LIFETIME_MS) {
+        Some(before) => write_negative(out, before + 1),
+        None => {
+            let _ = rmp::encode::write_uint(out, auth_ms);
+        }
+    }
+}
+
+/// Writes `-magnitude` in MessagePack's smallest signed form (`magnitude` is 1 to
+/// [`MAX_LIFETIME_MS`], far inside `i64`).
+fn write_negative(out: &mut Vec<u8>, magnitude: u64) {
+    let n = i64::try_from(magnitude).map_or(i64::MIN, |m| -m);
+    let _ = rmp::encode::write_sint(out, n);
+}
+
 /// Decodes a record, accepting what both this module and Redis's `cmsgpack` write.
 #[cfg(test)]
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
@@ -106,7 +144,14 @@ pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>)
     }
     let version = c.uint()?;
     let created_ms = c.uint()?;
-    let absolute_ms = c.uint()?;
+    // A negative number is the session's life (see `write_absolute`); records written before
+    // that form, and Redis's `cmsgpack`, give the time itself.
+    let absolute_ms = match c.number()? {
+        Number::Unsigned(t) => t,
+        Number::Negative(life) => {
+            created_ms.checked_add(life).ok_or("the absolute deadline overflows")?
+        }
+    };
     let principal = match c.peek()? {
         0xc2 | 0xc0 => {
             c.pos += 1;
@@ -119,7 +164,13 @@ pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>)
             c.pos += 1;
             None
         }
-        _ => Some(c.uint()?),
+        // A negative number counts back from creation (see `write_auth`).
+        _ => Some(match c.number()? {
+            Number::Unsigned(t) => t,
+            Number::Negative(n) => {
+                created_ms.checked_sub(n - 1).ok_or("the authentication time is before 1970")?
+            }
+        }),
     };
     let mut attrs = BTreeMap::new();
     let n = match c.map_len()? {
@@ -269,6 +320,12 @@ pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Stored, String> {
     Ok(Stored::Pointer(Pointer { kind, until_ms: u64::from_be_bytes(until), successor, sealed }))
 }
 
+/// An integer read from a record: a negative one as its magnitude (at least 1).
+enum Number {
+    Unsigned(u64),
+    Negative(u64),
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,
@@ -291,26 +348,39 @@ impl<'a> Cursor<'a> {
     }
 
     fn uint(&mut self) -> Result<u64, String> {
+        match self.number()? {
+            Number::Unsigned(v) => Ok(v),
+            Number::Negative(_) => Err("negative number in record".into()),
+        }
+    }
+
+    /// An integer, in any of MessagePack's forms (an integral double too, as `cmsgpack` may
+    /// write one).
+    fn number(&mut self) -> Result<Number, String> {
         let m = self.peek()?;
         self.pos += 1;
         match m {
-            0x00..=0x7f => Ok(u64::from(m)),
-            0xcc => self.be(1),
-            0xcd => self.be(2),
-            0xce => self.be(4),
-            0xcf => self.be(8),
-            // Signed encodings of non-negative numbers (some encoders use them).
+            0x00..=0x7f => Ok(Number::Unsigned(u64::from(m))),
+            // Negative fixint: 0xff is -1, 0xe0 is -32.
+            0xe0..=0xff => Ok(Number::Negative(u64::from(m.wrapping_neg()))),
+            0xcc => self.be(1).map(Number::Unsigned),
+            0xcd => self.be(2).map(Number::Unsigned),
+            0xce => self.be(4).map(Number::Unsigned),
+            0xcf => self.be(8).map(Number::Unsigned),
             0xd0..=0xd3 => {
                 let n = 1usize << (m - 0xd0);
                 let raw = self.be(n)?;
                 let shift = 64 - 8 * n as u32;
                 let v = ((raw << shift) as i64) >> shift;
-                u64::try_from(v).map_err(|_| "negative number in record".to_string())
+                Ok(match u64::try_from(v) {
+                    Ok(v) => Number::Unsigned(v),
+                    Err(_) => Number::Negative(v.unsigned_abs()),
+                })
             }
             0xcb => {
                 let f = f64::from_bits(self.be(8)?);
                 if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 {
-                    Ok(f as u64)
+                    Ok(Number::Unsigned(f as u64))
                 } else {
                     Err("non-integral number in record".into())
                 }
@@ -477,6 +547,89 @@ mod tests {
         let mut bad = encode(&Record { sid: Some([1; 16]), ..sample() }, None);
         bad[0] = 0x99;
         assert!(decode_with_deadline(&bad).is_err());
+    }
+
+    /// The encoded length of `sample()` with the given times and nothing optional.
+    fn len_with(absolute_ms: u64, auth_ms: Option<u64>) -> usize {
+        let r = Record { absolute_ms, auth_ms, ..sample() };
+        let bytes = encode(&r, None);
+        assert_eq!(decode(&bytes).unwrap(), r, "round trip");
+        bytes.len()
+    }
+
+    // The absolute deadline is written as the session's life, negated: 5 bytes for the default
+    // 12 hours and for anything up to 24 days, 9 bytes beyond (still a round trip); a
+    // zero life, or a deadline before creation (no write makes either), is the time itself,
+    // and the latter is refused as before.
+    #[test]
+    fn absolute_deadline_is_written_as_the_life() {
+        let created = sample().created_ms;
+        let hours_12 = len_with(created + 12 * 3600 * 1000, None);
+        let days_24 = len_with(created + (1 << 31), None);
+        assert_eq!(hours_12, days_24);
+        assert_eq!(len_with(created + (1 << 31) + 1, None), hours_12 + 4, "int64");
+        assert_eq!(len_with(created + MAX_LIFETIME_MS, None), hours_12 + 4);
+        assert_eq!(len_with(created, None), hours_12 + 4, "zero life: the time itself");
+        let at = |life: u64| {
+            let bytes = encode(&Record { absolute_ms: created + life, ..sample() }, None);
+            let at = 2 + 9; // the array's marker, the version (7), the creation time
+            bytes[at..at + 5].to_vec()
+        };
+        assert_eq!(at(12 * 3600 * 1000), [&[0xd2][..], &(-43_200_000i32).to_be_bytes()].concat());
+        let before = Record { absolute_ms: created - 1, ..sample() };
+        assert!(decode(&encode(&before, None)).is_err(), "absolute before creation");
+    }
+
+    // The authentication time is written counting back from creation: 1 byte at creation and
+    // up to 31 ms before it, 2 up to 128 ms, 3 up to 32 s; 9 (the time itself) after creation
+    // or a year and more before it. Every form round-trips.
+    #[test]
+    fn authentication_time_is_written_back_from_creation() {
+        let (created, absolute) = (sample().created_ms, sample().absolute_ms);
+        let none = len_with(absolute, None);
+        let with = |back: i64| {
+            let auth = created.checked_add_signed(-back).unwrap();
+            len_with(absolute, Some(auth)) - none + 1 // `false` takes one byte
+        };
+        assert_eq!([with(0), with(31), with(32), with(127), with(128)], [1, 1, 2, 2, 3]);
+        assert_eq!([with(32_767), with(32_768)], [3, 5]);
+        assert_eq!(with(-1), 9, "after creation: the time itself");
+        assert_eq!(with(MAX_LIFETIME_MS as i64 - 1), 9, "a year before: int64");
+        assert_eq!(with(MAX_LIFETIME_MS as i64), 9, "beyond: the time itself");
+        assert_eq!(len_with(absolute, Some(0)) - none + 1, 1, "1970: the time itself, 0");
+    }
+
+    // Records written with both times as times (before the relative form) read the same; a
+    // negative number that points before 1970 or past the end of time is refused, never a
+    // panic, and so is a negative number anywhere else.
+    #[test]
+    fn times_written_as_themselves_still_read() {
+        let created: u64 = 1_763_683_200_000;
+        let record = |absolute: &[u8], auth: &[u8], rotated: &[u8]| {
+            let mut b = vec![0x97, 0x01, 0xcf];
+            b.extend_from_slice(&created.to_be_bytes());
+            b.extend_from_slice(absolute);
+            b.push(0xc2);
+            b.extend_from_slice(auth);
+            b.push(0x80);
+            b.extend_from_slice(rotated);
+            decode(&b)
+        };
+        let time = |t: u64| [&[0xcf][..], &t.to_be_bytes()].concat();
+        let old = record(&time(created + 1000), &time(created - 5), &[0]).unwrap();
+        assert_eq!((old.absolute_ms, old.auth_ms), (created + 1000, Some(created - 5)));
+        let new = record(&[0xd1, 0xfc, 0x18], &[0xfa], &[0]).unwrap(); // -1000, -6
+        assert_eq!((new.absolute_ms, new.auth_ms), (created + 1000, Some(created - 5)));
+        let min = [&[0xd3][..], &i64::MIN.to_be_bytes()].concat();
+        assert!(record(&time(created + 1000), &min, &[0]).is_err(), "auth before 1970");
+        let far = [&[0xd3][..], &(-(MAX_LIFETIME_MS as i64) - 1).to_be_bytes()].concat();
+        assert!(record(&far, &[0xff], &[0]).is_err(), "a life beyond a year");
+        assert!(record(&min, &[0xff], &[0]).is_err(), "a life of 2^63 ms");
+        assert!(record(&[0xff], &[0xff], &[0xff]).is_err(), "a negative rotation time");
+        let mut negative_created = vec![0x97, 0x01, 0xff, 0xff, 0xc2, 0xc2, 0x80, 0x00];
+        assert!(decode(&negative_created).is_err(), "a negative creation time");
+        negative_created[1] = 0xff;
+        assert!(decode(&negative_created).is_err(), "a negative version");
     }
 
     // The cmsgpack forms (empty attributes as an empty array, nil for absent) decode too.

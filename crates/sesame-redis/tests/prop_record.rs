@@ -56,7 +56,8 @@ fn record() -> impl Strategy<Value = Record> {
         any::<u64>(),
         0..=YEAR_MS,
         proptest::option::of((any::<String>(), any::<[u8; 20]>())),
-        proptest::option::of(any::<u64>()),
+        // The authentication time: anywhere, or (as a login writes it) just before creation.
+        proptest::option::of(prop_oneof![any::<u64>().prop_map(Err), (0..100_000u64).prop_map(Ok)]),
         any::<u64>(),
         any::<u64>(),
         btree_map(any::<String>(), vec(any::<u8>(), 0..300), 0..12),
@@ -67,6 +68,7 @@ fn record() -> impl Strategy<Value = Record> {
             let principal = principal.map(|(name, user)| {
                 Principal::from_parts(name, UserRef::from_bytes(&user).unwrap())
             });
+            let auth_ms = auth_ms.map(|a| a.unwrap_or_else(|back| created_ms.saturating_sub(back)));
             Record {
                 created_ms,
                 absolute_ms: created_ms + life,
