@@ -9,13 +9,13 @@
 //! `sesame::UserRef`), then its name (empty while encryption at rest is on: the name is then
 //! sealed among the attributes).
 //!
-//! Two times are written relative to `created_ms`, as negative numbers (which no time since
+//! Three times are written relative to `created_ms`, as negative numbers (which no time since
 //! 1970 is), because the time itself takes 9 bytes: `absolute_ms` as `-(absolute - created)`
-//! (5 bytes for a life of up to 24 days), and `auth_ms`, which a login reads just before its
+//! (5 bytes for a life of up to 24 days); `auth_ms`, which a login reads just before its
 //! record is made, as `-(created - auth) - 1` (1 to 3 bytes for up to 32 seconds before
-//! creation). A time outside those ranges is
-//! written as itself, and so were both in records written before this form; the decoder reads
-//! both forms.
+//! creation); and a non-zero `rotated_ms` as `-(rotated - created) - 1` (1 byte for a login's
+//! rotation, which happens at creation). A time outside those ranges is written as itself,
+//! and so were all three in records written before this form; the decoder reads both forms.
 //!
 //! (Records written before the renewal timer existed have six fields: `rotated_ms` is then 0.
 //! `idle_left_ms` carries the key's idle deadline, the expiry set by the write that last set
@@ -82,7 +82,7 @@ pub(crate) fn encode(r: &Record, idle_deadline_ms: Option<u64>) -> Vec<u8> {
         let _ = rmp::encode::write_str_len(&mut out, u32::try_from(v.len()).unwrap_or(u32::MAX));
         out.extend_from_slice(v);
     }
-    let _ = rmp::encode::write_uint(&mut out, r.rotated_ms);
+    write_rotated(&mut out, r.created_ms, r.rotated_ms);
     if let Some(deadline) = idle_deadline_ms {
         // Counted back from the absolute deadline; one past it (no write makes it) is written
         // as the absolute deadline, which caps every TTL anyway.
@@ -117,6 +117,20 @@ fn write_auth(out: &mut Vec<u8>, created_ms: u64, auth_ms: u64) {
         Some(before) => write_negative(out, before + 1),
         None => {
             let _ = rmp::encode::write_uint(out, auth_ms);
+        }
+    }
+}
+
+/// Writes the last rotation's time as how long after creation it was, negated and less one
+/// (`-(rotated - created) - 1`), when it is 0 ms to [`MAX_LIFETIME_MS`] after creation: a
+/// login's rotation happens at creation (1 byte), a renewal within the session's life (at most
+/// 5 bytes for 24 days). 0 (never rotated) and any other time are written as themselves.
+fn write_rotated(out: &mut Vec<u8>, created_ms: u64, rotated_ms: u64) {
+    let after = rotated_ms.checked_sub(created_ms).filter(|after| *after < MAX_LIFETIME_MS);
+    match after {
+        Some(after) if rotated_ms != 0 => write_negative(out, after + 1),
+        _ => {
+            let _ = rmp::encode::write_uint(out, rotated_ms);
         }
     }
 }
@@ -186,7 +200,17 @@ pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>)
         let v = c.bytes()?.to_vec();
         attrs.insert(k, v);
     }
-    let rotated_ms = if fields >= 7 { c.uint()? } else { 0 };
+    // A negative number counts on from creation (see `write_rotated`).
+    let rotated_ms = if fields < 7 {
+        0
+    } else {
+        match c.number()? {
+            Number::Unsigned(t) => t,
+            Number::Negative(n) => {
+                created_ms.checked_add(n - 1).ok_or("the rotation time overflows")?
+            }
+        }
+    };
     // After `rotated_ms`: the deadline (a number), the identity (a string), or both in that
     // order.
     let idle_left = match fields {
@@ -599,7 +623,28 @@ mod tests {
         assert_eq!(len_with(absolute, Some(0)) - none + 1, 1, "1970: the time itself, 0");
     }
 
-    // Records written with both times as times (before the relative form) read the same; a
+    // The last rotation's time is written counting on from creation: 1 byte for a rotation at
+    // creation (a login's), 5 for one within 24 days; 0 (never rotated) stays 1 byte; a time
+    // before creation is the time itself. Every form round-trips.
+    #[test]
+    fn rotation_time_is_written_on_from_creation() {
+        let created = sample().created_ms;
+        let len = |rotated_ms: u64| {
+            let r = Record { rotated_ms, ..sample() };
+            let bytes = encode(&r, None);
+            assert_eq!(decode(&bytes).unwrap(), r, "round trip");
+            bytes.len()
+        };
+        let never = len(0);
+        assert_eq!(len(created) - never, 0, "at creation: -1");
+        assert_eq!(len(created + 31) - never, 0, "-32: still one byte");
+        assert_eq!(len(created + 32) - never, 1, "int8");
+        assert_eq!(len(created + 3_600_000) - never, 4, "an hour on: int32");
+        assert_eq!(len(created - 1) - never, 8, "before creation: the time itself");
+        assert_eq!(len(created + MAX_LIFETIME_MS) - never, 8, "a year on: the time itself");
+    }
+
+    // Records written with their times as times (before the relative form) read the same; a
     // negative number that points before 1970 or past the end of time is refused, never a
     // panic, and so is a negative number anywhere else.
     #[test]
@@ -625,7 +670,18 @@ mod tests {
         let far = [&[0xd3][..], &(-(MAX_LIFETIME_MS as i64) - 1).to_be_bytes()].concat();
         assert!(record(&far, &[0xff], &[0]).is_err(), "a life beyond a year");
         assert!(record(&min, &[0xff], &[0]).is_err(), "a life of 2^63 ms");
-        assert!(record(&[0xff], &[0xff], &[0xff]).is_err(), "a negative rotation time");
+        let rotated = record(&time(created + 1000), &[0xff], &[0xcd, 0x03, 0xe8]).unwrap();
+        assert_eq!(rotated.rotated_ms, 1000, "a small rotation time is the time itself");
+        let rotated = record(&time(created + 1000), &[0xff], &[0xff]).unwrap();
+        assert_eq!(rotated.rotated_ms, created, "-1: rotated at creation");
+        let max = [&[0xd3][..], &(-i64::MAX).to_be_bytes()].concat();
+        let mut huge = vec![0x97, 0x01, 0xcf];
+        huge.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
+        huge.extend_from_slice(&[0xcf]);
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        huge.extend_from_slice(&[0xc2, 0xc2, 0x80]);
+        huge.extend_from_slice(&max);
+        assert!(decode(&huge).is_err(), "a rotation time past the end of time");
         let mut negative_created = vec![0x97, 0x01, 0xff, 0xff, 0xc2, 0xc2, 0x80, 0x00];
         assert!(decode(&negative_created).is_err(), "a negative creation time");
         negative_created[1] = 0xff;

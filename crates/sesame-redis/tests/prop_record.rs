@@ -58,7 +58,8 @@ fn record() -> impl Strategy<Value = Record> {
         proptest::option::of((any::<String>(), any::<[u8; 20]>())),
         // The authentication time: anywhere, or (as a login writes it) just before creation.
         proptest::option::of(prop_oneof![any::<u64>().prop_map(Err), (0..100_000u64).prop_map(Ok)]),
-        any::<u64>(),
+        // The last rotation's time: anywhere, or (as a rotation writes it) after creation.
+        prop_oneof![any::<u64>().prop_map(Err), (0..10_000_000u64).prop_map(Ok)],
         any::<u64>(),
         btree_map(any::<String>(), vec(any::<u8>(), 0..300), 0..12),
         proptest::option::of(any::<[u8; 16]>()),
@@ -68,7 +69,15 @@ fn record() -> impl Strategy<Value = Record> {
             let principal = principal.map(|(name, user)| {
                 Principal::from_parts(name, UserRef::from_bytes(&user).unwrap())
             });
-            let auth_ms = auth_ms.map(|a| a.unwrap_or_else(|back| created_ms.saturating_sub(back)));
+            // Ok: relative to creation; Err: any time.
+            let rotated_ms = match rotated_ms {
+                Ok(on) => created_ms + on,
+                Err(at) => at,
+            };
+            let auth_ms = auth_ms.map(|a| match a {
+                Ok(back) => created_ms.saturating_sub(back),
+                Err(at) => at,
+            });
             Record {
                 created_ms,
                 absolute_ms: created_ms + life,
