@@ -201,17 +201,16 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
     let _ = writeln!(
         out,
         "- compact (both variants): the store as built (`RedisStore`), one MessagePack record \
-         per session key, encoded and decoded on the client. Its load is one round trip of two \
-         plain commands, pipelined: `GET` + `PTTL`, no script; only when the idle deadline is \
-         due for a push (`touch after` has passed since the last push) does a second round \
-         trip send `PEXPIRE` (with `ZADD` + `PEXPIREAT` of the user's index for a logged-in \
-         session). Its save merges the delta on the client into the record it loaded, checks \
-         the size and attribute limits, and sends one `EVALSHA` of `save.lua`, a \
-         compare-and-set: `GET`, compare with the record the client loaded, `SET ... PX` idle \
-         timeout, then for a logged-in session `ZADD` (the member's score: its idle deadline) \
-         + `PEXPIREAT` of the user's index; when another save came first the script returns \
-         the current record and the client merges again and retries (a retry is another \
-         `EVALSHA` without the writes)."
+         per session key, encoded and decoded on the client; the record carries its idle \
+         deadline. Its load is one `GET`, no script; only when the idle deadline is due for a \
+         push (`touch after` has passed since the last push) does a second round trip run the \
+         save script to write the record with its new deadline (with `ZADD` + `PEXPIREAT` of \
+         the user's index for a logged-in session). Its save merges the delta on the client \
+         into the record it loaded, checks the size and attribute limits, and sends one \
+         `EVALSHA` of `save.lua`, a compare-and-set: `GET`, compare with the bytes the client \
+         loaded, `SET ... KEEPTTL` (or `SET ... PX` and the index's `ZADD` + `PEXPIREAT` when a \
+         touch is due); when another save came first the script returns the current record \
+         and the client merges again and retries (a retry is another `EVALSHA`)."
     );
     let _ = writeln!(
         out,
@@ -258,8 +257,9 @@ pub fn markdown(config: &Config, sizes: &ContentSizes, all: &[LayoutFigures]) ->
          on its own and again inside the script's usec. Redis commands per request = the \
          `calls` of every command in `INFO commandstats` (the `INFO`, `CONFIG` and `SCRIPT` \
          calls made to measure left out) / requests, so the commands run inside scripts are \
-         counted next to the `evalsha` that ran them (a compact read+write: `GET` + `PTTL` + \
-         `EVALSHA` + `GET` + `SET` + `ZADD` + `PEXPIREAT` = 7); scripts per request = `evalsha` calls / requests. \
+         counted next to the `evalsha` that ran them (a compact read+write not due a touch: \
+         `GET` + `EVALSHA` + `GET` + `SET` = 4); scripts per request = `evalsha` calls / \
+         requests. \
          Client and server share the machine: requests/s is for information only."
     );
     let _ = writeln!(out, "\nReproduce with: `{COMMAND}`");
