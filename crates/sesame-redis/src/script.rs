@@ -317,7 +317,23 @@ async fn waited(
     }
 }
 
-/// Sends a read (a command or a pipeline), once more after a broken connection.
+/// Sends a one-command read, once more after a broken connection. (Cheaper than a pipeline
+/// of one: no command list, and no reply array to unwrap.)
+pub(crate) async fn read_one<T: redis::FromRedisValue>(
+    conn: &Conn,
+    cmd: &redis::Cmd,
+) -> Result<T, StoreError> {
+    let mut conn = conn.clone();
+    match cmd.query_async::<T>(&mut conn).await {
+        Err(e) if is_broken_connection(&e) => {
+            tracing::debug!(error = %e, "resending a read after a broken connection");
+            cmd.query_async::<T>(&mut conn).await.map_err(map_err)
+        }
+        other => other.map_err(map_err),
+    }
+}
+
+/// Sends a read (a pipeline), once more after a broken connection.
 pub(crate) async fn read<T: redis::FromRedisValue>(
     conn: &Conn,
     pipe: &redis::Pipeline,

@@ -109,14 +109,14 @@ impl RedisStore {
     }
 
     async fn read_key(&self, k: &str, now: u64) -> Result<Found, StoreError> {
-        let mut p = redis::pipe();
-        p.get(k);
-        let (raw,): (Option<Vec<u8>>,) = crate::script::read(&self.conn, &p).await?;
+        let mut get = redis::cmd("GET");
+        get.arg(k);
+        let raw: Option<Vec<u8>> = crate::script::read_one(&self.conn, &get).await?;
         let (mut found, carries_deadline) = Found::classify(raw, now)?;
         if let (Found::Record(read), false) = (&mut found, carries_deadline) {
-            let mut p = redis::pipe();
-            p.pttl(k);
-            let (pttl,): (i64,) = Box::pin(crate::script::read(&self.conn, &p)).await?;
+            let mut pttl = redis::cmd("PTTL");
+            pttl.arg(k);
+            let pttl: i64 = Box::pin(crate::script::read_one(&self.conn, &pttl)).await?;
             read.ttl = u64::try_from(pttl).ok();
         }
         Ok(found)
