@@ -29,6 +29,12 @@ fn the_smoke_run_prints_every_row() {
         let line = line.unwrap_or_else(|| panic!("no memory row for {total} in:\n{stdout}"));
         let keys: u64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
         assert!(keys >= total + total / 4, "{line}");
+        // The sampled records' shortest and longest length: a logged-in session with a
+        // profile takes more than 200 bytes, and the shortest is not longer than the longest.
+        let range = line.split('|').nth(5).unwrap().trim();
+        let (short, long) = range.split_once('–').unwrap_or_else(|| panic!("{line}"));
+        let (short, long): (u64, u64) = (short.parse().unwrap(), long.parse().unwrap());
+        assert!(200 < short && short <= long, "{line}");
     }
     // Progress was shown while loading (periodic lines: stderr is not a terminal here).
     assert!(stderr.contains("5000/5000 sessions"), "{stderr}");

@@ -85,6 +85,9 @@ pub struct MemoryFigures {
     pub used_memory: f64,
     /// Mean `MEMORY USAGE <key> SAMPLES 0` of sampled session keys.
     pub session_key: f64,
+    /// The shortest and longest record among the sampled session keys (`STRLEN`), bytes: what
+    /// decides the allocator's size class of the key's value.
+    pub record_bytes: (u64, u64),
     /// Mean `MEMORY USAGE` of sampled user index keys, divided by [`SESSIONS_PER_USER`].
     pub index_share: f64,
     /// Keys in the database (`DBSIZE`).
@@ -228,12 +231,17 @@ impl ScaleBench {
         let used = (self.used_memory().await? - self.baseline) / n as f64;
         let users = n.div_ceil(SESSIONS_PER_USER);
         let (mut session_sum, mut index_sum) = (0, 0);
+        let mut record_bytes = (u64::MAX, 0);
         for s in 0..MEMORY_SAMPLES {
             let i = spread(s, MEMORY_SAMPLES, n);
             let key = self.manager.config().tokens().parse(self.token(i)?).map_err(|e| {
                 BenchError::new(format!("a token this run made does not parse: {e}"))
             })?;
-            session_sum += self.memory_usage(&self.store.session_key(&key.key())).await?;
+            let session_key = self.store.session_key(&key.key());
+            session_sum += self.memory_usage(&session_key).await?;
+            let len: u64 =
+                redis::cmd("STRLEN").arg(&session_key).query_async(&mut self.admin).await?;
+            record_bytes = (record_bytes.0.min(len), record_bytes.1.max(len));
             let user = content::named(&user_name(spread(s, MEMORY_SAMPLES, users))).user();
             index_sum += self.memory_usage(&self.store.index_key(user)).await?;
         }
@@ -242,6 +250,7 @@ impl ScaleBench {
         Ok(MemoryFigures {
             used_memory: used,
             session_key: session_sum as f64 / samples,
+            record_bytes: (record_bytes.0.min(record_bytes.1), record_bytes.1),
             index_share: index_sum as f64 / samples / SESSIONS_PER_USER as f64,
             keys,
         })

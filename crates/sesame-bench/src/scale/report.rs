@@ -43,17 +43,19 @@ pub fn latency_table(figures: &[ScaleFigures]) -> String {
 /// The memory table: one row per total.
 pub fn memory_table(figures: &[ScaleFigures]) -> String {
     let mut out = String::from(
-        "| sessions | keys in Redis | used_memory per session (B) | MEMORY USAGE of a session key (B) | user index per session (B) | load (s) | sessions/s |\n\
-         |---:|---:|---:|---:|---:|---:|---:|\n",
+        "| sessions | keys in Redis | used_memory per session (B) | MEMORY USAGE of a session key (B) | its record, shortest–longest (B) | user index per session (B) | load (s) | sessions/s |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for f in figures {
         let m = &f.memory;
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} |\n",
+            "| {} | {} | {:.0} | {:.0} | {}–{} | {:.0} | {:.1} | {:.0} |\n",
             f.sessions,
             m.keys,
             m.used_memory,
             m.session_key,
+            m.record_bytes.0,
+            m.record_bytes.1,
             m.index_share,
             f.load_secs,
             rate(f)
