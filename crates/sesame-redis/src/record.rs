@@ -100,12 +100,9 @@ pub(crate) fn encode(r: &Record, idle_deadline_ms: Option<u64>) -> Vec<u8> {
 /// bytes for a life of up to 24 days, where the time itself takes 9), when that life is 1 ms
 /// to [`MAX_LIFETIME_MS`]; as the time itself otherwise (which the decoder then checks).
 fn write_absolute(out: &mut Vec<u8>, created_ms: u64, absolute_ms: u64) {
-    match absolute_ms.checked_sub(created_ms).filter(|life| (1..=MAX_LIFETIME_MS).contains(life)) {
-        Some(life) => write_negative(out, life),
-        None => {
-            let _ = rmp::encode::write_uint(out, absolute_ms);
-        }
-    }
+    let life =
+        absolute_ms.checked_sub(created_ms).filter(|life| (1..=MAX_LIFETIME_MS).contains(life));
+    write_relative(out, life, absolute_ms);
 }
 
 /// Writes the authentication time as how long before creation it was, negated and less one
@@ -113,12 +110,8 @@ fn write_absolute(out: &mut Vec<u8>, created_ms: u64, absolute_ms: u64) {
 /// reads its time just before its record is made, so this takes 1 to 3 bytes where the time
 /// itself takes 9. Any other time is written as itself.
 fn write_auth(out: &mut Vec<u8>, created_ms: u64, auth_ms: u64) {
-    match created_ms.checked_sub(auth_ms).filter(|before| *before < MAX_LIFETIME_MS) {
-        Some(before) => write_negative(out, before + 1),
-        None => {
-            let _ = rmp::encode::write_uint(out, auth_ms);
-        }
-    }
+    let before = created_ms.checked_sub(auth_ms).filter(|before| *before < MAX_LIFETIME_MS);
+    write_relative(out, before.map(|b| b + 1), auth_ms);
 }
 
 /// Writes the last rotation's time as how long after creation it was, negated and less one
@@ -127,19 +120,16 @@ fn write_auth(out: &mut Vec<u8>, created_ms: u64, auth_ms: u64) {
 /// 5 bytes for 24 days). 0 (never rotated) and any other time are written as themselves.
 fn write_rotated(out: &mut Vec<u8>, created_ms: u64, rotated_ms: u64) {
     let after = rotated_ms.checked_sub(created_ms).filter(|after| *after < MAX_LIFETIME_MS);
-    match after {
-        Some(after) if rotated_ms != 0 => write_negative(out, after + 1),
-        _ => {
-            let _ = rmp::encode::write_uint(out, rotated_ms);
-        }
-    }
+    write_relative(out, after.filter(|_| rotated_ms != 0).map(|a| a + 1), rotated_ms);
 }
 
-/// Writes `-magnitude` in MessagePack's smallest signed form (`magnitude` is 1 to
-/// [`MAX_LIFETIME_MS`], far inside `i64`).
-fn write_negative(out: &mut Vec<u8>, magnitude: u64) {
-    let n = i64::try_from(magnitude).map_or(i64::MIN, |m| -m);
-    let _ = rmp::encode::write_sint(out, n);
+/// Writes `-magnitude` in MessagePack's smallest signed form when there is a magnitude (1 to
+/// [`MAX_LIFETIME_MS`], far inside `i64`), else `time` itself.
+fn write_relative(out: &mut Vec<u8>, magnitude: Option<u64>, time: u64) {
+    let _ = match magnitude {
+        Some(m) => rmp::encode::write_sint(out, i64::try_from(m).map_or(i64::MIN, |m| -m)),
+        None => rmp::encode::write_uint(out, time),
+    };
 }
 
 /// Decodes a record, accepting what both this module and Redis's `cmsgpack` write.
@@ -160,12 +150,8 @@ pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>)
     let created_ms = c.uint()?;
     // A negative number is the session's life (see `write_absolute`); records written before
     // that form, and Redis's `cmsgpack`, give the time itself.
-    let absolute_ms = match c.number()? {
-        Number::Unsigned(t) => t,
-        Number::Negative(life) => {
-            created_ms.checked_add(life).ok_or("the absolute deadline overflows")?
-        }
-    };
+    let absolute_ms =
+        c.time(|life| created_ms.checked_add(life), "the absolute deadline overflows")?;
     let principal = match c.peek()? {
         0xc2 | 0xc0 => {
             c.pos += 1;
@@ -179,12 +165,9 @@ pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>)
             None
         }
         // A negative number counts back from creation (see `write_auth`).
-        _ => Some(match c.number()? {
-            Number::Unsigned(t) => t,
-            Number::Negative(n) => {
-                created_ms.checked_sub(n - 1).ok_or("the authentication time is before 1970")?
-            }
-        }),
+        _ => Some(
+            c.time(|n| created_ms.checked_sub(n - 1), "the authentication time is before 1970")?,
+        ),
     };
     let mut attrs = BTreeMap::new();
     let n = match c.map_len()? {
@@ -204,12 +187,7 @@ pub(crate) fn decode_with_deadline(bytes: &[u8]) -> Result<(Record, Option<u64>)
     let rotated_ms = if fields < 7 {
         0
     } else {
-        match c.number()? {
-            Number::Unsigned(t) => t,
-            Number::Negative(n) => {
-                created_ms.checked_add(n - 1).ok_or("the rotation time overflows")?
-            }
-        }
+        c.time(|n| created_ms.checked_add(n - 1), "the rotation time overflows")?
     };
     // After `rotated_ms`: the deadline (a number), the identity (a string), or both in that
     // order.
@@ -375,6 +353,20 @@ impl<'a> Cursor<'a> {
         match self.number()? {
             Number::Unsigned(v) => Ok(v),
             Number::Negative(_) => Err("negative number in record".into()),
+        }
+    }
+
+    /// A time: a non-negative number is the time itself; a negative one is counted from the
+    /// creation time by `relative` (given its magnitude, at least 1), or `overflow` is the
+    /// error.
+    fn time(
+        &mut self,
+        relative: impl FnOnce(u64) -> Option<u64>,
+        overflow: &str,
+    ) -> Result<u64, String> {
+        match self.number()? {
+            Number::Unsigned(t) => Ok(t),
+            Number::Negative(n) => relative(n).ok_or_else(|| overflow.to_string()),
         }
     }
 

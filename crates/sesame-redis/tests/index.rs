@@ -525,6 +525,20 @@ async fn each_operation_runs_exactly_its_commands() {
     );
 }
 
+/// Rewrites the record under session key `k` as `encode` writes it (an earlier form), keeping
+/// its TTL; returns the record and the bytes now stored.
+fn store_in_an_earlier_form(
+    server: &RedisServer,
+    k: &str,
+    encode: fn(&sesame::Record) -> Vec<u8>,
+) -> (sesame::Record, Vec<u8>) {
+    let stored = raw(server, k).unwrap();
+    let Ok(StoredForm::Record(r)) = decode_stored(&stored) else { panic!("{stored:?}") };
+    let old = encode(&r);
+    let _: () = redis::cmd("SET").arg(k).arg(&old).arg("KEEPTTL").query(&mut conn(server)).unwrap();
+    (r, old)
+}
+
 // A record written before records carried their idle deadline (seven fields) still loads: its
 // load asks for the TTL (a second round trip), its first save loses one race to the bytes it
 // could not name, merges, and writes the record with its deadline; from then on a load is one
@@ -538,12 +552,8 @@ async fn a_record_without_its_deadline_is_read_and_upgraded() {
     let t = token(who.user().tag());
     let k = s.session_key(&t.key());
     create(&s, &t.key(), &record(Some(&who), &[("a", b"1")]), &pol).await;
-    let stored = raw(&server, &k).unwrap();
-    let Ok(StoredForm::Record(r)) = decode_stored(&stored) else { panic!("{stored:?}") };
-    let old = encode_record(&r);
+    let (r, old) = store_in_an_earlier_form(&server, &k, encode_record);
     assert_eq!(old[0], 0x97, "seven fields: no deadline");
-    let _: () =
-        redis::cmd("SET").arg(&k).arg(&old).arg("KEEPTTL").query(&mut conn(&server)).unwrap();
     let ttl = pttls(&server, &[&k])[0];
     let before = now() as i64;
     server.reset_stats().unwrap();
@@ -612,12 +622,8 @@ async fn a_record_with_plain_times_is_read_and_upgraded() {
     let mut first = record(Some(&who), &[("a", b"1")]);
     first.auth_ms = Some(first.created_ms - 3);
     create(&s, &t.key(), &first, &pol).await;
-    let stored = raw(&server, &k).unwrap();
-    let Ok(StoredForm::Record(r)) = decode_stored(&stored) else { panic!("{stored:?}") };
-    let old = with_plain_times(&r);
+    let (r, old) = store_in_an_earlier_form(&server, &k, with_plain_times);
     assert_eq!(decode_stored(&old), Ok(StoredForm::Record(r.clone())), "the first form reads");
-    let _: () =
-        redis::cmd("SET").arg(&k).arg(&old).arg("KEEPTTL").query(&mut conn(&server)).unwrap();
     let l = live(s.load(&t.key(), now(), &pol).await.unwrap());
     assert_eq!(l.record, r);
     let saved = s.save(&t.key(), &l, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
