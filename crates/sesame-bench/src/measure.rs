@@ -260,7 +260,11 @@ impl LayoutBench {
     /// Loads user `n`'s session through the layout's client.
     pub async fn load(&self, n: u32) -> BenchResult<Option<Record>> {
         let key = self.key(n).ok_or_else(|| BenchError::new(format!("no session for user {n}")))?;
-        Ok(self.client.load(key, sesame::now_ms(), &self.config.policy).await?.map(|l| l.record))
+        Ok(self
+            .client
+            .load(key, sesame::now_ms(), &self.config.policy)
+            .await?
+            .map(|l| std::sync::Arc::unwrap_or_clone(l.record)))
     }
 
     /// Runs `requests` requests of `kind`, round robin over the sessions, with

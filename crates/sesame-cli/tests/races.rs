@@ -386,7 +386,7 @@ impl Backend {
             if let Lookup::Live(l) =
                 self.admin.store().load(&key, sesame::now_ms(), policy).await.unwrap()
             {
-                out.push((s.id, l.record));
+                out.push((s.id, std::sync::Arc::unwrap_or_clone(l.record)));
             }
         }
         out

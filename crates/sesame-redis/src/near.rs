@@ -676,7 +676,11 @@ mod tests {
 
     fn read(v: u64) -> Read {
         let record = Record { version: v, absolute_ms: u64::MAX, ..Record::default() };
-        Read { raw: vec![u8::try_from(v).unwrap()], record, ttl: Some(60_000) }
+        Read {
+            raw: vec![u8::try_from(v).unwrap()].into(),
+            record: record.into(),
+            ttl: Some(60_000),
+        }
     }
 
     fn live() -> Near {
@@ -709,6 +713,20 @@ mod tests {
 
     // An own save is kept through its own invalidation and dropped by the next one; one whose
     // key was announced between its ticket and its answer is not kept.
+    // A hit hands out what the cache keeps (record and bytes), not a copy of it.
+    #[test]
+    fn hits_share_what_is_kept() {
+        let n = live();
+        let t = n.get("k", 0).err().flatten().unwrap();
+        let kept = read(7);
+        n.put("k", &kept, t, 0);
+        let (a, b) = (n.get("k", 1).unwrap(), n.get("k", 2).unwrap());
+        assert!(Arc::ptr_eq(&a.record, &kept.record) && Arc::ptr_eq(&a.record, &b.record));
+        assert_eq!(a.raw.as_ptr(), kept.raw.as_ptr(), "the bytes were copied");
+        assert_eq!(b.raw.as_ptr(), kept.raw.as_ptr(), "the bytes were copied");
+        assert_eq!((a.ttl, b.ttl), (Some(59_999), Some(59_998)), "each hit has its own TTL");
+    }
+
     #[test]
     fn own_saves_survive_their_own_invalidation_only() {
         let n = live();

@@ -353,7 +353,7 @@ async fn refused_login_restores_the_session_with_a_ttl() {
         s.rotate(&elevate(&anon, &new, &r, &d, login(&who, epoch)), now(), &pol).await.unwrap_err();
     assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     let back = live(s.load(&anon, now(), &pol).await.unwrap());
-    assert_eq!(back.record, r, "put back as it was");
+    assert_eq!(*back.record, r, "put back as it was");
     let stored = raw(&server, &s.session_key(&anon)).unwrap();
     assert!(!is_pointer(&stored), "no claim left behind");
     let ttl = pttls(&server, &[&s.session_key(&anon)])[0];
@@ -559,7 +559,7 @@ async fn a_record_without_its_deadline_is_read_and_upgraded() {
     server.reset_stats().unwrap();
     let l = live(s.load(&t.key(), now(), &pol).await.unwrap());
     assert_eq!(calls(&server), want(&[("get", 1), ("pttl", 1)]), "load of an old record");
-    assert_eq!(l.record, r);
+    assert_eq!(*l.record, r);
     let left = l.idle_deadline_ms as i64 - before;
     assert!((left - ttl).abs() <= SLACK_MS, "the deadline from the TTL: {left} {ttl}");
     let saved = s.save(&t.key(), &l, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
@@ -625,7 +625,7 @@ async fn a_record_with_plain_times_is_read_and_upgraded() {
     let (r, old) = store_in_an_earlier_form(&server, &k, with_plain_times);
     assert_eq!(decode_stored(&old), Ok(StoredForm::Record(r.clone())), "the first form reads");
     let l = live(s.load(&t.key(), now(), &pol).await.unwrap());
-    assert_eq!(l.record, r);
+    assert_eq!(*l.record, r);
     let saved = s.save(&t.key(), &l, &set(&[("b", b"2")]), now(), &pol).await.unwrap();
     let SaveOutcome::Saved(next) = saved else { panic!("{saved:?}") };
     let upgraded = raw(&server, &k).unwrap();

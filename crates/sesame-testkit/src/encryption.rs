@@ -54,7 +54,9 @@ pub fn token(a: TokenAction) -> SessionToken {
 /// The record the store holds for `token`'s own session.
 pub async fn stored(store: &DynStore, m: &SessionManager, token: &SessionToken) -> Record {
     let policy = m.config().policy();
-    live(store.load(&token.key(), now(), policy).await.unwrap()).record
+    std::sync::Arc::unwrap_or_clone(
+        live(store.load(&token.key(), now(), policy).await.unwrap()).record,
+    )
 }
 
 /// Writes `value` into attribute `name` of `token`'s stored session through the store (as

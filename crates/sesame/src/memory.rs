@@ -5,6 +5,7 @@
 //! and the conformance suite runs them against this store as against Redis.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -25,7 +26,7 @@ pub const MAX_LINEAGE_HOPS: usize = 32;
 
 #[derive(Debug, Clone)]
 struct Entry {
-    record: Record,
+    record: Arc<Record>,
     idle_deadline_ms: u64,
 }
 
@@ -140,7 +141,7 @@ impl Inner {
         Resolved::Missing
     }
 
-    fn remove(&mut self, key: &SessionKey) -> Option<Record> {
+    fn remove(&mut self, key: &SessionKey) -> Option<Arc<Record>> {
         let Some(Slot::Live(entry)) = self.slots.remove(key) else { return None };
         if let Some(p) = entry.record.principal.as_ref().map(Principal::user) {
             if let Some(ids) = self.users.get_mut(&p) {
@@ -220,7 +221,7 @@ impl Inner {
         Ok(())
     }
 
-    fn insert_live(&mut self, key: SessionKey, record: Record, now: u64, policy: &Policy) {
+    fn insert_live(&mut self, key: SessionKey, record: Arc<Record>, now: u64, policy: &Policy) {
         if let Some(p) = &record.principal {
             self.users.entry(p.user()).or_default().insert(key.id(), ());
         }
@@ -290,7 +291,7 @@ impl Store for MemoryStore {
         if let Some(p) = &record.principal {
             g.make_room(p.user(), now_ms, policy)?;
         }
-        g.insert_live(*key, record.clone(), now_ms, policy);
+        g.insert_live(*key, Arc::new(record.clone()), now_ms, policy);
         Ok(CreateOutcome::Created)
     }
 
@@ -341,7 +342,8 @@ impl Store for MemoryStore {
         if let Some(ttl) = touch_due(policy, Some(left), next.absolute_ms, now_ms) {
             e.idle_deadline_ms = now_ms.saturating_add(ttl);
         }
-        e.record = next.clone();
+        let next = Arc::new(next);
+        e.record = Arc::clone(&next);
         Ok(SaveOutcome::Saved(next))
     }
 
@@ -389,7 +391,7 @@ impl Store for MemoryStore {
             RotationKind::Elevate => (now_ms, false),
         };
         g.remove(&rot.old);
-        g.insert_live(rot.new, next.clone(), now_ms, policy);
+        g.insert_live(rot.new, Arc::new(next.clone()), now_ms, policy);
         let pointer = Pointer {
             successor: rot.new,
             sealed: rot.sealed_successor.clone(),
@@ -412,7 +414,7 @@ impl Store for MemoryStore {
         now_ms: u64,
     ) -> Result<Vec<Option<Record>>, StoreError> {
         let mut g = self.inner.lock();
-        Ok(keys.iter().map(|k| g.live_entry(k, now_ms).map(|e| e.record.clone())).collect())
+        Ok(keys.iter().map(|k| g.live_entry(k, now_ms).map(|e| Record::clone(&e.record))).collect())
     }
 
     async fn user_epoch(&self, user: UserRef) -> Result<u64, StoreError> {

@@ -229,8 +229,10 @@ impl Delta {
 /// A session as loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
-    /// The record.
-    pub record: Record,
+    /// The record. Shared, not copied: a store that keeps records in memory (the
+    /// [`crate::MemoryStore`], a near cache) hands out the one it holds, and a request that
+    /// reads it allocates nothing for it.
+    pub record: Arc<Record>,
     /// The current idle deadline (after any touch made by this load), ms since the Unix epoch.
     pub idle_deadline_ms: u64,
 }
@@ -238,7 +240,8 @@ pub struct Loaded {
 impl Loaded {
     /// `record`, just saved at `now` over this load: the idle deadline moves only when a touch
     /// was due, as in the stores' `save`.
-    pub fn saved(&self, record: Record, now_ms: u64, policy: &Policy) -> Loaded {
+    pub fn saved(&self, record: impl Into<Arc<Record>>, now_ms: u64, policy: &Policy) -> Loaded {
+        let record = record.into();
         let left = self.idle_deadline_ms.saturating_sub(now_ms);
         match touch_due(policy, Some(left), record.absolute_ms, now_ms) {
             Some(ttl) => Loaded { record, idle_deadline_ms: now_ms.saturating_add(ttl) },
@@ -247,7 +250,8 @@ impl Loaded {
     }
 
     /// A record as just written at `now`: its idle deadline one write TTL away.
-    pub fn written(record: Record, now_ms: u64, policy: &Policy) -> Loaded {
+    pub fn written(record: impl Into<Arc<Record>>, now_ms: u64, policy: &Policy) -> Loaded {
+        let record = record.into();
         let idle_deadline_ms = now_ms.saturating_add(write_ttl(policy, record.absolute_ms, now_ms));
         Loaded { record, idle_deadline_ms }
     }
@@ -424,8 +428,8 @@ impl CreateOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SaveOutcome {
-    /// Saved; the record as written.
-    Saved(Record),
+    /// Saved; the record as written (shared with whatever the store keeps of it).
+    Saved(Arc<Record>),
     /// The session no longer exists (expired, revoked, logged out or rotated meanwhile);
     /// nothing written.
     Missing,

@@ -80,7 +80,7 @@ async fn end_one(
     if let Some(p) = &read.record.principal {
         call.key(store.keys.index(p.user()));
     }
-    call.arg(read.raw.as_slice()).arg(read.record.index_member(&key.id()));
+    call.arg(&read.raw[..]).arg(read.record.index_member(&key.id()));
     let v = store.run(&call).await?;
     Ok(match EndReply::parse(&v)? {
         EndReply::Ended => Some(true),

@@ -1,5 +1,8 @@
 //! Reading a session key and following a lineage: what every operation starts with.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use redis::Value;
 use sesame::store::touch_due;
 use sesame::{Loaded, Policy, Record, SessionKey, StoreError};
@@ -12,11 +15,12 @@ use crate::store::RedisStore;
 /// The most superseded tokens followed to reach a lineage's head.
 pub(crate) const MAX_HOPS: usize = 32;
 
-/// A live session's record as read, with its raw bytes (for compare-and-set) and TTL.
+/// A live session's record as read, with its raw bytes (for compare-and-set) and TTL. Both
+/// are shared, so that the near cache hands out what it keeps without copying it.
 #[derive(Debug, Clone)]
 pub(crate) struct Read {
-    pub(crate) raw: Vec<u8>,
-    pub(crate) record: Record,
+    pub(crate) raw: Bytes,
+    pub(crate) record: Arc<Record>,
     /// Remaining TTL in ms (`None`: the key has no TTL).
     pub(crate) ttl: Option<u64>,
 }
@@ -53,7 +57,8 @@ impl Found {
             Stored::Record(record, deadline) if record.absolute_ms > now => {
                 // (The decoder never gives a deadline past the absolute one.)
                 let ttl = deadline.map(|d| d.saturating_sub(now));
-                Ok((Found::Record(Read { raw, record, ttl }), deadline.is_some()))
+                let read = Read { raw: Bytes::from(raw), record: Arc::new(record), ttl };
+                Ok((Found::Record(read), deadline.is_some()))
             }
             Stored::Record(..) => Ok((Found::Missing, true)),
             Stored::Pointer(pointer) => Ok((Found::Pointer { raw, pointer }, true)),
@@ -205,7 +210,7 @@ impl RedisStore {
         let deadline = now.saturating_add(ttl);
         let written = encode(&read.record, Some(deadline));
         let k = self.keys.session(key);
-        let index = Some((ttl, &read.record, key.id()));
+        let index = Some((ttl, &*read.record, key.id()));
         let mut call = script_call(self, &k, &read.raw, &written, index, now);
         // Applied twice, the second finds other bytes and changes nothing.
         call.retry_safe(true);
@@ -253,7 +258,7 @@ pub(crate) fn check_not_rolled_back(read: &Record, found: &Found) -> Result<(), 
         Found::Record(now)
             if now.record.version <= read.version
                 && read.version < u64::MAX
-                && now.record != *read =>
+                && *now.record != *read =>
         {
             Err(StoreError::RolledBack {
                 message: format!(

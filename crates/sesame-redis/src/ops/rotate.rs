@@ -16,6 +16,8 @@
 //! A logout that meets a claim cancels it (`Ended`) and closes or ends the successor's key,
 //! so the login's settle fails and the session it wrote, if any, is ended.
 
+use std::sync::Arc;
+
 use sesame::store::{pointer_expiry, write_ttl};
 use sesame::{
     CreateOutcome, Loaded, Policy, Principal, Record, RotateOutcome, Rotation, RotationKind,
@@ -50,7 +52,7 @@ pub(crate) async fn rotate(
         // The bytes as stored if nothing changed since the load: the record with its deadline.
         Some(deadline) => {
             let raw = encode(rot.base, Some(deadline));
-            Found::Record(Read { raw, record: rot.base.clone(), ttl: None })
+            Found::Record(Read { raw: raw.into(), record: Arc::new(rot.base.clone()), ttl: None })
         }
         // Without it, the stored bytes are unknown: read them first (one round trip), and go
         // on from them as from a conflict.
@@ -141,7 +143,7 @@ async fn in_one_slot(
     if let Some(p) = &next.principal {
         call.key(store.keys.index(p.user())).key(store.keys.epoch(p.user()));
     }
-    call.arg(read.raw.as_slice())
+    call.arg(&read.raw[..])
         .arg(encode(next, Some(now.saturating_add(ttl))))
         .arg(ttl)
         .arg(pointer)

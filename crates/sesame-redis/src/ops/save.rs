@@ -7,6 +7,9 @@
 //! the key's TTL. A save that meets a token superseded within its grace window goes on at the
 //! lineage's head.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use redis::Value;
 use sesame::store::{touch_due, write_ttl};
 use sesame::{Delta, Loaded, Policy, Record, SaveOutcome, SessionKey, StoreError};
@@ -94,15 +97,15 @@ pub(crate) async fn save(
 ) -> Result<SaveOutcome, StoreError> {
     let mut target = *key;
     // The bytes as stored, if nothing changed since the load: the record with its deadline.
-    let mut expected = record::encode(&base.record, Some(base.idle_deadline_ms));
-    // Borrowed until a conflict brings another state of the record.
-    let mut current = std::borrow::Cow::Borrowed(&base.record);
+    let mut expected = Bytes::from(record::encode(&base.record, Some(base.idle_deadline_ms)));
+    // Shared with the load until a conflict brings another state of the record.
+    let mut current = Arc::clone(&base.record);
     let mut deadline = Some(base.idle_deadline_ms);
     for _ in 0..MAX_SAVE_ATTEMPTS {
         if current.absolute_ms <= now {
             return Ok(SaveOutcome::Missing);
         }
-        let next = current.next(delta, policy)?;
+        let next = Arc::new(current.next(delta, policy)?);
         let touch = new_ttl(policy, deadline, &next, now);
         // The deadline the key has after this write, carried in the record.
         let written = record::encode(&next, touch.map(|ttl| now.saturating_add(ttl)).or(deadline));
@@ -115,10 +118,10 @@ pub(crate) async fn save(
                 // The server's own compare-and-set; when it did not write (the key is missing
                 // or holds something else), the script runs next and says which, and what.
                 let mut c = Call::set_if_equal();
-                c.key(session_key.as_str()).arg(expected.as_slice()).arg(written.as_slice());
+                c.key(session_key.as_str()).arg(&expected[..]).arg(written.as_slice());
                 c
             } else {
-                let index = touch.map(|ttl| (ttl, &next, target.id()));
+                let index = touch.map(|ttl| (ttl, &*next, target.id()));
                 script_call(store, &session_key, &expected, &written, index, now)
             }
         };
@@ -150,7 +153,7 @@ pub(crate) async fn save(
                     store.wrote(&String::from_utf8_lossy(k));
                 }
                 let ttl = ttl.or_else(|| deadline.map(|d| d.saturating_sub(now)));
-                let read = Read { raw: written, record: next.clone(), ttl };
+                let read = Read { raw: Bytes::from(written), record: Arc::clone(&next), ttl };
                 store.wrote_own(&String::from_utf8_lossy(call.session_key()), read, ticket, now);
             }
             _ => store.wrote_keys(&call),
@@ -174,7 +177,7 @@ pub(crate) async fn save(
             }
         };
         expected = read.raw;
-        current = std::borrow::Cow::Owned(read.record);
+        current = read.record;
         deadline = read.ttl.map(|t| now.saturating_add(t));
     }
     Err(backend(&format!(

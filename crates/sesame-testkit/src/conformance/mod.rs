@@ -139,7 +139,7 @@ pub async fn save(
 /// `record` as the base of a save whose idle deadline the caller does not know (it read the
 /// record some other way than a load): the save then pushes the deadline, as a due touch.
 pub fn base_of(record: &Record) -> Loaded {
-    Loaded { record: record.clone(), idle_deadline_ms: 0 }
+    Loaded { record: std::sync::Arc::new(record.clone()), idle_deadline_ms: 0 }
 }
 
 /// A login of `principal` at the given epoch, authenticated now.
@@ -233,7 +233,7 @@ async fn expect_missing(store: &DynStore, k: &SessionKey, pol: &Policy) {
 
 fn saved(outcome: SaveOutcome) -> Record {
     match outcome {
-        SaveOutcome::Saved(r) => r,
+        SaveOutcome::Saved(r) => std::sync::Arc::unwrap_or_clone(r),
         other => panic!("expected Saved, got {other:?}"),
     }
 }

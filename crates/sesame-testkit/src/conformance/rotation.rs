@@ -36,7 +36,7 @@ pub async fn rotate_merges_into_current_record(store: DynStore) {
         (base.created_ms, base.absolute_ms),
         "no login: deadlines kept"
     );
-    assert_eq!(expect_live(&store, &new.key(), &pol).await.record, rec);
+    assert_eq!(*expect_live(&store, &new.key(), &pol).await.record, rec);
 }
 
 /// A rotation to a key that is taken (a token collision) writes nothing.
@@ -138,20 +138,20 @@ pub async fn grace_window_resolves_to_successor(store: DynStore) {
     match store.load(&old.key(), now(), &pol).await.unwrap() {
         Lookup::Successor { head, loaded, sealed } => {
             assert_eq!(head, new.key());
-            assert_eq!(loaded.record, rec);
+            assert_eq!(*loaded.record, rec);
             assert_eq!(sealed.len(), 1);
             assert_eq!(codec().open_successor(&old, &sealed[0]), Some(new.clone()));
         }
         other => panic!("expected Successor, got {other:?}"),
     }
-    assert_eq!(expect_live(&store, &new.key(), &pol).await.record, rec);
+    assert_eq!(*expect_live(&store, &new.key(), &pol).await.record, rec);
     // A save through the old token within grace is applied to the head.
     let written = saved(
         store.save(&old.key(), &base_of(&base), &set(&[("c", b"3")]), now(), &pol).await.unwrap(),
     );
     assert_eq!(written.version, rec.version + 1);
     let head = expect_live(&store, &new.key(), &pol).await.record;
-    assert_eq!(head, written);
+    assert_eq!(*head, written);
     let names: Vec<&str> = head.attrs.keys().map(String::as_str).collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(listed_ids(&store, &p, 64).await, [new.key().id()]);
@@ -236,7 +236,7 @@ pub async fn elevate_kills_old_token_at_once(store: DynStore) {
     assert_eq!(rec.absolute_ms, rec.created_ms + pol.absolute_ms);
     let names: Vec<&str> = rec.attrs.keys().map(String::as_str).collect();
     assert_eq!(names, ["cart", "step"]);
-    assert_eq!(expect_live(&store, &new, &pol).await.record, rec);
+    assert_eq!(*expect_live(&store, &new, &pol).await.record, rec);
     expect_missing(&store, &anon.key(), &pol).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     expect_missing(&store, &anon.key(), &pol).await;
@@ -289,7 +289,7 @@ pub async fn elevate_ends_the_chain(store: DynStore) {
     let out = store.rotate(&renew(&t0, &t3, &base, &d, 1_000), now(), &pol).await.unwrap();
     assert_eq!(out, RotateOutcome::Missing, "rotation of t0");
     expect_missing(&store, &t3.key(), &pol).await;
-    assert_eq!(expect_live(&store, &t2, &pol).await.record, head);
+    assert_eq!(*expect_live(&store, &t2, &pol).await.record, head);
 }
 
 /// Destroy reports whether a live session was ended and removes it from its index.

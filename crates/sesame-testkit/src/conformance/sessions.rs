@@ -22,7 +22,7 @@ pub async fn create_then_load(store: DynStore) {
     let t = now();
     assert_eq!(store.create(&k, &r, None, t, &pol).await.unwrap(), CreateOutcome::Created);
     let l = expect_live(&store, &k, &pol).await;
-    assert_eq!(l.record, r);
+    assert_eq!(*l.record, r);
     assert!(l.idle_deadline_ms >= t + 58_000 && l.idle_deadline_ms <= now() + 60_000);
     expect_missing(&store, &key(Tag::random().unwrap()), &pol).await;
 }
@@ -55,7 +55,7 @@ pub async fn save_merges_delta(store: DynStore) {
     let written = saved(save(&store, &k, &d, now(), &pol).await.unwrap());
     assert_eq!(written.version, 2);
     let l = expect_live(&store, &k, &pol).await;
-    assert_eq!(l.record, written);
+    assert_eq!(*l.record, written);
     let names: Vec<&str> = l.record.attrs.keys().map(String::as_str).collect();
     assert_eq!(names, ["b", "c"]);
     assert_eq!(l.record.attrs["b"], b"22");
@@ -132,7 +132,7 @@ pub async fn update_failure_writes_nothing(store: DynStore) {
     let e = store.save(&k, &base_of(&base), &d, now(), &pol).await.unwrap_err();
     assert!(matches!(&e, StoreError::Update { name, .. } if name == "n"), "{e}");
     let l = expect_live(&store, &k, &pol).await;
-    assert_eq!(l.record, written);
+    assert_eq!(*l.record, written);
 }
 
 /// A policy with a 1.5 s idle timeout whose deadline moves once 0.5 s of it has passed.
