@@ -97,7 +97,7 @@ pub(crate) async fn save(
 ) -> Result<SaveOutcome, StoreError> {
     let mut target = *key;
     // The bytes as stored, if nothing changed since the load: the record with its deadline.
-    let mut expected = Bytes::from(record::encode(&base.record, Some(base.idle_deadline_ms)));
+    let mut expected = record::encode(&base.record, Some(base.idle_deadline_ms));
     // Shared with the load until a conflict brings another state of the record.
     let mut current = Arc::clone(&base.record);
     let mut deadline = Some(base.idle_deadline_ms);
@@ -118,7 +118,7 @@ pub(crate) async fn save(
                 // The server's own compare-and-set; when it did not write (the key is missing
                 // or holds something else), the script runs next and says which, and what.
                 let mut c = Call::set_if_equal();
-                c.key(session_key.as_str()).arg(&expected[..]).arg(written.as_slice());
+                c.key(session_key.as_str()).arg(expected.as_slice()).arg(written.as_slice());
                 c
             } else {
                 let index = touch.map(|ttl| (ttl, &*next, target.id()));
@@ -176,7 +176,8 @@ pub(crate) async fn save(
                 }
             }
         };
-        expected = read.raw;
+        // (A copy, on a conflict only: a save's own bytes stay a plain vector.)
+        expected = read.raw.to_vec();
         current = read.record;
         deadline = read.ttl.map(|t| now.saturating_add(t));
     }
