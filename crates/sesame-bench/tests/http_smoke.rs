@@ -1,5 +1,5 @@
 //! The side-by-side HTTP benchmark in its seconds-long smoke form: every server (the ceiling,
-//! sesame on Redis and in memory, tower-sessions, actix-session, sesame on actix-web) starts, takes its logins and
+//! the handler-only server, sesame on Redis and in memory, tower-sessions, actix-session, sesame on actix-web) starts, takes its logins and
 //! its load, and passes the run's checks (no error response, sesame's store protocol, every
 //! session still answering as its user). No figure is asserted: on a shared machine they mean
 //! nothing.
@@ -50,6 +50,7 @@ fn every_server_runs_the_workload_on_valkey() {
 fn assert_rows(stdout: &str) {
     for server in [
         "ceiling",
+        "handler-only",
         "sesame",
         "sesame-cache",
         "sesame-memory",
@@ -65,5 +66,25 @@ fn assert_rows(stdout: &str) {
     for server in ["sesame", "sesame-cache", "tower-sessions", "actix-session", "sesame-actix"] {
         let row = format!("| {server} | 100 |");
         assert!(stdout.contains(&row), "no bytes-per-session row for {server} in:\n{stdout}");
+    }
+    // Every session server over the handler-only server, per endpoint (the ceiling left out).
+    let header = "| endpoint | handler-only vs ceiling | sesame vs handler-only | sesame-cache vs \
+                  handler-only | sesame-memory vs handler-only | tower-sessions vs handler-only | \
+                  actix-session vs handler-only | sesame-actix vs handler-only |";
+    assert!(stdout.contains(header), "no table against handler-only in:\n{stdout}");
+    for endpoint in ["GET /me |", "GET /me_ro |"] {
+        let line = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with(header))
+            .find(|l| l.starts_with(&format!("| {endpoint}")))
+            .unwrap_or_else(|| panic!("no {endpoint} line against handler-only in:\n{stdout}"));
+        let ratios: Vec<f64> = line
+            .split('|')
+            .skip(2)
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| c.trim().parse().unwrap_or_else(|_| panic!("not a ratio: {c:?} in {line}")))
+            .collect();
+        assert_eq!(ratios.len(), 7, "{line}");
+        assert!(ratios.iter().all(|r| *r > 0.0), "{line}");
     }
 }

@@ -41,6 +41,69 @@ pub(crate) fn ceiling_router() -> Router {
         .route("/me_ro", get(|| async { Json(json!({ "user_id": CEILING_USER })) }))
 }
 
+/// What the handler-only server decodes on every request: one user's attributes as the
+/// session servers store them (JSON text), kept in the process.
+struct Stored {
+    user_id: Vec<u8>,
+    profile: Vec<u8>,
+    hits: Vec<u8>,
+}
+
+/// The router without sessions that still does the session app's handler work: every request
+/// decodes `user_id` and the profile (and `/me` also `hits`, and encodes `hits + 1`, as the
+/// session app's `insert` does) from JSON kept in memory, and answers the same bodies as the
+/// session app. What a session server costs beyond it is the session layer's own cost: its
+/// cookie, token check, store and commit.
+pub(crate) fn handler_only_router() -> BenchResult<Router> {
+    let encode = |v: &Value| {
+        serde_json::to_vec(v).map_err(|e| BenchError::new(format!("encoding content: {e}")))
+    };
+    let stored = Arc::new(Stored {
+        user_id: encode(&json!(CEILING_USER))?,
+        profile: encode(&content::profile(123))?,
+        hits: encode(&json!(0u64))?,
+    });
+    let (me, me_ro) = (stored.clone(), stored);
+    Ok(Router::new()
+        .route("/login", post(|| async { Json(json!({ "user_id": CEILING_USER })) }))
+        .route(
+            "/me",
+            get(move || {
+                let s = me.clone();
+                async move {
+                    let (user, profile) = decode_user(&s)?;
+                    std::hint::black_box(profile);
+                    let hits: u64 = serde_json::from_slice(&s.hits).map_err(internal)?;
+                    std::hint::black_box(serde_json::to_vec(&(hits + 1)).map_err(internal)?);
+                    Ok::<_, StatusCode>(Json(json!({ "user_id": user, "hits": hits + 1 })))
+                }
+            }),
+        )
+        .route(
+            "/me_ro",
+            get(move || {
+                let s = me_ro.clone();
+                async move {
+                    let (user, profile) = decode_user(&s)?;
+                    std::hint::black_box(profile);
+                    Ok::<_, StatusCode>(Json(json!({ "user_id": user })))
+                }
+            }),
+        ))
+}
+
+/// `user_id` and the profile, decoded as the session app's [`read_user`] decodes them.
+fn decode_user(s: &Stored) -> Result<(String, Value), StatusCode> {
+    let user: String = serde_json::from_slice(&s.user_id).map_err(internal)?;
+    let profile: Value = serde_json::from_slice(&s.profile).map_err(internal)?;
+    Ok((user, profile))
+}
+
+/// A decoding error of the handler-only server (its content is fixed: never expected).
+fn internal(_: serde_json::Error) -> StatusCode {
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
 /// A session manager on `store` with the default session configuration.
 pub(crate) fn manager(store: Arc<dyn Store>) -> SessionManager {
     SessionManager::new(

@@ -17,6 +17,8 @@ use crate::{actix_app, apps, cpu, peers, setup, KEYS_MEASURED};
 
 /// Name of the server without sessions.
 pub(crate) const CEILING: &str = "ceiling";
+/// Name of the server without sessions that does the session app's handler work.
+pub(crate) const HANDLER_ONLY: &str = "handler-only";
 /// Name of the sesame server on Redis.
 const SESAME: &str = "sesame";
 /// Name of the sesame server on Redis with the near cache.
@@ -182,7 +184,7 @@ pub(crate) async fn start_targets(
     }
     let first =
         session_targets.first().ok_or_else(|| BenchError::new("no session server was started"))?;
-    // The ceiling gets the same cookies, so its requests have the same size.
+    // The servers without sessions get the same cookies, so their requests have the same size.
     let ceiling = Target {
         name: CEILING,
         addr: apps::serve(apps::ceiling_router()).await?,
@@ -193,7 +195,17 @@ pub(crate) async fn start_targets(
         sesame_protocol: false,
         memory: None,
     };
-    let mut targets = vec![ceiling];
+    let handler_only = Target {
+        name: HANDLER_ONLY,
+        addr: apps::serve(apps::handler_only_router()?).await?,
+        tokens: first.tokens.clone(),
+        tokens_path: first.tokens_path.clone(),
+        manager: None,
+        redis: None,
+        sesame_protocol: false,
+        memory: None,
+    };
+    let mut targets = vec![ceiling, handler_only];
     targets.extend(session_targets);
     Ok(targets)
 }
@@ -309,7 +321,7 @@ pub(crate) async fn measure(targets: &[Target], plan: &Plan<'_>) -> BenchResult<
                         |e| BenchError::new(format!("{} round {}: {e}", t.name, round + 1)),
                     )?;
                 }
-                if endpoint == "/me" && t.name != CEILING {
+                if endpoint == "/me" && t.name != CEILING && t.name != HANDLER_ONLY {
                     // A different session each round, far from the first ones.
                     let n = (round * 337 + 500) % t.tokens.len().max(1);
                     let user = content::principal(n as u32).name().to_string();

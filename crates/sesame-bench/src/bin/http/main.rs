@@ -1,8 +1,10 @@
 //! `http`: sesame side by side with its peers and a no-session ceiling, in one run, on the
 //! workload of the field's published session benchmark, printed as Markdown tables.
 //!
-//! Seven servers run in this process on their own loopback ports: the **ceiling** (axum, the
-//! same routes without sessions), **sesame** (sesame-axum over a `RedisStore`),
+//! Eight servers run in this process on their own loopback ports: the **ceiling** (axum, the
+//! same routes without sessions), **handler-only** (the same, its handlers decoding and
+//! encoding the same attributes from memory, so that what a session server costs beyond it is
+//! the session layer's own cost), **sesame** (sesame-axum over a `RedisStore`),
 //! **sesame-cache** (the same with the store's near cache), **sesame-memory** (the same app
 //! on `MemoryStore`), **tower-sessions** (0.14, with tower-sessions-redis-store 0.16 on one
 //! fred connection), **actix-session** (0.11, `RedisSessionStore`) and **sesame-actix** (the
@@ -188,6 +190,11 @@ fn run(scale: Scale) -> BenchResult<String> {
     let servers: Vec<&'static str> = targets.iter().map(|t| t.name).collect();
     let rows = table::rows(&runs, &servers, &ENDPOINTS, bench::CEILING);
     let mut report = table::markdown(&rows);
+    report.push_str(
+        "\nEach session server's requests per second over `handler-only`'s (the same handler \
+         work without sessions), same run:\n\n",
+    );
+    report.push_str(&table::against(&rows, bench::HANDLER_ONLY, &[bench::CEILING]));
     report.push('\n');
     report.push_str(&memory_table(&targets));
     let version = match targets.iter().find_map(|t| t.redis.as_ref()) {
@@ -242,7 +249,10 @@ fn notes(scale: &Scale, server_version: &str, flavor: sesame_testkit::Flavor) ->
         ),
     };
     format!(
-        "\n- Servers: `ceiling` is axum with the same routes and no sessions; `sesame` and \
+        "\n- Servers: `ceiling` is axum with the same routes and no sessions; `handler-only` \
+         is the same without sessions but for its handlers, which decode `user_id`, the \
+         profile and (`/me`) `hits` from JSON kept in memory and encode `hits + 1`, as the \
+         session app's handlers do through the session; `sesame` and \
          `sesame-memory` are sesame-axum on a `RedisStore` and on the `MemoryStore`, default \
          `SessionConfig` (JSON values); `sesame-cache` is `sesame` with the store's near \
          cache (default settings: 10,000 entries, 5 s); `tower-sessions` is tower-sessions 0.14 with \

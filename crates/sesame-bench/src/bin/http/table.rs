@@ -185,6 +185,49 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
     s
 }
 
+/// A Markdown table of each session server's median requests per second over `base`'s, per
+/// endpoint: what the session layer costs beyond the handlers' own work (`base` is the
+/// server without sessions that does that work). Servers named in `leave_out` are not listed.
+pub(crate) fn against(rows: &[Row], base: &str, leave_out: &[&str]) -> String {
+    let servers: Vec<&str> = {
+        let mut seen = Vec::new();
+        for r in rows {
+            if r.server != base && !leave_out.contains(&r.server) && !seen.contains(&r.server) {
+                seen.push(r.server);
+            }
+        }
+        seen
+    };
+    let mut s = format!("| endpoint | {base} vs ceiling |");
+    for server in &servers {
+        let _ = write!(s, " {server} vs {base} |");
+    }
+    s.push_str("\n|---|---:|");
+    s.push_str(&"---:|".repeat(servers.len()));
+    s.push('\n');
+    let mut endpoints: Vec<&str> = Vec::new();
+    for r in rows {
+        if !endpoints.contains(&r.endpoint) {
+            endpoints.push(r.endpoint);
+        }
+    }
+    for endpoint in endpoints {
+        let of = |server: &str| rows.iter().find(|r| r.server == server && r.endpoint == endpoint);
+        let Some(b) = of(base) else { continue };
+        let _ = write!(s, "| GET {endpoint} | {:.2} |", b.ratio);
+        for server in &servers {
+            match of(server) {
+                Some(r) if b.req_per_s > 0.0 => {
+                    let _ = write!(s, " {:.2} |", r.req_per_s / b.req_per_s);
+                }
+                _ => s.push_str(" — |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +283,27 @@ mod tests {
             "| redis | GET /me | 500 | 500 / 600 / 400 | 0.25 | 0.10 | 5.00 | 2.00 | 4.00 | 1000 | 400 |";
         assert!(md.contains(line), "{md}");
         assert!(md.contains("redis GET /me: evalsha 1.00, get 2.00, set 1.00."), "{md}");
+    }
+
+    // Each session server over the server that does only the handlers' work, per endpoint.
+    #[test]
+    fn ratios_against_the_handlers_work() {
+        let runs = [
+            run("ceiling", "/me", 2000, 1000),
+            run("work", "/me", 1600, 1000),
+            run("redis", "/me", 400, 1000),
+            run("memory", "/me", 1200, 1000),
+            run("ceiling", "/me_ro", 4000, 1000),
+            run("work", "/me_ro", 2000, 1000),
+            run("memory", "/me_ro", 1000, 1000),
+        ];
+        let servers = ["ceiling", "work", "redis", "memory"];
+        let rows = rows(&runs, &servers, &["/me", "/me_ro"], "ceiling");
+        let table = against(&rows, "work", &["ceiling"]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "| endpoint | work vs ceiling | redis vs work | memory vs work |");
+        assert_eq!(lines[2], "| GET /me | 0.80 | 0.25 | 0.75 |");
+        assert_eq!(lines[3], "| GET /me_ro | 0.50 | — | 0.50 |", "{table}");
+        assert_eq!(lines.len(), 4);
     }
 }
