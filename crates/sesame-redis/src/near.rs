@@ -711,8 +711,6 @@ mod tests {
 
     const S: &str = "p:{0a0b0c0d}:s:session";
 
-    // An own save is kept through its own invalidation and dropped by the next one; one whose
-    // key was announced between its ticket and its answer is not kept.
     // A hit hands out what the cache keeps (record and bytes), not a copy of it.
     #[test]
     fn hits_share_what_is_kept() {
@@ -727,6 +725,8 @@ mod tests {
         assert_eq!((a.ttl, b.ttl), (Some(59_999), Some(59_998)), "each hit has its own TTL");
     }
 
+    // An own save is kept through its own invalidation and dropped by the next one; one whose
+    // key was announced between its ticket and its answer is not kept.
     #[test]
     fn own_saves_survive_their_own_invalidation_only() {
         let n = live();

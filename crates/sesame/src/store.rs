@@ -229,9 +229,8 @@ impl Delta {
 /// A session as loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
-    /// The record. Shared, not copied: a store that keeps records in memory (the
-    /// [`crate::MemoryStore`], a near cache) hands out the one it holds, and a request that
-    /// reads it allocates nothing for it.
+    /// The record, shared: a store that keeps records in memory (the [`crate::MemoryStore`],
+    /// the Redis store's near cache) hands out the one it holds instead of copying it.
     pub record: Arc<Record>,
     /// The current idle deadline (after any touch made by this load), ms since the Unix epoch.
     pub idle_deadline_ms: u64,
