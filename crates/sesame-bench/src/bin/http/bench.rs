@@ -185,9 +185,9 @@ pub(crate) async fn start_targets(
     let first =
         session_targets.first().ok_or_else(|| BenchError::new("no session server was started"))?;
     // The servers without sessions get the same cookies, so their requests have the same size.
-    let ceiling = Target {
-        name: CEILING,
-        addr: apps::serve(apps::ceiling_router()).await?,
+    let without_sessions = |name, addr| Target {
+        name,
+        addr,
         tokens: first.tokens.clone(),
         tokens_path: first.tokens_path.clone(),
         manager: None,
@@ -195,17 +195,10 @@ pub(crate) async fn start_targets(
         sesame_protocol: false,
         memory: None,
     };
-    let handler_only = Target {
-        name: HANDLER_ONLY,
-        addr: apps::serve(apps::handler_only_router()?).await?,
-        tokens: first.tokens.clone(),
-        tokens_path: first.tokens_path.clone(),
-        manager: None,
-        redis: None,
-        sesame_protocol: false,
-        memory: None,
-    };
-    let mut targets = vec![ceiling, handler_only];
+    let mut targets = vec![
+        without_sessions(CEILING, apps::serve(apps::ceiling_router()).await?),
+        without_sessions(HANDLER_ONLY, apps::serve(apps::handler_only_router()?).await?),
+    ];
     targets.extend(session_targets);
     Ok(targets)
 }
