@@ -75,8 +75,38 @@ pub fn durability_replicas() -> Result<u32, BoxError> {
     }
 }
 
+/// `DURABILITY_TIMEOUT_MS`: how long a write waits for its replicas to confirm it before the
+/// request gets a 503 (default 500). Raise it where replicas can lag, such as a busy machine.
+pub fn durability_timeout() -> Result<Duration, BoxError> {
+    match std::env::var("DURABILITY_TIMEOUT_MS") {
+        Err(_) => Ok(Duration::from_millis(500)),
+        Ok(v) => v.parse().map(Duration::from_millis).map_err(|_| {
+            format!("DURABILITY_TIMEOUT_MS must be a whole number of milliseconds, not: {v}").into()
+        }),
+    }
+}
+
+/// The response timeout to pair with a durability wait of `wait`: WAIT can block for its whole
+/// timeout, so the reply is given half a second more, and never less than one second.
+pub fn response_timeout_above(wait: Duration) -> Duration {
+    (wait.saturating_add(Duration::from_millis(500))).max(Duration::from_secs(1))
+}
+
 /// `REDIS_URL`, which the Sentinel and Cluster examples need: fails with a message showing the
 /// URL form (`example`) when it is not set.
 pub fn required_redis_url(example: &str) -> Result<String, BoxError> {
     std::env::var("REDIS_URL").map_err(|_| format!("set REDIS_URL, for example {example}").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reply_timeout_stays_above_the_durability_wait() {
+        assert_eq!(response_timeout_above(Duration::from_millis(500)), Duration::from_secs(1));
+        assert_eq!(response_timeout_above(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(response_timeout_above(Duration::from_secs(5)), Duration::from_millis(5500));
+        assert_eq!(response_timeout_above(Duration::MAX), Duration::MAX);
+    }
 }

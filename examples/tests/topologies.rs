@@ -20,15 +20,16 @@ fn header_curl_line(bin: &str) -> String {
 /// Starts the example on `url` and runs its header's curl line twice: the second visit sees
 /// the first, so the session went through the topology and back.
 fn visit_twice(bin: &str, exe: &str, url: &str, ready: &str) {
-    let app = Example::start(exe, &[("REDIS_URL", url), ("SESSION_SECRET", SECRET)]);
+    // A fresh topology on a busy machine (the test suite runs in parallel) can take longer than
+    // the default 500 ms to confirm a write on its replicas: give writes 5 s, and warm up with
+    // throwaway sessions (no cookie jar) until eight writes in a row are confirmed (on a
+    // cluster, new sessions land on every master), then run the README's lines.
+    let env = [("REDIS_URL", url), ("SESSION_SECRET", SECRET), ("DURABILITY_TIMEOUT_MS", "5000")];
+    let app = Example::start(exe, &env);
     app.wait_for_log(ready);
-    // A fresh topology on a busy machine can take longer than the example's 500 ms to confirm
-    // a write on its replicas: warm up with throwaway sessions (no cookie jar) until eight
-    // writes in a row are confirmed (on a cluster, new sessions land on every master), then
-    // run the README's lines.
     let probe =
         format!("curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{}/visits", app.port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut in_a_row = 0;
     while in_a_row < 8 {
         if common::sh(&probe, Path::new(".")) == "200" {
@@ -37,7 +38,7 @@ fn visit_twice(bin: &str, exe: &str, url: &str, ready: &str) {
             in_a_row = 0;
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        assert!(std::time::Instant::now() < deadline, "{bin}: writes not confirmed within 30 s");
+        assert!(std::time::Instant::now() < deadline, "{bin}: writes not confirmed within 60 s");
     }
     let line = header_curl_line(bin);
     let lines = [format!("{line}  # visit number 1"), format!("{line}  # visit number 2")];
@@ -101,6 +102,21 @@ fn without_a_url_they_say_what_to_set() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("DURABILITY_REPLICAS must be a whole number, not: two"),
+            "{stderr}"
+        );
+
+        // So is a durability timeout that is not a number of milliseconds.
+        let out = std::process::Command::new(exe)
+            .env("REDIS_URL", format!("{form}127.0.0.1:1/sesame"))
+            .env("SESSION_SECRET", SECRET)
+            .env("DURABILITY_TIMEOUT_MS", "1s")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr
+                .contains("DURABILITY_TIMEOUT_MS must be a whole number of milliseconds, not: 1s"),
             "{stderr}"
         );
     }
