@@ -299,13 +299,14 @@ async fn reshard_under_traffic(cluster: &Cluster) {
 
 // With durability on, a write is confirmed by the replica of the key's own master: when that
 // replica is down, writes to that shard fail as unavailable while the other shards carry on.
+// The writes expected to fail wait 500 ms for their replica; those expected to succeed get
+// 10 s, since a busy machine (the suite runs in parallel) can take longer than 500 ms to
+// confirm a write, and the restarted replica has to sync again first.
 async fn durability_per_shard(cluster: &mut Cluster) {
-    let s = RedisStore::builder(cluster.url())
-        .prefix("durable")
-        .durability(1, Duration::from_millis(500))
-        .connect()
-        .await
-        .unwrap();
+    let durable =
+        |wait| RedisStore::builder(cluster.url()).prefix("durable").durability(1, wait).connect();
+    let s = durable(Duration::from_millis(500)).await.unwrap();
+    let patient = durable(Duration::from_secs(10)).await.unwrap();
     let pol = policy();
     let users: Vec<Principal> = (0..24).map(|_| principal()).collect();
     let master_of = |c: &Cluster, u: &Principal| {
@@ -324,12 +325,13 @@ async fn durability_per_shard(cluster: &mut Cluster) {
     let (mut refused, mut accepted) = (0, 0);
     for u in &users {
         let k = token(u.user().tag()).key();
-        let r = s.create(&k, &record(Some(u), &[]), None, now(), &pol).await;
+        let rec = record(Some(u), &[]);
         if master_of(cluster, u) == victim_master {
-            let e = r.unwrap_err();
+            let e = s.create(&k, &rec, None, now(), &pol).await.unwrap_err();
             assert!(e.to_string().contains("not confirmed"), "{e}");
             refused += 1;
         } else {
+            let r = patient.create(&k, &rec, None, now(), &pol).await;
             assert_eq!(r.unwrap(), CreateOutcome::Created);
             accepted += 1;
         }
@@ -337,7 +339,7 @@ async fn durability_per_shard(cluster: &mut Cluster) {
     assert!(refused > 0 && accepted > 0, "{refused} refused, {accepted} accepted");
     tokio::task::block_in_place(|| cluster.restart_node(replica).unwrap());
     let k = token(users[0].user().tag()).key();
-    create(&s, &k, &record(Some(&users[0]), &[]), &pol).await;
+    create(&patient, &k, &record(Some(&users[0]), &[]), &pol).await;
 }
 
 // An anonymous session (random tag) logs in: the new session lives in the user's slot, the
