@@ -1,7 +1,8 @@
-//! The side-by-side HTTP benchmark in its seconds-long smoke form: every server (the ceiling,
-//! the handler-only server, sesame on Redis and in memory, tower-sessions, actix-session, sesame on actix-web) starts, takes its logins and
-//! its load, and passes the run's checks (no error response, sesame's store protocol, every
-//! session still answering as its user). No figure is asserted: on a shared machine they mean
+//! The side-by-side HTTP benchmark in its seconds-long smoke form: every server (the ceilings
+//! on axum and actix-web, the handler-only server, sesame on Redis and in memory,
+//! tower-sessions, actix-session, sesame on actix-web) starts, takes its logins and its load,
+//! and passes the run's checks (no error response, sesame's store protocol, every session
+//! still answering as its user). No figure is asserted: on a shared machine they mean
 //! nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -50,6 +51,7 @@ fn every_server_runs_the_workload_on_valkey() {
 fn assert_rows(stdout: &str) {
     for server in [
         "ceiling",
+        "ceiling-actix",
         "handler-only",
         "sesame",
         "sesame-cache",
@@ -67,24 +69,33 @@ fn assert_rows(stdout: &str) {
         let row = format!("| {server} | 100 |");
         assert!(stdout.contains(&row), "no bytes-per-session row for {server} in:\n{stdout}");
     }
-    // Every session server over the handler-only server, per endpoint (the ceiling left out).
+    // Every session server over the handler-only server, per endpoint (the ceilings left out).
     let header = "| endpoint | handler-only vs ceiling | sesame vs handler-only | sesame-cache vs \
                   handler-only | sesame-memory vs handler-only | tower-sessions vs handler-only | \
                   actix-session vs handler-only | sesame-actix vs handler-only |";
-    assert!(stdout.contains(header), "no table against handler-only in:\n{stdout}");
+    assert_ratios(stdout, header, 7);
+    // The actix-web servers over the actix-web ceiling, and it over the axum one.
+    let header = "| endpoint | ceiling-actix vs ceiling | actix-session vs ceiling-actix | \
+                  sesame-actix vs ceiling-actix |";
+    assert_ratios(stdout, header, 3);
+}
+
+/// The table under `header` has a line per endpoint with `columns` ratios, each above 0.
+fn assert_ratios(stdout: &str, header: &str, columns: usize) {
+    assert!(stdout.contains(header), "no table {header:?} in:\n{stdout}");
     for endpoint in ["GET /me |", "GET /me_ro |"] {
         let line = stdout
             .lines()
             .skip_while(|l| !l.starts_with(header))
             .find(|l| l.starts_with(&format!("| {endpoint}")))
-            .unwrap_or_else(|| panic!("no {endpoint} line against handler-only in:\n{stdout}"));
+            .unwrap_or_else(|| panic!("no {endpoint} line under {header:?} in:\n{stdout}"));
         let ratios: Vec<f64> = line
             .split('|')
             .skip(2)
             .filter(|c| !c.trim().is_empty())
             .map(|c| c.trim().parse().unwrap_or_else(|_| panic!("not a ratio: {c:?} in {line}")))
             .collect();
-        assert_eq!(ratios.len(), 7, "{line}");
+        assert_eq!(ratios.len(), columns, "{line}");
         assert!(ratios.iter().all(|r| *r > 0.0), "{line}");
     }
 }

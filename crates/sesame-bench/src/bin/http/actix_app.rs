@@ -61,6 +61,36 @@ where
     }
 }
 
+/// Starts **ceiling-actix**: actix-web with the ceiling's routes and fixed answers, no
+/// sessions, one worker per core, on its own actix system. The actix-web servers are also
+/// measured against it, so that what their framework costs or saves is not taken for their
+/// session layer's.
+pub(crate) fn start_ceiling(name: &str) -> BenchResult<SocketAddr> {
+    spawn_system(name, |listener| async move {
+        let server = HttpServer::new(|| {
+            App::new()
+                .route("/login", web::post().to(ceiling_user))
+                .route("/me", web::get().to(ceiling_me))
+                .route("/me_ro", web::get().to(ceiling_user))
+        })
+        .workers(workers())
+        .disable_signals()
+        .listen(listener)
+        .map_err(|e| format!("actix-web listen: {e}"))?;
+        Ok(server.run())
+    })
+}
+
+/// `ceiling-actix`'s `POST /login` and `GET /me_ro`: the ceiling's answer.
+async fn ceiling_user() -> HttpResponse {
+    HttpResponse::Ok().json(apps::ceiling_user())
+}
+
+/// `ceiling-actix`'s `GET /me`: the ceiling's answer.
+async fn ceiling_me() -> HttpResponse {
+    HttpResponse::Ok().json(apps::ceiling_me())
+}
+
 /// Starts the sesame app on actix-web (sesame-actix's middleware, one worker per core) on its
 /// own actix system, with a `RedisStore` on `url` connected inside that system, as
 /// actix-session's store is. Returns its address and its session manager.

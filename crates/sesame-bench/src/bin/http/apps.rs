@@ -37,9 +37,20 @@ pub(crate) fn user_number(principal: &str) -> Option<u32> {
 /// ignored. Its throughput is the ceiling the session servers are compared with.
 pub(crate) fn ceiling_router() -> Router {
     Router::new()
-        .route("/login", post(|| async { Json(json!({ "user_id": CEILING_USER })) }))
-        .route("/me", get(|| async { Json(json!({ "user_id": CEILING_USER, "hits": 1 })) }))
-        .route("/me_ro", get(|| async { Json(json!({ "user_id": CEILING_USER })) }))
+        .route("/login", post(|| async { Json(ceiling_user()) }))
+        .route("/me", get(|| async { Json(ceiling_me()) }))
+        .route("/me_ro", get(|| async { Json(ceiling_user()) }))
+}
+
+/// The ceilings' answer to `POST /login` and `GET /me_ro`, built per request as a session
+/// server builds its own.
+pub(crate) fn ceiling_user() -> Value {
+    json!({ "user_id": CEILING_USER })
+}
+
+/// The ceilings' answer to `GET /me`.
+pub(crate) fn ceiling_me() -> Value {
+    json!({ "user_id": CEILING_USER, "hits": 1 })
 }
 
 /// What the handler-only server decodes on every request: one user's attributes as the
@@ -65,7 +76,7 @@ pub(crate) fn handler_only_router() -> BenchResult<Router> {
         hits: encode(&json!(0u64))?,
     });
     Ok(Router::new()
-        .route("/login", post(|| async { Json(json!({ "user_id": CEILING_USER })) }))
+        .route("/login", post(|| async { Json(ceiling_user()) }))
         .route("/me", get(handler_only_me))
         .route("/me_ro", get(handler_only_me_ro))
         .with_state(stored))

@@ -19,6 +19,12 @@ use crate::{actix_app, apps, cpu, peers, setup, KEYS_MEASURED};
 pub(crate) const CEILING: &str = "ceiling";
 /// Name of the server without sessions that does the session app's handler work.
 pub(crate) const HANDLER_ONLY: &str = "handler-only";
+/// Name of the ceiling on actix-web (its routes and fixed answers, no sessions).
+pub(crate) const CEILING_ACTIX: &str = "ceiling-actix";
+/// The servers on actix-web, measured also against [`CEILING_ACTIX`].
+pub(crate) const ON_ACTIX: [&str; 3] = [CEILING_ACTIX, ACTIX, SESAME_ACTIX];
+/// The servers without sessions.
+const WITHOUT_SESSIONS: [&str; 3] = [CEILING, HANDLER_ONLY, CEILING_ACTIX];
 /// Name of the sesame server on Redis.
 const SESAME: &str = "sesame";
 /// Name of the sesame server on Redis with the near cache.
@@ -198,6 +204,7 @@ pub(crate) async fn start_targets(
     let mut targets = vec![
         without_sessions(CEILING, apps::serve(apps::ceiling_router()).await?),
         without_sessions(HANDLER_ONLY, apps::serve(apps::handler_only_router()?).await?),
+        without_sessions(CEILING_ACTIX, actix_app::start_ceiling(CEILING_ACTIX)?),
     ];
     targets.extend(session_targets);
     Ok(targets)
@@ -314,7 +321,7 @@ pub(crate) async fn measure(targets: &[Target], plan: &Plan<'_>) -> BenchResult<
                         |e| BenchError::new(format!("{} round {}: {e}", t.name, round + 1)),
                     )?;
                 }
-                if endpoint == "/me" && t.name != CEILING && t.name != HANDLER_ONLY {
+                if endpoint == "/me" && !WITHOUT_SESSIONS.contains(&t.name) {
                     // A different session each round, far from the first ones.
                     let n = (round * 337 + 500) % t.tokens.len().max(1);
                     let user = content::principal(n as u32).name().to_string();

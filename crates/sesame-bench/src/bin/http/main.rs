@@ -1,8 +1,8 @@
 //! `http`: sesame side by side with its peers and a no-session ceiling, in one run, on the
 //! workload of the field's published session benchmark, printed as Markdown tables.
 //!
-//! Eight servers run in this process on their own loopback ports: the **ceiling** (axum, the
-//! same routes without sessions), **handler-only** (the same, its handlers decoding and
+//! Nine servers run in this process on their own loopback ports: the **ceiling** (axum, the
+//! same routes without sessions), **ceiling-actix** (the same on actix-web), **handler-only** (the same, its handlers decoding and
 //! encoding the same attributes from memory, so that what a session server costs beyond it is
 //! the session layer's own cost), **sesame** (sesame-axum over a `RedisStore`),
 //! **sesame-cache** (the same with the store's near cache), **sesame-memory** (the same app
@@ -194,7 +194,15 @@ fn run(scale: Scale) -> BenchResult<String> {
         "\nEach session server's requests per second over `handler-only`'s (the same handler \
          work without sessions), same run:\n\n",
     );
-    report.push_str(&table::against(&rows, bench::HANDLER_ONLY, &[bench::CEILING]));
+    let without = [bench::CEILING, bench::CEILING_ACTIX];
+    report.push_str(&table::against(&rows, bench::HANDLER_ONLY, &without));
+    report.push_str(
+        "\nThe servers on actix-web over `ceiling-actix` (actix-web without sessions, the \
+         ceiling's fixed answers), same run:\n\n",
+    );
+    let not_actix: Vec<&str> =
+        servers.iter().copied().filter(|s| !bench::ON_ACTIX.contains(s)).collect();
+    report.push_str(&table::against(&rows, bench::CEILING_ACTIX, &not_actix));
     report.push('\n');
     report.push_str(&memory_table(&targets));
     let version = match targets.iter().find_map(|t| t.redis.as_ref()) {
@@ -249,7 +257,8 @@ fn notes(scale: &Scale, server_version: &str, flavor: sesame_testkit::Flavor) ->
         ),
     };
     format!(
-        "\n- Servers: `ceiling` is axum with the same routes and no sessions; `handler-only` \
+        "\n- Servers: `ceiling` is axum with the same routes and no sessions; `ceiling-actix` \
+         is the same on actix-web (one worker per core, its own actix system); `handler-only` \
          is the same without sessions but for its handlers, which decode `user_id`, the \
          profile and (`/me`) `hits` from JSON kept in memory and encode `hits + 1`, as the \
          session app's handlers do through the session; `sesame` and \
