@@ -1,9 +1,9 @@
 //! The side-by-side HTTP benchmark in its seconds-long smoke form: every server (the ceilings
 //! on axum and actix-web, the handler-only server, sesame on Redis and in memory,
-//! tower-sessions, actix-session, sesame on actix-web) starts, takes its logins and its load,
-//! and passes the run's checks (no error response, sesame's store protocol, every session
-//! still answering as its user). No figure is asserted: on a shared machine they mean
-//! nothing.
+//! tower-sessions, actix-session, sesame on actix-web, sesame on axum served per thread)
+//! starts, takes its logins and its load, and passes the run's checks (no error response,
+//! sesame's store protocol, every session still answering as its user). No figure is
+//! asserted: on a shared machine they mean nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -59,21 +59,30 @@ fn assert_rows(stdout: &str) {
         "tower-sessions",
         "actix-session",
         "sesame-actix",
+        "sesame-per-thread",
     ] {
         for endpoint in ["GET /me ", "GET /me_ro "] {
             let row = format!("| {server} | {endpoint}|");
             assert!(stdout.contains(&row), "no row {row:?} in:\n{stdout}");
         }
     }
-    for server in ["sesame", "sesame-cache", "tower-sessions", "actix-session", "sesame-actix"] {
+    for server in [
+        "sesame",
+        "sesame-cache",
+        "tower-sessions",
+        "actix-session",
+        "sesame-actix",
+        "sesame-per-thread",
+    ] {
         let row = format!("| {server} | 100 |");
         assert!(stdout.contains(&row), "no bytes-per-session row for {server} in:\n{stdout}");
     }
     // Every session server over the handler-only server, per endpoint (the ceilings left out).
     let header = "| endpoint | handler-only vs ceiling | sesame vs handler-only | sesame-cache vs \
                   handler-only | sesame-memory vs handler-only | tower-sessions vs handler-only | \
-                  actix-session vs handler-only | sesame-actix vs handler-only |";
-    assert_ratios(stdout, header, 7);
+                  actix-session vs handler-only | sesame-actix vs handler-only | \
+                  sesame-per-thread vs handler-only |";
+    assert_ratios(stdout, header, 8);
     // The actix-web servers over the actix-web ceiling, and it over the axum one.
     let header = "| endpoint | ceiling-actix vs ceiling | actix-session vs ceiling-actix | \
                   sesame-actix vs ceiling-actix |";

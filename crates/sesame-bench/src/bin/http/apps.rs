@@ -151,6 +151,67 @@ pub(crate) async fn serve(router: Router) -> BenchResult<SocketAddr> {
     Ok(addr)
 }
 
+/// Runs `connect` inside a current-thread runtime on a thread of its own (named `thread`), which
+/// then goes on running the tasks it started (a Redis client's connection task) for the rest
+/// of the process, as an actix system's thread runs an actix-web server's store.
+pub(crate) fn on_own_thread<T, E, F>(thread: &str, connect: F) -> BenchResult<T>
+where
+    T: Send + 'static,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel::<BenchResult<T>>();
+    let name = thread.to_string();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(BenchError::new(format!("{name} runtime: {e}"))));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let out = connect.await.map_err(|e| BenchError::new(format!("{name}: {e}")));
+                let _ = tx.send(out);
+                std::future::pending::<()>().await
+            });
+        })
+        .map_err(|e| BenchError::new(format!("{thread} thread: {e}")))?;
+    rx.recv().map_err(|_| BenchError::new(format!("the {thread} thread ended early")))?
+}
+
+/// Serves `router` on a loopback port from `workers` threads, each with a current-thread tokio
+/// runtime accepting on the same listener: the runtime model of an actix-web server, on axum.
+pub(crate) fn serve_per_thread(
+    name: &str,
+    router: Router,
+    workers: usize,
+) -> BenchResult<SocketAddr> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| BenchError::new(format!("cannot bind a loopback port: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| BenchError::new(format!("local address: {e}")))?;
+    for worker in 0..workers {
+        let listener = listener
+            .try_clone()
+            .map_err(|e| BenchError::new(format!("cannot share the listener: {e}")))?;
+        let router = router.clone();
+        // Each worker reports once whether it accepts.
+        on_own_thread(&format!("{name}-{worker}"), async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    eprintln!("error: server on {addr} stopped: {e}");
+                }
+            });
+            Ok::<(), std::io::Error>(())
+        })?;
+    }
+    Ok(addr)
+}
+
 /// `POST /login {"user": "user-000123"}`: logs the user in (rotating the token) and stores
 /// `user_id`, `profile` and `hits` = 0.
 async fn login(session: Session, Json(body): Json<Login>) -> Response {

@@ -31,6 +31,9 @@ const SESAME: &str = "sesame";
 const SESAME_CACHE: &str = "sesame-cache";
 /// Name of the sesame server on actix-web (sesame-actix), on Redis.
 const SESAME_ACTIX: &str = "sesame-actix";
+/// Name of the sesame server on axum served as the actix-web servers are: one current-thread
+/// runtime per core, the store connected on a thread of its own.
+const SESAME_PER_THREAD: &str = "sesame-per-thread";
 /// Name of the sesame server on the in-memory store.
 const SESAME_MEMORY: &str = "sesame-memory";
 /// Name of the tower-sessions server.
@@ -91,8 +94,10 @@ struct Started {
 }
 
 /// The session servers, in table order.
-pub(crate) const SESSION_SERVERS: [&str; 6] =
-    [SESAME, SESAME_CACHE, SESAME_MEMORY, TOWER, ACTIX, SESAME_ACTIX];
+pub(crate) const SESSION_SERVERS: [&str; 7] =
+    [SESAME, SESAME_CACHE, SESAME_MEMORY, TOWER, ACTIX, SESAME_ACTIX, SESAME_PER_THREAD];
+/// The servers that run sesame on Redis (checked against its store protocol).
+const SESAME_ON_REDIS: [&str; 4] = [SESAME, SESAME_CACHE, SESAME_ACTIX, SESAME_PER_THREAD];
 
 /// The server program of every private Redis (set once, before any server starts).
 static FLAVOR: std::sync::OnceLock<Flavor> = std::sync::OnceLock::new();
@@ -149,6 +154,15 @@ async fn start_server(name: &str) -> BenchResult<Started> {
             let (addr, manager) = actix_app::start_sesame(&redis.url())?;
             Started { name: SESAME_ACTIX, addr, manager: Some(manager), redis: Some(redis) }
         }
+        SESAME_PER_THREAD => {
+            let redis = redis()?;
+            let url = redis.url();
+            let connect = async move { RedisStore::connect(&url).await };
+            let store = apps::on_own_thread(SESAME_PER_THREAD, connect)?;
+            let (router, manager) = apps::session_router(Arc::new(store))?;
+            let addr = apps::serve_per_thread(SESAME_PER_THREAD, router, actix_app::workers())?;
+            Started { name: SESAME_PER_THREAD, addr, manager: Some(manager), redis: Some(redis) }
+        }
         other => return Err(BenchError::new(format!("no session server is called {other}"))),
     })
 }
@@ -182,7 +196,7 @@ pub(crate) async fn start_targets(
             addr: s.addr,
             tokens,
             tokens_path,
-            sesame_protocol: s.name == SESAME || s.name == SESAME_ACTIX,
+            sesame_protocol: s.name != SESAME_CACHE && SESAME_ON_REDIS.contains(&s.name),
             manager: s.manager,
             redis: s.redis,
             memory,
@@ -226,7 +240,7 @@ impl Target {
 /// `used_memory` before them.
 fn memory_of(redis: &RedisServer, server: &str, sessions: u32, before: u64) -> BenchResult<Memory> {
     let after = redis_figures::used_memory(redis)?;
-    let (session_pattern, index_key) = if [SESAME, SESAME_CACHE, SESAME_ACTIX].contains(&server) {
+    let (session_pattern, index_key) = if SESAME_ON_REDIS.contains(&server) {
         let (index, _) =
             redis_figures::mean_key_bytes(redis, redis_figures::INDEX_PATTERN, KEYS_MEASURED)?;
         (redis_figures::SESSION_PATTERN, Some(index))

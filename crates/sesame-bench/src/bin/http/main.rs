@@ -1,14 +1,16 @@
 //! `http`: sesame side by side with its peers and a no-session ceiling, in one run, on the
 //! workload of the field's published session benchmark, printed as Markdown tables.
 //!
-//! Nine servers run in this process on their own loopback ports: the **ceiling** (axum, the
+//! Ten servers run in this process on their own loopback ports: the **ceiling** (axum, the
 //! same routes without sessions), **ceiling-actix** (the same on actix-web), **handler-only** (the same, its handlers decoding and
 //! encoding the same attributes from memory, so that what a session server costs beyond it is
 //! the session layer's own cost), **sesame** (sesame-axum over a `RedisStore`),
 //! **sesame-cache** (the same with the store's near cache), **sesame-memory** (the same app
 //! on `MemoryStore`), **tower-sessions** (0.14, with tower-sessions-redis-store 0.16 on one
 //! fred connection), **actix-session** (0.11, `RedisSessionStore`) and **sesame-actix** (the
-//! sesame app on actix-web over a `RedisStore`, run as actix-session is). Each Redis-backed
+//! sesame app on actix-web over a `RedisStore`, run as actix-session is) and
+//! **sesame-per-thread** (the sesame app on axum, served as the actix-web servers are: one
+//! current-thread runtime per core, the store on a thread of its own). Each Redis-backed
 //! server has its own private `redis-server`. Every session server gets its sessions through
 //! real `POST /login` requests; then `wrk` loads `GET /me` (read and write the session) and
 //! `GET /me_ro` (a pure read) with the session cookie rotating over 1000 tokens, in
@@ -86,7 +88,8 @@ const USAGE: &str = "usage: http [--valkey] [--smoke] [--write-docs] | http [--v
     --write-docs  also replace the measured section of docs/BENCHMARKS.md (its Valkey\n                \
     section with --valkey)\n  \
     --serve       start SERVER (sesame, sesame-cache, sesame-memory, tower-sessions,\n                \
-    actix-session, sesame-actix) and the ceiling with 1000 sessions, print where they\n                \
+    actix-session, sesame-actix, sesame-per-thread) and the servers without sessions,\n                \
+    with 1000 sessions, print where they\n                \
     listen and where the tokens are, serve for SECONDS, then exit (for a profiler: see\n                \
     docs/BENCHMARKS.md)";
 
@@ -269,8 +272,11 @@ fn notes(scale: &Scale, server_version: &str, flavor: sesame_testkit::Flavor) ->
          actix-session 0.11 with its `RedisSessionStore` on actix-web 4 (one worker per core); \
          `sesame-actix` is the sesame app (same handlers, default configuration) on \
          sesame-actix's middleware, run as actix-session is (its own actix system, one worker \
-         per core, the store connected inside it). The axum servers share one tokio runtime \
-         (one worker per core), all in one process; \
+         per core, the store connected inside it); `sesame-per-thread` is the `sesame` app \
+         served as the actix-web servers are: one current-thread tokio runtime per core \
+         accepting on one listener, the store connected on a thread of its own. The other \
+         axum servers share one multi-threaded tokio runtime (one worker per core), all in \
+         one process; \
          each Redis-backed server has its own private {server} on loopback.\n\
          - Sessions: {total} logins per session server through real `POST /login` requests; \
          the load rotates the cookie over the first {used}. Bytes per session: \
@@ -283,7 +289,8 @@ fn notes(scale: &Scale, server_version: &str, flavor: sesame_testkit::Flavor) ->
          per completed request. Round trips: sesame sends a load as one `GET` (the record \
          carries its idle deadline), a touch as one `EVALSHA`, and {saves}; the peers send one command per round trip. App CPU: this process's user + \
          system time during the run (only the server being loaded is busy), per request.\n\
-         - Every `sesame` and `sesame-actix` run is checked against its store protocol, \
+         - Every `sesame`, `sesame-actix` and `sesame-per-thread` run is checked against its \
+         store protocol, \
          after each `/me` run every \
          session server must still answer a read as the right user, and any error response \
          fails the whole run.\n\
