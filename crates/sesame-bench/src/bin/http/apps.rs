@@ -198,7 +198,7 @@ pub(crate) fn serve_per_thread(
             .try_clone()
             .map_err(|e| BenchError::new(format!("cannot share the listener: {e}")))?;
         let router = router.clone();
-        // Each worker reports once whether it accepts.
+        // Each worker's thread says whether its runtime took the listener before the next starts.
         on_own_thread(&format!("{name}-{worker}"), async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tokio::spawn(async move {

@@ -96,8 +96,11 @@ struct Started {
 /// The session servers, in table order.
 pub(crate) const SESSION_SERVERS: [&str; 7] =
     [SESAME, SESAME_CACHE, SESAME_MEMORY, TOWER, ACTIX, SESAME_ACTIX, SESAME_PER_THREAD];
-/// The servers that run sesame on Redis (checked against its store protocol).
+/// The servers that run sesame on Redis.
 const SESAME_ON_REDIS: [&str; 4] = [SESAME, SESAME_CACHE, SESAME_ACTIX, SESAME_PER_THREAD];
+/// Those whose every run is checked against sesame's store protocol (not the near cache's,
+/// whose commands depend on what it holds).
+const PROTOCOL_CHECKED: [&str; 3] = [SESAME, SESAME_ACTIX, SESAME_PER_THREAD];
 
 /// The server program of every private Redis (set once, before any server starts).
 static FLAVOR: std::sync::OnceLock<Flavor> = std::sync::OnceLock::new();
@@ -196,7 +199,7 @@ pub(crate) async fn start_targets(
             addr: s.addr,
             tokens,
             tokens_path,
-            sesame_protocol: s.name != SESAME_CACHE && SESAME_ON_REDIS.contains(&s.name),
+            sesame_protocol: PROTOCOL_CHECKED.contains(&s.name),
             manager: s.manager,
             redis: s.redis,
             memory,
