@@ -91,33 +91,32 @@ fn without_a_url_they_say_what_to_set() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("set REDIS_URL, for example") && stderr.contains(form), "{stderr}");
 
-        // A replica count that is not a number is named, before any connection is tried.
-        let out = std::process::Command::new(exe)
-            .env("REDIS_URL", format!("{form}127.0.0.1:1/sesame"))
-            .env("SESSION_SECRET", SECRET)
-            .env("DURABILITY_REPLICAS", "two")
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A replica count, or a durability timeout, that is not a number is named, before any
+        // connection is tried.
+        let url = format!("{form}127.0.0.1:1/sesame");
+        let stderr = refused(exe, &url, ("DURABILITY_REPLICAS", "two"));
         assert!(
             stderr.contains("DURABILITY_REPLICAS must be a whole number, not: two"),
             "{stderr}"
         );
-
-        // So is a durability timeout that is not a number of milliseconds.
-        let out = std::process::Command::new(exe)
-            .env("REDIS_URL", format!("{form}127.0.0.1:1/sesame"))
-            .env("SESSION_SECRET", SECRET)
-            .env("DURABILITY_TIMEOUT_MS", "1s")
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = refused(exe, &url, ("DURABILITY_TIMEOUT_MS", "1s"));
         assert!(
             stderr
                 .contains("DURABILITY_TIMEOUT_MS must be a whole number of milliseconds, not: 1s"),
             "{stderr}"
         );
     }
+}
+
+/// Runs `exe` on `url` with the environment variable `var` set, asserts that it exits with a
+/// failure, and returns what it printed on stderr.
+fn refused(exe: &str, url: &str, (name, value): (&str, &str)) -> String {
+    let out = std::process::Command::new(exe)
+        .env("REDIS_URL", url)
+        .env("SESSION_SECRET", SECRET)
+        .env(name, value)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{exe} started with {name}={value}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
